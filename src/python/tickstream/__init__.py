@@ -1,0 +1,1 @@
+"""Tickstream: shared contracts, configuration and adapters used by every component."""

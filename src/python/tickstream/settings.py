@@ -1,0 +1,75 @@
+"""Environment-driven configuration shared by every component.
+
+Each class reads its own environment prefix; defaults are local-only values for the
+platform started by `tickstream up` (see .env.example and the README's configuration
+reference). Nothing here is a real secret.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tickstream.topology import LAKE_BUCKET
+
+
+class PathsSettings(BaseSettings):
+    """Where the platform keeps downloads (cache) and runtime state (data, logs, PID files)."""
+
+    model_config = SettingsConfigDict(env_prefix="TICKSTREAM_")
+
+    cache_dir: Path = Field(
+        default=Path.home() / ".cache" / "tickstream",
+        description="Downloaded artefacts: Kafka jars, SeaweedFS binary, Spark connector jars.",
+    )
+    home: Path = Field(
+        default=Path.home() / ".local" / "share" / "tickstream",
+        description="Runtime state: service data, logs and PID files.",
+    )
+
+    @property
+    def logs_dir(self) -> Path:
+        """Directory holding one log file per service."""
+        return self.home / "logs"
+
+    @property
+    def data_dir(self) -> Path:
+        """Directory holding each service's persistent data."""
+        return self.home / "data"
+
+    @property
+    def run_dir(self) -> Path:
+        """Directory holding PID files."""
+        return self.home / "run"
+
+
+class KafkaSettings(BaseSettings):
+    """How clients reach Kafka and how the local broker listens."""
+
+    model_config = SettingsConfigDict(env_prefix="TICKSTREAM_KAFKA_")
+
+    bootstrap_servers: str = Field(
+        default="127.0.0.1:9092", description="Comma-separated host:port list clients connect to."
+    )
+    port: int = Field(default=9092, description="Client port of the local broker.")
+    controller_port: int = Field(default=9093, description="KRaft controller port of the local broker.")
+    heap: str = Field(default="1g", description="JVM heap (-Xms/-Xmx) of the local broker.")
+
+
+class S3Settings(BaseSettings):
+    """How every component reaches the S3-compatible object store (SeaweedFS, MinIO or AWS S3)."""
+
+    model_config = SettingsConfigDict(env_prefix="TICKSTREAM_S3_")
+
+    endpoint_url: str = Field(
+        default="http://127.0.0.1:8333", description="S3 endpoint; empty string means AWS' default."
+    )
+    access_key_id: str = Field(default="tickstream", description="Access key (local-only default).")
+    secret_access_key: str = Field(
+        default="tickstream-local-secret", description="Secret key (local-only default)."
+    )
+    region: str = Field(default="us-east-1", description="Signing region.")
+    path_style: bool = Field(default=True, description="Path-style addressing (SeaweedFS, MinIO).")
+    bucket: str = Field(default=LAKE_BUCKET, description="Bucket holding the Parquet lake.")
