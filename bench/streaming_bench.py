@@ -1,0 +1,266 @@
+"""Streaming benchmark: sustained ticks/s through the job with a backlog, and produce->visible-in-S3 latency.
+
+Runs `python -m streaming.job` (both queries, production settings) as a subprocess against a scratch topic
+and a scratch lake prefix, in two phases:
+
+1. backlog: N simulated ticks are produced first, then the job starts at `earliest`; throughput is the
+   ticks consumed after the first batch divided by the time until the last one is reported in the status
+   object (so JVM start-up and the first batch do not count). Target >= 100k ticks/s.
+2. latency: with the job caught up, ticks are produced at a steady rate (default 10k/s) with event time =
+   send time; every new object under stream/ticks is read as soon as it is listed, and each tick's latency
+   is (time its object was first listed) - ts_us. Target p95 <= 3 s.
+
+Writes bench/results/streaming.json. Needs Kafka and S3 (`tickstream services up`), the connector jars and
+an otherwise idle machine:
+
+    PYTHONPATH=src/python PYSPARK_PYTHON=$(which python) python bench/streaming_bench.py --backlog 3000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+from confluent_kafka import Producer
+
+from producer.simulator import SimulatedFeed, SimulationConfig
+from streaming.lake import TICKS, LakeLocation, date_hour, partition_dir
+from streaming.settings import StreamingSettings
+from streaming.status import StatusStore
+from tickstream.contracts import encode_tick_columns, kafka_key, now_us
+from tickstream.services.kafka import ensure_topics
+from tickstream.settings import KafkaSettings, S3Settings
+from tickstream.topology import MS_PER_DAY, TICKS_TOPIC, Topic
+
+RESULTS_PATH = Path(__file__).resolve().parent / "results" / "streaming.json"
+SRC = Path(__file__).resolve().parents[1] / "src" / "python"
+POLL_S = 0.1
+LIVE_SYMBOLS = ("AAPL", "MSFT", "NVDA", "AMZN", "GOOGL", "META", "TSLA", "SPY")
+
+
+def produce_backlog(bootstrap: str, topic: str, ticks: int) -> float:
+    """Produce `ticks` simulated ticks as fast as possible; return ticks/s."""
+    producer = Producer(_producer_config(bootstrap))
+    started = time.perf_counter()
+    config = SimulationConfig(start_ts_us=now_us() - 3_600_000_000, event_rate_hz=100_000.0)
+    for batch in SimulatedFeed(config, ticks):
+        _send(producer, topic, batch.keys, batch.values)
+    producer.flush(120)
+    return ticks / (time.perf_counter() - started)
+
+
+def _producer_config(bootstrap: str) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": bootstrap,
+        "enable.idempotence": True,
+        "linger.ms": 5,
+        "compression.type": "lz4",
+        "queue.buffering.max.messages": 1_000_000,
+    }
+
+
+def _send(producer: Producer, topic: str, keys: list[bytes], values: list[bytes]) -> None:
+    for key, value in zip(keys, values, strict=True):
+        while True:
+            try:
+                producer.produce(topic, value=value, key=key)
+                break
+            except BufferError:
+                producer.poll(0.05)
+    producer.poll(0)
+
+
+def start_job(topic: str, lake_root: str, checkpoint_dir: str, log_path: Path) -> subprocess.Popen[bytes]:
+    """The streaming job with its production defaults on the scratch topic and lake prefix."""
+    argv = [sys.executable, "-m", "streaming.job", "--topic", topic, "--lake-root", lake_root]
+    argv += ["--checkpoint-dir", checkpoint_dir, "--starting-offsets", "earliest"]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(SRC),
+        "PYSPARK_PYTHON": os.environ.get("PYSPARK_PYTHON", sys.executable),
+    }
+    with log_path.open("wb") as log:
+        return subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def consumed(status: dict[str, Any], query: str) -> int:
+    """Records a query has consumed, from the end offsets of its last reported batch."""
+    offsets = (status.get("queries", {}).get(query, {}).get("end_offsets") or {}).values()
+    return sum(int(v) for partitions in offsets for v in partitions.values())
+
+
+def measure_backlog(
+    store: StatusStore, job: subprocess.Popen[bytes], total: int, timeout_s: float
+) -> dict[str, Any]:
+    """Throughput of both queries draining the backlog (first batch excluded)."""
+    deadline = time.monotonic() + timeout_s
+    first: dict[str, tuple[float, int]] = {}
+    done: dict[str, float] = {}
+    rates: dict[str, list[float]] = {"ticks": [], "bars_1m": []}
+    while len(done) < 2:
+        if job.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("streaming job died or backlog not drained in time")
+        status = store.read()
+        now = time.monotonic()
+        for query in rates:
+            entry = status.get("queries", {}).get(query, {})
+            count = consumed(status, query)
+            if count and query not in first:
+                first[query] = (now, count)
+            if entry.get("processed_rows_per_second"):
+                rates[query].append(float(entry["processed_rows_per_second"]))
+            if count >= total and query not in done:
+                done[query] = now
+        time.sleep(POLL_S)
+    result = {}
+    for query, (started, count) in first.items():
+        elapsed = done[query] - started
+        result[query] = {
+            "ticks_after_first_batch": total - count,
+            "elapsed_s": round(elapsed, 2),
+            "ticks_per_s": round((total - count) / elapsed, 1) if elapsed > 0 else None,
+        }
+    return result
+
+
+def measure_latency(
+    bootstrap: str, topic: str, lake: LakeLocation, rate: float, seconds: float, warmup_s: float
+) -> dict[str, Any]:
+    """Produce at `rate` ticks/s with ts_us = send time; latency of each tick until its object is listed."""
+    filesystem, base = lake.filesystem()
+    producer = Producer(_producer_config(bootstrap))
+    started_us = now_us()
+    seen: set[str] = set(_list_ticks(filesystem, base, started_us))
+    latencies_ms: list[float] = []
+    sent = 0
+    next_poll = time.monotonic()
+    produce_until_us = started_us + int(seconds * 1_000_000)
+    while now_us() < produce_until_us + 15_000_000:  # then 15 s for the last objects to appear
+        now = now_us()
+        due = int(min(now, produce_until_us) - started_us) * rate / 1_000_000 - sent
+        if due >= 1:
+            _send_live_ticks(producer, topic, sent, int(due), now)
+            sent += int(due)
+        if time.monotonic() >= next_poll:
+            next_poll = time.monotonic() + POLL_S
+            for path in sorted(set(_list_ticks(filesystem, base, started_us)) - seen):
+                seen.add(path)
+                visible_us = now_us()
+                ts = pq.read_table(path, columns=["ts_us"], filesystem=filesystem).column("ts_us").to_pylist()
+                latencies_ms += [(visible_us - t) / 1000 for t in ts if t >= started_us + warmup_s * 1e6]
+        time.sleep(0.005)
+    producer.flush(30)
+    latencies_ms.sort()
+    return {
+        "rate_ticks_per_s": rate,
+        "seconds": seconds,
+        "sent_ticks": sent,
+        "measured_ticks": len(latencies_ms),
+        "p50_ms": _percentile(latencies_ms, 0.50),
+        "p95_ms": _percentile(latencies_ms, 0.95),
+        "p99_ms": _percentile(latencies_ms, 0.99),
+        "max_ms": latencies_ms[-1] if latencies_ms else None,
+        "poll_interval_ms": POLL_S * 1000,
+    }
+
+
+def _send_live_ticks(producer: Producer, topic: str, first: int, count: int, ts_us: int) -> None:
+    """`count` valid ticks stamped `ts_us` (now), round-robin over a few symbols, unique seq numbers."""
+    symbols = [LIVE_SYMBOLS[(first + i) % len(LIVE_SYMBOLS)] for i in range(count)]
+    seqs = [first + i + 1 for i in range(count)]
+    values = encode_tick_columns(
+        symbols, seqs, [ts_us] * count, [100.0] * count, [100] * count, [99.99] * count, [100.01] * count
+    )
+    _send(producer, topic, [kafka_key(s) for s in symbols], values)
+
+
+def _list_ticks(filesystem: pafs.FileSystem, base: str, since_us: int) -> list[str]:
+    hours = {date_hour(since_us), date_hour(now_us())}
+    paths: list[str] = []
+    for date, hour in hours:
+        selector = pafs.FileSelector(f"{base}/{partition_dir(TICKS, date, hour)}", allow_not_found=True)
+        paths += [info.path for info in filesystem.get_file_info(selector) if info.path.endswith(".parquet")]
+    return paths
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    return round(values[min(len(values) - 1, int(q * len(values)))], 1) if values else None
+
+
+def stop(job: subprocess.Popen[bytes]) -> None:
+    """Stop the job gracefully (SIGTERM to its process group), killing it if it hangs."""
+    if job.poll() is None:
+        job.send_signal(signal.SIGTERM)  # the driver only: it stops the queries and the JVM
+        try:
+            job.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(job.pid, signal.SIGKILL)
+            job.wait(30)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run both phases and write the results file."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backlog", type=int, default=3_000_000, help="ticks produced before the job starts")
+    parser.add_argument("--rate", type=float, default=10_000.0, help="ticks/s of the latency phase")
+    parser.add_argument("--seconds", type=float, default=60.0, help="duration of the latency phase")
+    parser.add_argument(
+        "--warmup", type=float, default=10.0, help="seconds of the latency phase not measured"
+    )
+    parser.add_argument("--timeout", type=float, default=900.0, help="longest wait for the backlog")
+    parser.add_argument("--out", type=Path, default=RESULTS_PATH)
+    args = parser.parse_args(argv)
+
+    load_at_start = [round(x, 2) for x in os.getloadavg()]  # others' work skews a 2-core machine
+    run_id = uuid.uuid4().hex[:8]
+    topic = f"bench.streaming.{run_id}"
+    bootstrap = KafkaSettings().bootstrap_servers
+    s3 = S3Settings()
+    lake = LakeLocation(f"s3://{s3.bucket}/bench/streaming-{run_id}", s3)
+    ensure_topics(
+        bootstrap, [Topic(topic, TICKS_TOPIC.partitions, MS_PER_DAY, "Streaming benchmark scratch.")]
+    )
+    produce_rate = produce_backlog(bootstrap, topic, args.backlog)
+    with tempfile.TemporaryDirectory(prefix="streaming-bench-") as scratch:
+        job = start_job(topic, lake.root, f"{scratch}/checkpoints", Path(scratch) / "job.log")
+        try:
+            backlog = measure_backlog(StatusStore(lake), job, args.backlog, args.timeout)
+            latency = measure_latency(bootstrap, topic, lake, args.rate, args.seconds, args.warmup)
+        finally:
+            stop(job)
+    results = {
+        "run_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
+        "settings": {"backlog_ticks": args.backlog, "lake_root": lake.root, "topic": topic},
+        "job_settings": StreamingSettings().model_dump(exclude={"jars", "checkpoint_dir"}),
+        "load_average_at_start": load_at_start,
+        "backlog_produce_ticks_per_s": round(produce_rate, 1),
+        "backlog": backlog,
+        "latency": latency,
+        "targets": {"ticks_per_s": 100_000, "latency_p95_ms": 3_000},
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

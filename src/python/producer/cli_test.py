@@ -1,0 +1,39 @@
+"""Tests of the CLI's wiring (settings → simulator config) and of graceful signal handling."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from producer.cli import load_settings, simulation_config
+from producer.publish import StopFlag
+
+
+def test_cli_values_override_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TICKSTREAM_PRODUCER_SEED", "5")
+    monkeypatch.setenv("TICKSTREAM_PRODUCER_RATE", "1000")
+    settings = load_settings(seed=None, rate=2_000.0, symbols="AAPL,ZZZ", late_fraction=0.1)
+    assert (settings.seed, settings.rate, settings.late_fraction) == (5, 2_000.0, 0.1)
+    config = simulation_config(settings, start_ts_us=1_767_225_600_000_000)
+    assert [i.symbol for i in config.universe] == ["AAPL", "ZZZ"]
+    assert config.event_rate_hz == 2_000.0 and config.seed == 5
+    assert config.faults.late_fraction == 0.1 and config.faults.max_lateness_us == 2_000_000
+    assert config.start_ts_us == 1_767_225_600_000_000
+
+
+def test_invalid_values_are_refused() -> None:
+    with pytest.raises(ValueError, match="late_fraction"):
+        load_settings(late_fraction=1.5)
+
+
+def test_sigterm_and_first_sigint_request_a_graceful_stop() -> None:
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    stop = StopFlag()
+    with stop.on_signals():
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.reason == "SIGTERM"
+        with pytest.raises(KeyboardInterrupt):  # a second signal while stopping interrupts for real
+            os.kill(os.getpid(), signal.SIGINT)
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before

@@ -1,0 +1,58 @@
+"""Fixtures for the streaming tests: one local SparkSession per test session; the services fixtures."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+
+import pytest
+from pyspark.sql import DataFrame, SparkSession
+
+from streaming.settings import StreamingSettings
+from streaming.spark_session import build_spark_session, spark_conf
+from tickstream.settings import S3Settings
+from tickstream.testing.services import (  # noqa: F401  (fixtures for the integration tests)
+    kafka_bootstrap,
+    kafka_service,
+    s3_service,
+    s3_settings,
+    services_paths,
+    spark_connector_jars,
+)
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[SparkSession]:
+    """A local[2] SparkSession with the job's own settings (no connector jars: no Kafka, no s3a)."""
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ["TZ"] = "UTC"  # PySpark returns naive timestamps in the Python process' zone
+    time.tzset()
+    settings = StreamingSettings(
+        master="local[2]", shuffle_partitions=2, app_name="tickstream-streaming-tests"
+    )
+    session = build_spark_session(spark_conf(settings, S3Settings(), jars=[]))
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+KAFKA_TS = datetime(2024, 3, 1, 9, 30, tzinfo=UTC)
+"""Kafka record timestamp of the rows `kafka_rows` makes."""
+KafkaRows = Callable[[Sequence[bytes | None]], DataFrame]
+
+
+@pytest.fixture(scope="session")
+def kafka_rows(spark: SparkSession) -> KafkaRows:
+    """Factory of static rows shaped like `transforms.from_kafka` output: offsets 0..n-1, partition 0."""
+    schema = (
+        "raw_value binary, kafka_topic string, kafka_partition int, kafka_offset bigint, kafka_ts timestamp"
+    )
+
+    def make(values: Sequence[bytes | None]) -> DataFrame:
+        rows = [(value, "ticks", 0, offset, KAFKA_TS) for offset, value in enumerate(values)]
+        return spark.createDataFrame(rows, schema)
+
+    return make

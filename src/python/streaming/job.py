@@ -1,0 +1,264 @@
+"""The streaming job: `python -m streaming.job [options]` runs the ticks and bars queries until stopped.
+
+Two queries in one Spark application, each with its own Kafka source and checkpoint:
+
+* `ticks`: Kafka -> parse/validate -> watermark -> dedup -> valid rows to stream/ticks, rejected rows to
+  quarantine (raw value, reason, Kafka coordinates);
+* `bars_1m`: Kafka -> parse -> valid -> watermark -> dedup -> 1-minute window per symbol (append mode) ->
+  stream/bars_1m.
+
+Both write through `streaming.writers.write_batch` (idempotent object names per epoch). Options override
+the TICKSTREAM_STREAMING_* environment. SIGINT/SIGTERM to the driver (not its process group: the JVM
+must outlive the request) stop the queries gracefully between batches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import FrameType
+
+from pydantic import ValidationError
+from pyspark.errors import StreamingQueryException
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.streaming import StreamingQuery
+
+from streaming.lake import BARS_1M, TICKS, LakeLocation
+from streaming.settings import StreamingSettings
+from streaming.spark_session import build_spark_session, cached_connector_jars, spark_conf
+from streaming.status import StatusBook, StatusListener, StatusStore
+from streaming.transforms import (
+    bars_1m,
+    dedup_within_watermark,
+    from_kafka,
+    is_valid,
+    parse_ticks,
+    route_bars_batch,
+    route_ticks_batch,
+)
+from streaming.writers import write_batch
+from tickstream.logs import configure_logging, get_logger
+from tickstream.settings import KafkaSettings, S3Settings
+
+QUERY_ID_PROPERTY = "sql.streaming.queryId"
+"""Spark local property holding the running query's id inside foreachBatch."""
+
+log = get_logger("streaming.job")
+
+
+# --- the two pipelines -------------------------------------------------------------------------------
+
+
+def ticks_pipeline(records: DataFrame, watermark_delay: str) -> DataFrame:
+    """Every record parsed and validated; valid ticks de-duplicated within the watermark."""
+    return dedup_within_watermark(parse_ticks(from_kafka(records)), watermark_delay)
+
+
+def bars_pipeline(records: DataFrame, watermark_delay: str) -> DataFrame:
+    """1-minute bars from the valid, de-duplicated ticks."""
+    valid = parse_ticks(from_kafka(records)).where(is_valid())
+    return bars_1m(dedup_within_watermark(valid, watermark_delay))
+
+
+@dataclass(frozen=True)
+class Query:
+    """How one streaming query is built and where its batches go."""
+
+    name: str
+    pipeline: Callable[[DataFrame, str], DataFrame]
+    route: Callable[[DataFrame], DataFrame]
+    output_mode: str
+
+
+QUERIES: dict[str, Query] = {
+    TICKS.name: Query(TICKS.name, ticks_pipeline, route_ticks_batch, "append"),
+    BARS_1M.name: Query(BARS_1M.name, bars_pipeline, route_bars_batch, "append"),
+}
+
+
+# --- wiring ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LakeSink:
+    """The foreachBatch function: route a micro-batch to lake tables, write it, record the output."""
+
+    route: Callable[[DataFrame], DataFrame]
+    lake: LakeLocation
+    book: StatusBook
+    partitions: int
+
+    def __call__(self, batch: DataFrame, epoch_id: int) -> None:
+        """Write one micro-batch (idempotently: a replay overwrites the same objects)."""
+        query_id = batch.sparkSession.sparkContext.getLocalProperty(QUERY_ID_PROPERTY)
+        if not query_id:
+            raise RuntimeError(f"Spark did not set {QUERY_ID_PROPERTY}; cannot name the batch's objects")
+        output = write_batch(self.route(batch), self.lake, query_id, epoch_id, self.partitions)
+        self.book.record_output(query_id, output)
+
+
+def kafka_records(spark: SparkSession, settings: StreamingSettings, kafka: KafkaSettings) -> DataFrame:
+    """The Kafka source of one query."""
+    reader = (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", kafka.bootstrap_servers)
+        .option("subscribe", settings.topic)
+        .option("startingOffsets", settings.starting_offsets)
+        .option("failOnDataLoss", str(settings.fail_on_data_loss).lower())
+    )
+    if settings.max_offsets_per_trigger:
+        reader = reader.option("maxOffsetsPerTrigger", str(settings.max_offsets_per_trigger))
+    return reader.load()
+
+
+def start_query(
+    records: DataFrame, query: Query, settings: StreamingSettings, sink: LakeSink
+) -> StreamingQuery:
+    """Start one query on a Kafka-shaped source, with its own checkpoint."""
+    stream = query.pipeline(records, settings.watermark_delay)
+    return (
+        stream.writeStream.queryName(query.name)
+        .outputMode(query.output_mode)
+        .foreachBatch(sink)
+        .option("checkpointLocation", settings.checkpoint_for(query.name))
+        .trigger(processingTime=f"{round(settings.trigger_seconds * 1000)} milliseconds")
+        .start()
+    )
+
+
+class StopFlag:
+    """Set by SIGINT/SIGTERM (or a deadline); the main loop then stops the queries gracefully."""
+
+    def __init__(self) -> None:
+        """Not set."""
+        self.reason: str | None = None
+
+    def install(self) -> None:
+        """Turn SIGINT and SIGTERM into a graceful stop."""
+
+        def handle(signum: int, frame: FrameType | None) -> None:
+            self.reason = signal.Signals(signum).name
+
+        signal.signal(signal.SIGINT, handle)
+        signal.signal(signal.SIGTERM, handle)
+
+
+def await_queries(spark: SparkSession, stop: StopFlag, deadline: float | None) -> int:
+    """Wait until a query fails (exit code 1), or a stop is requested (0); then stop every query."""
+    code = 0
+    try:
+        while stop.reason is None:
+            if spark.streams.awaitAnyTermination(1):
+                log.error("query_stopped_unexpectedly")
+                code = 1
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                stop.reason = "run_seconds elapsed"
+    except StreamingQueryException as exc:
+        log.error("query_failed", error=str(exc).splitlines()[0])
+        code = 1
+    for query in spark.streams.active:
+        query.stop()
+    spark.stop()
+    log.info("stopped", reason=stop.reason or "query failure", exit_code=code)
+    return code
+
+
+def run(
+    settings: StreamingSettings,
+    names: Sequence[str],
+    lake: LakeLocation,
+    kafka: KafkaSettings,
+    run_seconds: float | None = None,
+) -> int:
+    """Run the named queries until stopped; return the process exit code."""
+    jars = [jar for jar in settings.jars.split(",") if jar] or [str(j) for j in cached_connector_jars()]
+    s3 = lake.s3 or S3Settings()
+    spark = build_spark_session(spark_conf(settings, s3, jars))
+    spark.sparkContext.setLogLevel("WARN")
+    store = StatusStore(lake)
+    book = StatusBook(store, store.read())
+    spark.streams.addListener(StatusListener(book))
+    stop = StopFlag()
+    stop.install()
+    for name in names:
+        query = QUERIES[name]
+        sink = LakeSink(query.route, lake, book, settings.write_partitions)
+        start_query(kafka_records(spark, settings, kafka), query, settings, sink)
+    log.info("started", queries=list(names), master=settings.master, lake=lake.root)
+    deadline = time.monotonic() + run_seconds if run_seconds else None
+    return await_queries(spark, stop, deadline)
+
+
+# --- command line ------------------------------------------------------------------------------------
+
+_OVERRIDES = {
+    "master": str,
+    "trigger_seconds": float,
+    "max_offsets_per_trigger": int,
+    "starting_offsets": str,
+    "checkpoint_dir": str,
+    "watermark_delay": str,
+    "shuffle_partitions": int,
+    "write_partitions": int,
+    "driver_memory": str,
+    "topic": str,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI: every StreamingSettings field as an option, plus queries, lake root and run time."""
+    parser = argparse.ArgumentParser(
+        prog="python -m streaming.job",
+        description="Stream Kafka ticks into the S3 lake (ticks, 1-minute bars, quarantine).",
+        epilog="Options override TICKSTREAM_STREAMING_* variables; see docs/lake.md for the output layout.",
+    )
+    for name, kind in _OVERRIDES.items():
+        field = StreamingSettings.model_fields[name]
+        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, help=field.description)
+    parser.add_argument(
+        "--queries",
+        default=",".join(QUERIES),
+        help=f"comma-separated queries to run, of {', '.join(QUERIES)} (default: all)",
+    )
+    parser.add_argument("--lake-root", help="s3://bucket[/prefix] or a local directory (default: the bucket)")
+    parser.add_argument("--run-seconds", type=float, help="stop gracefully after this many seconds")
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None) -> tuple[StreamingSettings, list[str], LakeLocation, float | None]:
+    """Validated settings, query names, lake location and run time; usage errors exit with code 2."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    overrides = {name: value for name in _OVERRIDES if (value := getattr(args, name)) is not None}
+    try:
+        settings = StreamingSettings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        parser.error(f"invalid setting: {problems}")
+    names = [name.strip() for name in args.queries.split(",") if name.strip()]
+    unknown = sorted(set(names) - set(QUERIES))
+    if unknown or not names:
+        parser.error(f"--queries: unknown {unknown or 'empty list'}; choose from {', '.join(QUERIES)}")
+    if args.run_seconds is not None and args.run_seconds <= 0:
+        parser.error("--run-seconds must be > 0")
+    s3 = S3Settings()
+    lake = LakeLocation(args.lake_root, s3) if args.lake_root else LakeLocation.for_bucket(s3)
+    return settings, names, lake, args.run_seconds
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    settings, names, lake, run_seconds = parse_args(argv)
+    configure_logging()
+    logging.getLogger("py4j").setLevel(logging.WARNING)  # one line per Python<->JVM call at INFO
+    return run(settings, names, lake, KafkaSettings(), run_seconds)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

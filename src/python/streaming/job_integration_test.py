@@ -1,0 +1,407 @@
+"""Reliability test with real Kafka, S3 and Spark: kill -9 the job repeatedly; the lake stays exact.
+
+A deterministic stream (out-of-order ticks within the watermark, duplicate sends, malformed records, then
+ticks later than the watermark) goes through `python -m streaming.job`, which is SIGKILLed (its whole
+process group: driver, JVM, Python workers) at least three times at different moments and restarted.
+At the end, DuckDB reads the lake straight from S3 and must see exactly the accepted ticks, bars equal to
+an independent polars computation, and every malformed record once, with the contract's reason.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import duckdb_extension_httpfs
+import orjson
+import polars as pl
+import pyarrow.fs as pafs
+import pytest
+from confluent_kafka import Producer
+
+from streaming.lake import BARS_1M, QUARANTINE, TICKS, LakeLocation, epoch_of
+from streaming.status import StatusStore
+from tickstream.contracts import Rejection, Tick, decode_tick, encode_tick, make_tick
+from tickstream.services.kafka import ensure_topics
+from tickstream.settings import S3Settings
+from tickstream.topology import Topic
+
+pytestmark = pytest.mark.integration
+
+SYMBOLS = ("AAPL", "MSFT", "BRK.B", "NVDA", "SPY")
+T0 = int(datetime(2024, 3, 1, 9, 56, tzinfo=UTC).timestamp() * 1_000_000)
+MINUTE = 60_000_000
+WATERMARK = "30 seconds"
+SRC = Path(__file__).resolve().parents[1]
+JOB_TIMEOUT_S = 240
+
+
+# --- the deterministic stream ------------------------------------------------------------------------
+
+
+@dataclass
+class Feed:
+    """Records to send (in order) and what the job must make of them."""
+
+    records: list[tuple[bytes, bytes]] = field(default_factory=list)
+    accepted: list[Tick] = field(default_factory=list)
+    malformed: list[bytes] = field(default_factory=list)
+    late: int = 0
+
+
+def _tick(symbol: str, seq: int, ts_us: int, i: int) -> Tick:
+    cents = 10_000 + (i * 7919) % 5_000 + 100 * SYMBOLS.index(symbol)
+    return make_tick(
+        symbol, seq, ts_us, cents / 100, 1 + (i * 31) % 500, (cents - 1) / 100, (cents + 1) / 100
+    )
+
+
+def _malformed(i: int) -> bytes:
+    base = dict(_tick("AAPL", 1, T0, i))
+    variants: list[bytes] = [
+        b"{not json",
+        b"[1, 2, 3]",
+        orjson.dumps({k: v for k, v in base.items() if k != "price"}),
+        orjson.dumps({**base, "seq": "7"}),
+        orjson.dumps({**base, "symbol": "aapl"}),
+        orjson.dumps({**base, "ts_us": 4_102_444_800_000_000}),  # 2100-01-01: > Kafka time + 1 day
+        orjson.dumps({**base, "price": -1.5}),
+        orjson.dumps({**base, "seq": 0}),
+        orjson.dumps({**base, "bid": 200.0, "ask": 100.0}),
+        orjson.dumps({**base, "size": 0, "salt": i}),
+    ]
+    return variants[i % len(variants)]
+
+
+def valid_phase(first_index: int, count: int, start_us: int, step_us: int, seqs: dict[str, int]) -> Feed:
+    """`count` ticks round-robin over SYMBOLS, some sent up to 40 ticks late, some twice, plus bad records."""
+    ticks = []
+    for i in range(first_index, first_index + count):
+        symbol = SYMBOLS[i % len(SYMBOLS)]
+        seqs[symbol] += 1
+        ticks.append(_tick(symbol, seqs[symbol], start_us + (i - first_index) * step_us, i))
+    order = list(range(count))
+    for position in range(0, count - 41, 50):  # out of order by 1.6 s event time: within the watermark
+        order.insert(position + 40, order.pop(position))
+    feed = Feed(accepted=list(ticks))
+    for n, index in enumerate(order):
+        tick = ticks[index]
+        feed.records.append((tick["symbol"].encode(), encode_tick(tick)))
+        if n % 17 == 0 and n >= 3:  # a retry of a tick sent 3 records ago
+            earlier = ticks[order[n - 3]]
+            feed.records.append((earlier["symbol"].encode(), encode_tick(earlier)))
+        if n % 400 == 7:
+            bad = _malformed(first_index // 400 + len(feed.malformed))  # every variant in turn
+            feed.records.append((b"AAPL", bad))
+            feed.malformed.append(bad)
+    return feed
+
+
+def late_phase(phase_a: Feed, seqs: dict[str, int]) -> Feed:
+    """Ticks far behind the watermark (new keys, and re-sends of old ones): dropped and counted as late."""
+    feed = Feed()
+    for j in range(40):
+        symbol = SYMBOLS[j % len(SYMBOLS)]
+        seqs[symbol] += 1
+        tick = _tick(symbol, seqs[symbol], T0 + MINUTE + j * 1000, j)
+        feed.records.append((symbol.encode(), encode_tick(tick)))
+    for old in phase_a.accepted[:2000:100]:
+        feed.records.append((old["symbol"].encode(), encode_tick(old)))
+    feed.late = 40 + 20
+    return feed
+
+
+def send(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+    """Produce records in order (idempotent producer), waiting for every acknowledgement."""
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5})
+    for key, value in records:
+        producer.produce(topic, value=value, key=key)
+        producer.poll(0)
+    assert producer.flush(60) == 0
+
+
+# --- driving the job ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Job:
+    """The streaming job as a subprocess in its own process group."""
+
+    argv: list[str]
+    env: dict[str, str]
+    logs: Path
+    runs: int = 0
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.runs += 1
+        log = (self.logs / f"job-{self.runs}.log").open("wb")
+        self.process = subprocess.Popen(
+            self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def kill(self) -> None:
+        assert self.process is not None and self.process.poll() is None, self.tail()
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(30)
+
+    def stop(self) -> None:
+        """Graceful stop: SIGTERM to the driver only (the JVM must live to stop the queries)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(30)
+
+    def tail(self) -> str:
+        text = (self.logs / f"job-{self.runs}.log").read_text(errors="replace")
+        return "\n".join(text.splitlines()[-30:])
+
+
+@dataclass
+class Lake:
+    """Read access to the test's lake prefix."""
+
+    location: LakeLocation
+
+    def status(self) -> dict[str, Any]:
+        return StatusStore(self.location).read().get("queries", {})
+
+    def epochs(self, prefix: str) -> list[int]:
+        filesystem, base = self.location.filesystem()
+        infos = filesystem.get_file_info(
+            pafs.FileSelector(f"{base}/{prefix}", allow_not_found=True, recursive=True)
+        )
+        return sorted(e for info in infos if (e := epoch_of(info.path)) is not None)
+
+
+def wait_for(what: str, condition: Callable[[], bool], job: Job, timeout_s: float = JOB_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert (
+            job.process is not None and job.process.poll() is None
+        ), f"job died waiting for {what}\n{job.tail()}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}\n{job.tail()}"
+        time.sleep(0.05)
+
+
+def caught_up(lake: Lake, total_records: int, watermark_at_least: str | None = None) -> Callable[[], bool]:
+    """Both queries have consumed every record (and passed a watermark)."""
+
+    def check() -> bool:
+        status = lake.status()
+        for name in (TICKS.name, BARS_1M.name):
+            entry = status.get(name, {})
+            offsets = (entry.get("end_offsets") or {}).values()
+            consumed = sum(int(v) for partitions in offsets for v in partitions.values())
+            if consumed < total_records:
+                return False
+            if watermark_at_least and (entry.get("watermark") or "") < watermark_at_least:
+                return False
+        return True
+
+    return check
+
+
+def last_batch(lake: Lake) -> int:
+    """The last ticks batch whose progress the status object reports (-1 if none)."""
+    return int(lake.status().get(TICKS.name, {}).get("last_batch_id", -1))
+
+
+def uncommitted_ticks_objects(lake: Lake) -> Callable[[], bool]:
+    """Objects of a ticks batch exist whose progress is not reported yet: the batch is mid-commit."""
+
+    def check() -> bool:
+        epochs = lake.epochs(TICKS.prefix)
+        return bool(epochs) and epochs[-1] > last_batch(lake)
+
+    return check
+
+
+# --- reading the lake back with DuckDB, and the independent expectation -------------------------------
+
+
+def duckdb_for(s3: S3Settings) -> duckdb.DuckDBPyConnection:
+    extension = Path(duckdb_extension_httpfs.__file__).parent / "extensions/v1.5.5/httpfs.duckdb_extension"
+    endpoint = s3.endpoint_url.split("://", 1)
+    con = duckdb.connect()
+    con.execute(f"LOAD '{extension}'")
+    con.execute(
+        "CREATE SECRET lake (TYPE s3, KEY_ID ?, SECRET ?, ENDPOINT ?, URL_STYLE ?, USE_SSL ?, REGION ?)",
+        [
+            s3.access_key_id,
+            s3.secret_access_key,
+            endpoint[1],
+            "path" if s3.path_style else "vhost",
+            endpoint[0] == "https",
+            s3.region,
+        ],
+    )
+    return con
+
+
+def read_lake(con: duckdb.DuckDBPyConnection, root: str, prefix: str, columns: str) -> list[tuple[Any, ...]]:
+    query = f"SELECT {columns} FROM read_parquet('{root}/{prefix}/**/*.parquet', hive_partitioning = true)"
+    return sorted(con.execute(query).fetchall())
+
+
+def expected_bars(ticks: list[Tick], closed_before_us: int) -> list[tuple[Any, ...]]:
+    """1-minute bars from the accepted ticks, computed with polars (vwap from exact integer cents)."""
+    frame = pl.DataFrame(ticks).with_columns(
+        window_us=(pl.col("ts_us") // MINUTE) * MINUTE,
+        notional_cents=(pl.col("price") * 100).round().cast(pl.Int64) * pl.col("size"),
+    )
+    bars = (
+        frame.sort("ts_us", "seq")
+        .group_by("symbol", "window_us", maintain_order=True)
+        .agg(
+            open=pl.col("price").first(),
+            high=pl.col("price").max(),
+            low=pl.col("price").min(),
+            close=pl.col("price").last(),
+            volume=pl.col("size").sum(),
+            notional_cents=pl.col("notional_cents").sum(),
+            trade_count=pl.len(),
+        )
+        .filter(pl.col("window_us") + MINUTE <= closed_before_us)
+    )
+    return sorted(
+        (
+            b["symbol"],
+            b["window_us"],
+            b["open"],
+            b["high"],
+            b["low"],
+            b["close"],
+            b["volume"],
+            float(Decimal(b["notional_cents"]) / 100) / b["volume"],
+            b["trade_count"],
+        )
+        for b in bars.iter_rows(named=True)
+    )
+
+
+# --- the test ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def job_setup(
+    kafka_bootstrap: str, s3_settings: S3Settings, spark_connector_jars: list[Path], tmp_path: Path
+) -> Iterator[tuple[Job, Lake, str]]:
+    run = uuid.uuid4().hex[:8]
+    topic = f"ticks-it-{run}"
+    ensure_topics(kafka_bootstrap, [Topic(topic, 3, 86_400_000, "streaming integration test")])
+    root = f"s3://{s3_settings.bucket}/it-{run}"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(SRC),
+        "PYSPARK_PYTHON": sys.executable,
+        "TICKSTREAM_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "TICKSTREAM_S3_ENDPOINT_URL": s3_settings.endpoint_url,
+        "TICKSTREAM_S3_ACCESS_KEY_ID": s3_settings.access_key_id,
+        "TICKSTREAM_S3_SECRET_ACCESS_KEY": s3_settings.secret_access_key,
+        "TICKSTREAM_S3_BUCKET": s3_settings.bucket,
+        "TICKSTREAM_STREAMING_JARS": ",".join(str(jar) for jar in spark_connector_jars),
+    }
+    argv = [
+        sys.executable, "-m", "streaming.job",
+        "--topic", topic,
+        "--lake-root", root,
+        "--checkpoint-dir", str(tmp_path / "checkpoints"),
+        "--max-offsets-per-trigger", "1500",
+        "--trigger-seconds", "0.5",
+        "--watermark-delay", WATERMARK,
+    ]  # fmt: skip
+    job = Job(argv, env, tmp_path)
+    try:
+        yield job, Lake(LakeLocation(root, s3_settings)), topic
+    finally:
+        job.stop()
+
+
+def test_exactly_once_in_s3_across_kill_9(
+    job_setup: tuple[Job, Lake, str], kafka_bootstrap: str, s3_settings: S3Settings
+) -> None:
+    job, lake, topic = job_setup
+    seqs = dict.fromkeys(SYMBOLS, 0)
+    phase_a = valid_phase(0, 12_000, T0, 40_000, seqs)  # 09:56:00 .. 10:04:00, across an hour
+    send(kafka_bootstrap, topic, phase_a.records)
+    sent = len(phase_a.records)
+    kills: list[str] = []
+
+    job.start()  # kill 1: a few seconds after start (session start-up / first batch planning)
+    time.sleep(12)
+    job.kill()
+    kills.append("during start-up")
+
+    job.start()  # kill 2: objects of a ticks batch written, its commit not reported yet
+    wait_for("a ticks batch mid-commit", uncommitted_ticks_objects(lake), job)
+    job.kill()
+    kills.append(f"mid-batch (ticks epochs {lake.epochs(TICKS.prefix)[-1:]} written, uncommitted)")
+
+    job.start()  # kill 3: right after a batch's progress was reported
+    before = last_batch(lake)
+    wait_for("the next committed batch", lambda: last_batch(lake) > before, job)
+    job.kill()
+    kills.append("just after a commit")
+
+    job.start()
+    phase_a_end = datetime.fromtimestamp((T0 + 12_000 * 40_000) / 1e6 - 60, tz=UTC).isoformat()[:19]
+    wait_for("phase A processed", caught_up(lake, sent, watermark_at_least=phase_a_end), job)
+
+    late = late_phase(phase_a, seqs)  # strictly behind the watermark both queries have passed
+    phase_b = valid_phase(12_000, 3_000, T0 + 8 * MINUTE, 40_000, seqs)
+    send(kafka_bootstrap, topic, late.records + phase_b.records)
+    sent += len(late.records) + len(phase_b.records)
+    wait_for("phase B in flight", uncommitted_ticks_objects(lake), job)
+    job.kill()  # kill 4: mid-batch while late, duplicate and new ticks are in flight
+    kills.append("mid-batch in phase B")
+
+    job.start()
+    flush = _tick("SPY", seqs["SPY"] + 1, T0 + 30 * MINUTE, 0)  # closes every earlier bar
+    send(kafka_bootstrap, topic, [(b"SPY", encode_tick(flush))])
+    sent += 1
+    wait_for("everything processed", caught_up(lake, sent, watermark_at_least="2024-03-01T10:25"), job)
+    job.stop()
+    print(f"kills: {kills}")
+
+    accepted = phase_a.accepted + phase_b.accepted + [flush]
+    malformed = phase_a.malformed + phase_b.malformed
+    con = duckdb_for(s3_settings)
+    root = lake.location.root
+    ticks = read_lake(con, root, TICKS.prefix, "schema_version, symbol, seq, ts_us, price, size, bid, ask")
+    assert ticks == sorted(tuple(t.values()) for t in accepted)
+    hours = read_lake(con, root, TICKS.prefix, "count(*), count(DISTINCT (hour, date))")
+    assert hours == [(len(accepted), 2)]  # 09h and 10h
+
+    bars = read_lake(
+        con, root, BARS_1M.prefix,
+        "symbol, epoch_us(window_start), open, high, low, close, volume, vwap, trade_count",
+    )  # fmt: skip
+    assert bars == expected_bars(accepted, closed_before_us=T0 + 30 * MINUTE)
+
+    quarantined = read_lake(con, root, QUARANTINE.prefix, "raw_value, reason, epoch_us(kafka_ts)")
+    assert sorted(bytes(raw) for raw, _, _ in quarantined) == sorted(malformed)
+    for raw, reason, kafka_ts_us in quarantined:
+        rejection = decode_tick(bytes(raw), now_us_override=kafka_ts_us)
+        assert isinstance(rejection, Rejection) and rejection.reason == reason, (raw, reason)
+
+    status = lake.status()
+    assert status[TICKS.name]["totals"]["late"] >= 1
+    reasons = {r.reason for bad in malformed if isinstance(r := decode_tick(bad), Rejection)}
+    assert set(status[TICKS.name]["totals"]["quarantined_by_reason"]) == reasons
+    print(f"status totals: ticks {status[TICKS.name]['totals']}, bars {status[BARS_1M.name]['totals']}")
+    print(f"expected late: {late.late}; runs: {job.runs}")

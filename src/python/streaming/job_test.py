@@ -1,0 +1,173 @@
+"""The job's two queries end to end without servers: a Kafka-shaped file source, a local-directory lake.
+
+Checks what needs a real stream: de-duplication within the watermark, late ticks dropped and counted,
+rejected records passing the watermark untouched, bars emitted in append mode, the status object, and
+the CLI's argument errors.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow.dataset as ds
+import pytest
+from pyspark.sql import SparkSession
+
+from streaming.job import QUERIES, LakeSink, parse_args, start_query
+from streaming.lake import STATUS_KEY, LakeLocation, epoch_of
+from streaming.settings import StreamingSettings
+from streaming.status import StatusBook, StatusListener, StatusStore
+from tickstream.contracts import encode_tick, make_tick
+
+KAFKA_SCHEMA = (
+    "key binary, value binary, topic string, partition int, offset bigint, timestamp timestamp, "
+    "timestampType int"
+)
+KAFKA_TS = datetime(2024, 3, 1, 10, 0, tzinfo=UTC)
+T0 = int(datetime(2024, 3, 1, 9, 59, tzinfo=UTC).timestamp() * 1_000_000)
+SECOND = 1_000_000
+
+
+def tick(seq: int, offset_s: float, price: float = 100.0, symbol: str = "AAPL") -> bytes:
+    """A valid tick `offset_s` seconds after T0 (09:59:00)."""
+    return encode_tick(
+        make_tick(symbol, seq, T0 + int(offset_s * SECOND), price, 10, price - 0.01, price + 0.01)
+    )
+
+
+class KafkaLikeFiles:
+    """Appends Parquet files shaped like Spark's Kafka source rows to a directory a file stream reads."""
+
+    def __init__(self, spark: SparkSession, directory: Path) -> None:
+        self._spark = spark
+        self.directory = directory
+        self._offset = 0
+        self._files = 0
+
+    def stream(self):  # type: ignore[no-untyped-def]
+        return (
+            self._spark.readStream.schema(KAFKA_SCHEMA)
+            .option("maxFilesPerTrigger", 1)
+            .parquet(str(self.directory))
+        )
+
+    def add(self, values: list[bytes]) -> None:
+        rows = [(None, v, "ticks", 0, self._offset + i, KAFKA_TS, 0) for i, v in enumerate(values)]
+        self._offset += len(values)
+        frame = self._spark.createDataFrame(rows, KAFKA_SCHEMA).coalesce(1)
+        frame.write.parquet(str(self.directory / f"tmp-{self._files}"))
+        target = self.directory / f"batch-{self._files:04d}.parquet"
+        next((self.directory / f"tmp-{self._files}").glob("*.parquet")).rename(target)
+        self._files += 1
+
+
+@pytest.fixture
+def running_job(spark: SparkSession, tmp_path: Path) -> Iterator[tuple[KafkaLikeFiles, LakeLocation, list]]:
+    """Both queries on a file source, writing to a local lake, with the status listener."""
+    (tmp_path / "in").mkdir()
+    source = KafkaLikeFiles(spark, tmp_path / "in")
+    lake = LakeLocation(str(tmp_path / "lake"))
+    settings = StreamingSettings(
+        checkpoint_dir=str(tmp_path / "checkpoints"), watermark_delay="10 seconds", trigger_seconds=0.1
+    )
+    store = StatusStore(lake)
+    book = StatusBook(store)
+    listener = StatusListener(book)
+    spark.streams.addListener(listener)
+    queries = [
+        start_query(source.stream(), query, settings, LakeSink(query.route, lake, book, 2))
+        for query in QUERIES.values()
+    ]
+    try:
+        yield source, lake, queries
+    finally:
+        for query in queries:
+            query.stop()
+        spark.streams.removeListener(listener)
+
+
+def process(queries: list) -> None:
+    for query in queries:
+        query.processAllAvailable()
+
+
+def read_table(lake: LakeLocation, prefix: str) -> list[dict]:
+    root = Path(lake.root) / prefix
+    if not root.exists():
+        return []
+    return ds.dataset(str(root), format="parquet", partitioning="hive").to_table().to_pylist()
+
+
+def test_dedup_late_quarantine_and_bars(running_job) -> None:  # type: ignore[no-untyped-def]
+    source, lake, queries = running_job
+    # batch 0: a tick, its duplicate, a tick 70 s later (watermark -> 60 s), two bad records
+    source.add([tick(1, 0), tick(1, 0), tick(2, 70, 101.0), b"not json", b'{"symbol": "AAPL"}'])
+    process(queries)
+    # batch 1: seq 1 re-sent (now late), seq 3 (within watermark), seq 2 again (duplicate), the same bad bytes
+    source.add([tick(1, 0), tick(3, 65, 99.0), tick(2, 70, 101.0), b"not json"])
+    process(queries)
+    # batch 2: event time moves to 09:59:00 + 200 s: the watermark closes the 09:59 and 10:00 bars
+    source.add([tick(4, 200, 102.0)])
+    process(queries)
+
+    ticks = sorted((t["seq"], t["hour"]) for t in read_table(lake, "stream/ticks"))
+    assert ticks == [(1, 9), (2, 10), (3, 10), (4, 10)]
+    quarantine = read_table(lake, "quarantine")
+    assert sorted((q["kafka_offset"], q["reason"]) for q in quarantine) == [
+        (3, "not_json"),
+        (4, "missing_field"),
+        (8, "not_json"),
+    ]
+    assert {bytes(q["raw_value"]) for q in quarantine} == {b"not json", b'{"symbol": "AAPL"}'}
+    bars = sorted(
+        (b["window_start"].strftime("%H:%M"), b["open"], b["close"], b["trade_count"])
+        for b in read_table(lake, "stream/bars_1m")
+    )
+    assert bars == [("09:59", 100.0, 100.0, 1), ("10:00", 99.0, 101.0, 2)]  # 10:02 is still open
+
+    status = json.loads((Path(lake.root) / STATUS_KEY).read_text())
+    ticks_status = status["queries"]["ticks"]
+    assert ticks_status["totals"]["late"] == 1
+    assert ticks_status["totals"]["quarantined"] == 3
+    assert ticks_status["totals"]["quarantined_by_reason"] == {"missing_field": 1, "not_json": 2}
+    assert ticks_status["totals"]["rows_written"] == 4
+    assert ticks_status["watermark"].startswith("2024-03-01T10:02:10")  # 09:59:00 + 200 s - 10 s
+    assert status["queries"]["bars_1m"]["totals"]["late"] >= 1
+    epochs = {epoch_of(str(p)) for p in Path(lake.root, "stream").rglob("*.parquet")}
+    assert None not in epochs
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--watermark-delay", "soon"], "watermark_delay"),
+        (["--starting-offsets", "yesterday"], "starting_offsets"),
+        (["--shuffle-partitions", "0"], "shuffle_partitions"),
+        (["--queries", "ticks,candles"], "candles"),
+        (["--trigger-seconds", "fast"], "invalid float"),
+        (["--run-seconds", "-1"], "run-seconds"),
+    ],
+)
+def test_cli_rejects_bad_arguments(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        parse_args(argv)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: python -m streaming.job" in err and message in err
+
+
+def test_cli_overrides_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TICKSTREAM_STREAMING_SHUFFLE_PARTITIONS", "8")
+    monkeypatch.setenv("TICKSTREAM_STREAMING_MASTER", "spark://cluster:7077")
+    settings, names, lake, run_seconds = parse_args(["--shuffle-partitions", "3", "--queries", "ticks"])
+    assert (settings.shuffle_partitions, settings.master, names, run_seconds) == (
+        3,
+        "spark://cluster:7077",
+        ["ticks"],
+        None,
+    )
+    assert lake.root.startswith("s3://")
+    assert settings.checkpoint_for("ticks").endswith("/ticks")

@@ -1,0 +1,91 @@
+"""Streaming job configuration from the environment (prefix TICKSTREAM_STREAMING_); CLI options override it.
+
+Kafka and S3 come from the shared `tickstream.settings` (TICKSTREAM_KAFKA_*, TICKSTREAM_S3_*).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tickstream.settings import PathsSettings
+from tickstream.topology import TICKS_TOPIC
+
+_DELAY = re.compile(r"^\d+ (second|minute|hour)s?$")
+_MEMORY = re.compile(r"^\d+[kmgt]$")
+
+
+def _default_checkpoint_dir() -> str:
+    return str(PathsSettings().home / "checkpoints" / "streaming")
+
+
+class StreamingSettings(BaseSettings):
+    """How the streaming job runs: where (master), how often, from which offsets, with what state."""
+
+    model_config = SettingsConfigDict(env_prefix="TICKSTREAM_STREAMING_")
+
+    master: str = Field(
+        default="local[2]", description="Spark master URL (local[N], spark://host:7077, ...)."
+    )
+    app_name: str = Field(default="tickstream-streaming", description="Spark application name.")
+    topic: str = Field(default=TICKS_TOPIC.name, description="Kafka topic carrying the ticks.")
+    trigger_seconds: float = Field(default=1.0, gt=0.0, description="Micro-batch trigger interval.")
+    max_offsets_per_trigger: int | None = Field(
+        default=500_000, ge=1, description="Most Kafka records per micro-batch (all queries); unset = no cap."
+    )
+    starting_offsets: str = Field(
+        default="earliest",
+        description="Where a new checkpoint starts: earliest, latest or Spark's per-partition JSON.",
+    )
+    fail_on_data_loss: bool = Field(
+        default=True, description="Stop when Kafka lost offsets the checkpoint expects (retention, reset)."
+    )
+    checkpoint_dir: str = Field(
+        default_factory=_default_checkpoint_dir,
+        description="Checkpoint root (local path or s3a://bucket/prefix); one subdirectory per query.",
+    )
+    watermark_delay: str = Field(
+        default="30 seconds", description="How late (event time) a tick may arrive, e.g. '30 seconds'."
+    )
+    shuffle_partitions: int = Field(default=4, ge=1, description="spark.sql.shuffle.partitions (state).")
+    write_partitions: int = Field(default=2, ge=1, description="Spark tasks writing Parquet per batch.")
+    driver_memory: str = Field(default="1g", description="spark.driver.memory.")
+    jars: str = Field(
+        default="",
+        description="Comma-separated connector jars; empty = the local cache (tickstream services).",
+    )
+
+    @field_validator("watermark_delay")
+    @classmethod
+    def _check_delay(cls, value: str) -> str:
+        if not _DELAY.match(value.strip()):
+            raise ValueError(f"expected '<n> seconds|minutes|hours', got {value!r}")
+        return value.strip()
+
+    @field_validator("driver_memory")
+    @classmethod
+    def _check_memory(cls, value: str) -> str:
+        if not _MEMORY.match(value.strip().lower()):
+            raise ValueError(f"expected a JVM size such as 1g or 512m, got {value!r}")
+        return value.strip().lower()
+
+    @field_validator("starting_offsets")
+    @classmethod
+    def _check_offsets(cls, value: str) -> str:
+        value = value.strip()
+        if value in ("earliest", "latest"):
+            return value
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            parsed = None
+        if not isinstance(parsed, dict):
+            raise ValueError(f"expected earliest, latest or a JSON object, got {value!r}")
+        return value
+
+    def checkpoint_for(self, query_name: str) -> str:
+        """Checkpoint location of one query."""
+        return f"{self.checkpoint_dir.rstrip('/')}/{query_name}"

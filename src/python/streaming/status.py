@@ -1,0 +1,298 @@
+"""Per-batch logs and the status object (s3://<bucket>/_status/streaming.json) the dashboard and tests read.
+
+Spark reports each finished micro-batch to a `StreamingQueryListener`; `StatusBook` joins that progress
+with what the batch wrote (recorded by the foreachBatch sink) into one log line and one status entry per
+query. Totals survive restarts (seeded from the previous object) and count each batch id once per query
+id, so a replayed batch is not counted twice. A batch whose progress event was lost to a crash (it runs
+after Spark's commit) is missing from the totals; the lake itself is exact (docs/lake.md).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pyspark.sql.streaming import StreamingQueryListener
+
+from streaming.lake import QUARANTINE, STATUS_KEY, LakeLocation, put_object
+from streaming.writers import BatchOutput
+from tickstream.logs import get_logger
+
+log = get_logger("streaming.status")
+
+
+@dataclass
+class QueryTotals:
+    """Counters accumulated over every batch of one query id."""
+
+    query_id: str = ""
+    through_batch_id: int = -1
+    input_rows: int = 0
+    rows_written: int = 0
+    quarantined: int = 0
+    late: int = 0
+    quarantined_by_reason: Counter[str] = field(default_factory=Counter)
+
+    @classmethod
+    def from_status(cls, entry: dict[str, Any] | None) -> QueryTotals:
+        """Totals carried in a previous status entry (empty when there is none)."""
+        if not entry:
+            return cls()
+        totals = entry.get("totals", {})
+        return cls(
+            query_id=str(entry.get("query_id", "")),
+            through_batch_id=int(totals.get("through_batch_id", -1)),
+            input_rows=int(totals.get("input_rows", 0)),
+            rows_written=int(totals.get("rows_written", 0)),
+            quarantined=int(totals.get("quarantined", 0)),
+            late=int(totals.get("late", 0)),
+            quarantined_by_reason=Counter(totals.get("quarantined_by_reason", {})),
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain-data form for the status object."""
+        return {
+            "through_batch_id": self.through_batch_id,
+            "input_rows": self.input_rows,
+            "rows_written": self.rows_written,
+            "quarantined": self.quarantined,
+            "late": self.late,
+            "quarantined_by_reason": dict(sorted(self.quarantined_by_reason.items())),
+        }
+
+
+@dataclass(frozen=True)
+class BatchReport:
+    """One finished micro-batch of one query: Spark's progress plus what the batch wrote."""
+
+    query: str
+    query_id: str
+    batch_id: int
+    input_rows: int
+    rows_written: int
+    quarantined: int
+    late: int
+    duration_ms: int
+    write_ms: int
+    durations_ms: dict[str, int]
+    input_rows_per_second: float
+    processed_rows_per_second: float
+    watermark: str | None
+    end_offsets: Any
+    batch_timestamp: str
+    reasons: dict[str, int]
+
+    @classmethod
+    def from_progress(cls, progress: dict[str, Any], output: BatchOutput | None) -> BatchReport:
+        """Build from a StreamingQueryProgress JSON dict and the batch's output (None if unknown)."""
+        written = sum(o.rows for o in output.objects if o.table != QUARANTINE.name) if output else 0
+        sources = progress.get("sources") or [{}]
+        return cls(
+            query=str(progress.get("name") or progress["id"]),
+            query_id=str(progress["id"]),
+            batch_id=int(progress["batchId"]),
+            input_rows=int(progress.get("numInputRows", 0)),
+            rows_written=written,
+            quarantined=output.rows(QUARANTINE.name) if output else 0,
+            late=late_rows(progress),
+            duration_ms=int(progress.get("durationMs", {}).get("triggerExecution", 0)),
+            write_ms=output.write_ms if output else 0,
+            durations_ms={k: int(v) for k, v in progress.get("durationMs", {}).items()},
+            input_rows_per_second=_rate(progress.get("inputRowsPerSecond")),
+            processed_rows_per_second=_rate(progress.get("processedRowsPerSecond")),
+            watermark=progress.get("eventTime", {}).get("watermark"),
+            end_offsets=sources[0].get("endOffset"),
+            batch_timestamp=str(progress.get("timestamp", "")),
+            reasons=dict(output.reasons()) if output else {},
+        )
+
+    def log_fields(self) -> dict[str, Any]:
+        """The per-batch structured log line."""
+        return {
+            "query": self.query,
+            "batch_id": self.batch_id,
+            "rows_in": self.input_rows,
+            "rows_out": self.rows_written,
+            "quarantined": self.quarantined,
+            "late": self.late,
+            "duration_ms": self.duration_ms,
+            "write_ms": self.write_ms,
+            "watermark": self.watermark,
+        }
+
+
+def late_rows(progress: dict[str, Any]) -> int:
+    """Rows the stateful operators dropped as later than the watermark in this batch."""
+    return sum(int(op.get("numRowsDroppedByWatermark", 0)) for op in progress.get("stateOperators", []))
+
+
+def _rate(value: Any) -> float:
+    try:
+        rate = float(value)
+    except (TypeError, ValueError):
+        return 0.0
+    return rate if rate == rate else 0.0  # NaN when the batch had no input
+
+
+class StatusStore:
+    """Reads and writes the status object in the lake."""
+
+    def __init__(self, lake: LakeLocation) -> None:
+        """Status object of `lake`."""
+        self._lake = lake
+
+    def read(self, attempts: int = 5) -> dict[str, Any]:
+        """The current status object, or an empty one.
+
+        pyarrow reads an object with a HEAD then ranged GETs, so a read racing the job's next PUT can mix
+        two versions; such a read does not parse and is retried.
+        """
+        filesystem, base = self._lake.filesystem()
+        path = f"{base}/{STATUS_KEY}"
+        for attempt in range(attempts):
+            try:
+                with filesystem.open_input_stream(path) as stream:
+                    loaded = json.loads(stream.read())
+                return loaded if isinstance(loaded, dict) else {}
+            except FileNotFoundError:
+                return {}
+            except ValueError:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.05)
+        return {}
+
+    def write(self, status: dict[str, Any]) -> None:
+        """Replace the status object (one PUT)."""
+        filesystem, base = self._lake.filesystem()
+        put_object(filesystem, f"{base}/{STATUS_KEY}", json.dumps(status, indent=1, sort_keys=True).encode())
+
+
+class StatusBook:
+    """Joins batch outputs with progress events; keeps totals; renders and stores the status object."""
+
+    def __init__(self, store: StatusStore, previous: dict[str, Any] | None = None) -> None:
+        """Start from `previous` (the last status object) so totals continue across restarts."""
+        self._store = store
+        self._lock = threading.Lock()
+        self._previous: dict[str, Any] = (previous or {}).get("queries", {})
+        self._queries: dict[str, dict[str, Any]] = {}
+        self._totals: dict[str, QueryTotals] = {}
+        self._outputs: dict[tuple[str, int], BatchOutput] = {}
+
+    def record_output(self, query_id: str, output: BatchOutput) -> None:
+        """Remember what a batch wrote until its progress event arrives (called by the sink)."""
+        with self._lock:
+            self._outputs[(query_id, output.epoch_id)] = output
+
+    def on_progress(self, progress: dict[str, Any], now: datetime | None = None) -> BatchReport:
+        """Account one finished batch, log it, and store the updated status object."""
+        with self._lock:
+            output = self._outputs.pop((str(progress["id"]), int(progress["batchId"])), None)
+            report = BatchReport.from_progress(progress, output)
+            totals = self._totals_for(report.query, report.query_id)
+            if report.batch_id > totals.through_batch_id:
+                _add(totals, report)
+            self._queries[report.query] = self._entry(report, totals, now or datetime.now(UTC))
+            status = self.status(now)
+        log.info("batch", **report.log_fields())
+        self._store.write(status)
+        return report
+
+    def on_terminated(self, query_name: str, error: str | None) -> None:
+        """Mark a query as stopped (or failed) in the status object."""
+        with self._lock:
+            entry = self._queries.setdefault(query_name, dict(self._previous.get(query_name, {})))
+            entry["state"] = "failed" if error else "stopped"
+            entry["error"] = error
+            status = self.status()
+        self._store.write(status)
+
+    def status(self, now: datetime | None = None) -> dict[str, Any]:
+        """The status object: one entry per query, previous entries kept for queries not running."""
+        return {
+            "updated_at": _iso(now or datetime.now(UTC)),
+            "queries": {**self._previous, **self._queries},
+        }
+
+    def _totals_for(self, query: str, query_id: str) -> QueryTotals:
+        totals = self._totals.get(query)
+        if totals is None or totals.query_id != query_id:
+            totals = QueryTotals.from_status(self._previous.get(query))
+            if totals.query_id != query_id:  # a new checkpoint: a new stream of batch ids
+                totals = QueryTotals(query_id=query_id)
+            self._totals[query] = totals
+        return totals
+
+    @staticmethod
+    def _entry(report: BatchReport, totals: QueryTotals, now: datetime) -> dict[str, Any]:
+        return {
+            "state": "active",
+            "error": None,
+            "query_id": report.query_id,
+            "last_batch_id": report.batch_id,
+            "batch_timestamp": report.batch_timestamp,
+            "input_rows": report.input_rows,
+            "rows_written": report.rows_written,
+            "quarantined": report.quarantined,
+            "late": report.late,
+            "input_rows_per_second": report.input_rows_per_second,
+            "processed_rows_per_second": report.processed_rows_per_second,
+            "batch_duration_ms": report.duration_ms,
+            "durations_ms": report.durations_ms,
+            "watermark": report.watermark,
+            "end_offsets": report.end_offsets,
+            "totals": totals.as_dict(),
+            "updated_at": _iso(now),
+        }
+
+
+def _add(totals: QueryTotals, report: BatchReport) -> None:
+    totals.through_batch_id = report.batch_id
+    totals.input_rows += report.input_rows
+    totals.rows_written += report.rows_written
+    totals.quarantined += report.quarantined
+    totals.late += report.late
+    totals.quarantined_by_reason.update(report.reasons)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class StatusListener(StreamingQueryListener):
+    """Feeds Spark's query events into a `StatusBook`; never lets a status error reach Spark."""
+
+    def __init__(self, book: StatusBook) -> None:
+        """Report into `book`."""
+        self._book = book
+        self._names: dict[str, str] = {}
+
+    def onQueryStarted(self, event: Any) -> None:
+        """Log the start (with ids, to match logs with checkpoints)."""
+        self._names[str(event.id)] = event.name or str(event.id)
+        log.info("query_started", query=event.name, query_id=str(event.id), run_id=str(event.runId))
+
+    def onQueryProgress(self, event: Any) -> None:
+        """Account the finished batch."""
+        try:
+            self._book.on_progress(json.loads(event.progress.json))
+        except Exception as exc:  # a status hiccup (e.g. S3 down) must not stop the stream
+            log.warning("status_update_failed", error=repr(exc))
+
+    def onQueryIdle(self, event: Any) -> None:
+        """Nothing to account: no batch ran."""
+
+    def onQueryTerminated(self, event: Any) -> None:
+        """Record the stop or failure."""
+        name = self._names.get(str(event.id), str(event.id))
+        log.info("query_terminated", query=name, error=event.exception)
+        try:
+            self._book.on_terminated(name, event.exception)
+        except Exception as exc:
+            log.warning("status_update_failed", error=repr(exc))

@@ -1,0 +1,100 @@
+"""Tests of the status book: progress + batch outputs -> status object, totals counted once per batch."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from streaming.status import BatchReport, StatusBook, late_rows
+from streaming.writers import BatchOutput, WrittenObject
+
+QID = "11111111-2222-3333-4444-555555555555"
+NOW = datetime(2024, 3, 1, 10, 0, tzinfo=UTC)
+
+
+class MemoryStore:
+    """A StatusStore that keeps the last object in memory."""
+
+    def __init__(self) -> None:
+        self.written: list[dict[str, Any]] = []
+
+    def write(self, status: dict[str, Any]) -> None:
+        self.written.append(status)
+
+
+def progress(batch_id: int, rows: int = 10, dropped: int = 1, query_id: str = QID) -> dict[str, Any]:
+    return {
+        "id": query_id,
+        "name": "ticks",
+        "batchId": batch_id,
+        "timestamp": "2024-03-01T10:00:00.000Z",
+        "numInputRows": rows,
+        "inputRowsPerSecond": 100.0,
+        "processedRowsPerSecond": "NaN",
+        "durationMs": {"triggerExecution": 250},
+        "eventTime": {"watermark": "2024-03-01T09:59:30.000Z"},
+        "stateOperators": [{"numRowsDroppedByWatermark": dropped}, {}],
+        "sources": [{"endOffset": {"ticks": {"0": 10}}}],
+    }
+
+
+def output(epoch: int) -> BatchOutput:
+    return BatchOutput(
+        epoch,
+        (
+            WrittenObject("ticks", "stream/ticks/x", 7, 100, {}),
+            WrittenObject("quarantine", "quarantine/x", 2, 50, {"not_json": 2}),
+        ),
+    )
+
+
+def test_report_joins_progress_and_output() -> None:
+    report = BatchReport.from_progress(progress(3), output(3))
+    assert (report.rows_written, report.quarantined, report.late, report.duration_ms) == (7, 2, 1, 250)
+    assert report.processed_rows_per_second == 0.0  # NaN from Spark
+    assert late_rows({"stateOperators": []}) == 0
+
+
+def test_totals_count_a_replayed_batch_once() -> None:
+    store = MemoryStore()
+    book = StatusBook(store)  # type: ignore[arg-type]
+    for batch in (0, 1, 1):  # batch 1 replayed after a crash
+        book.record_output(QID, output(batch))
+        book.on_progress(progress(batch), now=NOW)
+    entry = store.written[-1]["queries"]["ticks"]
+    assert entry["totals"] == {
+        "through_batch_id": 1,
+        "input_rows": 20,
+        "rows_written": 14,
+        "quarantined": 4,
+        "late": 2,
+        "quarantined_by_reason": {"not_json": 4},
+    }
+    assert (entry["last_batch_id"], entry["watermark"], entry["state"]) == (
+        1,
+        "2024-03-01T09:59:30.000Z",
+        "active",
+    )
+    assert entry["end_offsets"] == {"ticks": {"0": 10}}
+
+
+def test_totals_continue_after_restart_and_reset_for_a_new_checkpoint() -> None:
+    store = MemoryStore()
+    book = StatusBook(store)  # type: ignore[arg-type]
+    book.on_progress(progress(0), now=NOW)
+    restarted = StatusBook(store, store.written[-1])  # type: ignore[arg-type]
+    restarted.on_progress(progress(0), now=NOW)  # replay of the last batch: not counted again
+    restarted.on_progress(progress(1), now=NOW)
+    assert store.written[-1]["queries"]["ticks"]["totals"]["input_rows"] == 20
+    fresh = StatusBook(store, store.written[-1])  # type: ignore[arg-type]
+    fresh.on_progress(progress(0, query_id="99999999-0000-0000-0000-000000000000"), now=NOW)
+    assert store.written[-1]["queries"]["ticks"]["totals"]["input_rows"] == 10
+
+
+def test_terminated_query_is_marked() -> None:
+    store = MemoryStore()
+    book = StatusBook(store)  # type: ignore[arg-type]
+    book.on_progress(progress(0), now=NOW)
+    book.on_terminated("ticks", "boom")
+    entry = store.written[-1]["queries"]["ticks"]
+    assert (entry["state"], entry["error"], entry["last_batch_id"]) == ("failed", "boom", 0)

@@ -1,0 +1,70 @@
+"""Tests of the idempotent micro-batch writer on a local-directory lake."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from pyspark.sql import DataFrame
+
+from streaming.conftest import KAFKA_TS, KafkaRows
+from streaming.lake import LakeLocation
+from streaming.transforms import parse_ticks, route_ticks_batch
+from streaming.writers import write_batch
+from tickstream.contracts import encode_tick, make_tick
+
+QUERY_ID = "0123abcd-0000-0000-0000-000000000000"
+
+
+def _routed(kafka_rows: KafkaRows) -> DataFrame:
+    """Ticks in two hours (09h, 10h) and two rejected records (Kafka time 09:30)."""
+    ts_us = int(KAFKA_TS.timestamp() * 1_000_000)
+    ticks = [
+        make_tick("MSFT", 7, ts_us + 3_600_000_000, 400.0, 5, 399.9, 400.1),
+        make_tick("AAPL", 1, ts_us, 1.5, 1, 1.4, 1.6),
+    ]
+    values = [encode_tick(ticks[0]), b"garbage", encode_tick(ticks[1]), b"[]"]
+    return route_ticks_batch(parse_ticks(kafka_rows(values)))
+
+
+def _objects(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*.parquet"))}
+
+
+def test_one_object_per_table_hour_named_by_epoch(kafka_rows: KafkaRows, tmp_path: Path) -> None:
+    lake = LakeLocation(str(tmp_path))
+    output = write_batch(_routed(kafka_rows), lake, QUERY_ID, 42, partitions=2)
+    assert sorted(o.key for o in output.objects) == [
+        "quarantine/date=2024-03-01/hour=09/part-0123abcd-e000000000042.parquet",
+        "stream/ticks/date=2024-03-01/hour=09/part-0123abcd-e000000000042.parquet",
+        "stream/ticks/date=2024-03-01/hour=10/part-0123abcd-e000000000042.parquet",
+    ]
+    assert (output.rows("ticks"), output.rows("quarantine")) == (2, 2)
+    assert dict(output.reasons()) == {"not_json": 1, "not_object": 1}
+    quarantine = pq.read_table(tmp_path / output.objects[0].key)
+    assert quarantine.column_names == [
+        "raw_value",
+        "reason",
+        "detail",
+        "kafka_topic",
+        "kafka_partition",
+        "kafka_offset",
+        "kafka_ts",
+    ]
+    assert quarantine.column("kafka_offset").to_pylist() == [1, 3]  # sorted by Kafka coordinates
+    assert all(o.bytes == (tmp_path / o.key).stat().st_size for o in output.objects)
+
+
+def test_replayed_epoch_rewrites_identical_objects(kafka_rows: KafkaRows, tmp_path: Path) -> None:
+    lake = LakeLocation(str(tmp_path))
+    write_batch(_routed(kafka_rows), lake, QUERY_ID, 3, partitions=2)
+    first = _objects(tmp_path)
+    write_batch(_routed(kafka_rows), lake, QUERY_ID, 3, partitions=3)  # even with another write parallelism
+    assert _objects(tmp_path) == first
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_empty_batch_writes_nothing(kafka_rows: KafkaRows, tmp_path: Path) -> None:
+    output = write_batch(_routed(kafka_rows).limit(0), LakeLocation(str(tmp_path)), QUERY_ID, 0, partitions=2)
+    assert output.objects == ()
+    assert not _objects(tmp_path)

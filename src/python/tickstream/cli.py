@@ -1,0 +1,125 @@
+"""The `tickstream` command line: `tickstream services up|down|status|logs [kafka|s3]`.
+
+Run as `python -m tickstream.cli ...`.
+"""
+
+from __future__ import annotations
+
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tickstream.logs import configure_logging
+from tickstream.services.kafka import KafkaService
+from tickstream.services.process import Service, ServiceError, tail
+from tickstream.services.seaweedfs import SeaweedFSService
+from tickstream.services.spark_jars import install_spark_jars
+
+app = typer.Typer(help="Tickstream platform commands.", no_args_is_help=True)
+services_app = typer.Typer(help="Local Kafka and S3 (SeaweedFS) services.", no_args_is_help=True)
+app.add_typer(services_app, name="services")
+
+
+class ServiceName(str, Enum):
+    """Services the CLI manages."""
+
+    kafka = "kafka"
+    s3 = "s3"
+
+
+ServiceArg = Annotated[ServiceName | None, typer.Argument(help="One service; default: all.")]
+
+
+def selected(name: ServiceName | None) -> list[Service]:
+    """The services named on the command line (all of them, in start order, if none)."""
+    services: list[Service] = [KafkaService(), SeaweedFSService()]
+    return [service for service in services if name is None or service.name == name.value]
+
+
+def fail(exc: ServiceError) -> typer.Exit:
+    """Print a service error as one line and return the exit to raise."""
+    typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+    return typer.Exit(1)
+
+
+@services_app.command()
+def up(service: ServiceArg = None) -> None:
+    """Install what is missing, start the services and create topics/buckets (idempotent)."""
+    configure_logging()
+    began = time.monotonic()
+    try:
+        for svc in selected(service):
+            started = svc.up()
+            state = "started" if started else "already running"
+            typer.echo(
+                f"{svc.name}: {state} (pid {svc.daemon.pid()}) at {svc.endpoint}; log {svc.daemon.log_file}"
+            )
+        if service is None:
+            jars = install_spark_jars()
+            typer.echo(f"spark jars: {len(jars)} in {jars[0].parent}")
+    except ServiceError as exc:
+        raise fail(exc) from None
+    typer.echo(f"up in {time.monotonic() - began:.1f}s")
+
+
+@services_app.command()
+def down(service: ServiceArg = None) -> None:
+    """Stop the services (SIGTERM, then SIGKILL if they do not exit)."""
+    configure_logging()
+    for svc in reversed(selected(service)):
+        typer.echo(f"{svc.name}: {'stopped' if svc.down() else 'not running'}")
+
+
+@services_app.command()
+def status(service: ServiceArg = None) -> None:
+    """Show whether each service runs and answers; exit 1 if any does not."""
+    all_ok = True
+    for svc in selected(service):
+        pid = svc.daemon.pid()
+        healthy = pid is not None and svc.healthy()
+        all_ok = all_ok and healthy
+        state = "healthy" if healthy else "running but not answering" if pid else "stopped"
+        pid_text = f" (pid {pid})" if pid else ""
+        typer.echo(f"{svc.name}: {state}{pid_text} at {svc.endpoint}; log {svc.daemon.log_file}")
+    if not all_ok:
+        raise typer.Exit(1)
+
+
+@services_app.command()
+def logs(
+    service: ServiceArg = None,
+    lines: Annotated[int, typer.Option("--lines", "-n", help="How many lines to show.")] = 40,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")] = False,
+) -> None:
+    """Print the end of each service's log (follow with -f, one service only)."""
+    services = selected(service)
+    if follow and len(services) != 1:
+        raise fail(ServiceError("--follow needs one service; run `tickstream services logs kafka -f`"))
+    for svc in services:
+        path = svc.daemon.log_file
+        typer.echo(f"==> {path} <==")
+        typer.echo(tail(path, lines) if path.exists() else "(no log yet)")
+    if follow:
+        follow_file(services[0].daemon.log_file)
+
+
+def follow_file(path: Path) -> None:
+    """Print lines appended to a log file until interrupted."""
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        handle.seek(0, 2)
+        try:
+            while True:
+                line = handle.readline()
+                if line:
+                    typer.echo(line, nl=False)
+                else:
+                    time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    app()

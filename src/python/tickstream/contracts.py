@@ -1,0 +1,270 @@
+"""The tick event contract: the one definition of a market tick on the wire.
+
+Every component that writes or reads the `ticks` topic uses this module: the producer encodes with
+`encode_tick` / `encode_tick_columns`, Python consumers and tests decode with `decode_tick`, and the
+Spark streaming job builds its schema and validation expressions from `TICK_FIELDS`, `SYMBOL_PATTERN`,
+`TS_MIN_US`, `TS_MAX_FUTURE_US` and the `REJECT_*` reason codes, so nothing is defined twice.
+See docs/contracts.md for the human-readable contract and the versioning rule.
+
+This module depends only on the standard library and orjson so that any job can import it.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Final, Literal, TypedDict, cast
+
+import orjson
+
+from tickstream.topology import TICKS_TOPIC, Topic
+
+SCHEMA_VERSION: Final = 1
+"""Current value of the `schema_version` field; bumped only by a breaking change (new topic too)."""
+
+TOPIC: Final[Topic] = TICKS_TOPIC
+"""The Kafka topic that carries schema version 1; the record key is the UTF-8 symbol."""
+
+SYMBOL_PATTERN: Final = r"^[A-Z][A-Z0-9.]{0,9}$"
+"""Ticker symbols: an upper-case letter then up to 9 of upper-case letters, digits and dots (BRK.B)."""
+_SYMBOL_RE: Final = re.compile(SYMBOL_PATTERN)
+
+TS_MIN_US: Final = 946_684_800_000_000
+"""Earliest plausible event time: 2000-01-01T00:00:00Z in epoch microseconds."""
+TS_MAX_FUTURE_US: Final = 86_400_000_000
+"""Latest plausible event time is the validator's clock plus this many microseconds (one day)."""
+
+FieldKind = Literal["int", "long", "double", "string"]
+
+
+@dataclass(frozen=True)
+class TickField:
+    """One field of the tick JSON object, with the type a columnar schema (Spark, Arrow) should use."""
+
+    name: str
+    kind: FieldKind
+    unit: str
+    description: str
+
+
+TICK_FIELDS: Final[tuple[TickField, ...]] = (
+    TickField("schema_version", "int", "", "Contract version; 1 for this topic."),
+    TickField("symbol", "string", "", "Ticker symbol matching SYMBOL_PATTERN; also the Kafka key."),
+    TickField("seq", "long", "", "Per-symbol sequence number, starting at 1, within one producer run."),
+    TickField("ts_us", "long", "microseconds since 1970-01-01T00:00:00Z", "Event (trade) time, UTC."),
+    TickField("price", "double", "USD", "Trade price, > 0."),
+    TickField("size", "long", "shares", "Trade size, > 0."),
+    TickField("bid", "double", "USD", "Best bid at trade time, > 0 and <= ask."),
+    TickField("ask", "double", "USD", "Best ask at trade time, > 0 and >= bid."),
+)
+FIELD_NAMES: Final[tuple[str, ...]] = tuple(f.name for f in TICK_FIELDS)
+INT_FIELDS: Final[tuple[str, ...]] = tuple(f.name for f in TICK_FIELDS if f.kind in ("int", "long"))
+FLOAT_FIELDS: Final[tuple[str, ...]] = tuple(f.name for f in TICK_FIELDS if f.kind == "double")
+POSITIVE_PRICE_FIELDS: Final[tuple[str, ...]] = ("price", "bid", "ask")
+
+DEDUP_KEY_FIELDS: Final[tuple[str, str, str]] = ("symbol", "seq", "ts_us")
+"""A tick is a duplicate of another when these three fields are equal (producer retries, replays)."""
+
+REJECT_NOT_JSON: Final = "not_json"
+REJECT_NOT_OBJECT: Final = "not_object"
+REJECT_MISSING_FIELD: Final = "missing_field"
+REJECT_WRONG_TYPE: Final = "wrong_type"
+REJECT_BAD_SCHEMA_VERSION: Final = "bad_schema_version"
+REJECT_BAD_SYMBOL: Final = "bad_symbol"
+REJECT_BAD_SEQ: Final = "bad_seq"
+REJECT_ABSURD_TIMESTAMP: Final = "absurd_timestamp"
+REJECT_NON_POSITIVE_PRICE: Final = "non_positive_price"
+REJECT_NON_POSITIVE_SIZE: Final = "non_positive_size"
+REJECT_CROSSED_QUOTE: Final = "crossed_quote"
+REJECT_REASONS: Final[tuple[str, ...]] = (
+    REJECT_NOT_JSON,
+    REJECT_NOT_OBJECT,
+    REJECT_MISSING_FIELD,
+    REJECT_WRONG_TYPE,
+    REJECT_BAD_SCHEMA_VERSION,
+    REJECT_BAD_SYMBOL,
+    REJECT_BAD_SEQ,
+    REJECT_ABSURD_TIMESTAMP,
+    REJECT_NON_POSITIVE_PRICE,
+    REJECT_NON_POSITIVE_SIZE,
+    REJECT_CROSSED_QUOTE,
+)
+"""Every reason code `decode_tick` can return; the quarantine topic carries the same codes."""
+
+
+class Tick(TypedDict):
+    """One trade with the prevailing quote, exactly as carried in the JSON object (see TICK_FIELDS)."""
+
+    schema_version: int
+    symbol: str
+    seq: int
+    ts_us: int
+    price: float
+    size: int
+    bid: float
+    ask: float
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why a record is not a valid tick: a stable code from REJECT_REASONS and a human detail."""
+
+    reason: str
+    detail: str
+
+
+DedupKey = tuple[str, int, int]
+
+
+def make_tick(symbol: str, seq: int, ts_us: int, price: float, size: int, bid: float, ask: float) -> Tick:
+    """Build a current-version tick (no validation; use `validate_tick` on untrusted input)."""
+    return Tick(
+        schema_version=SCHEMA_VERSION,
+        symbol=symbol,
+        seq=seq,
+        ts_us=ts_us,
+        price=price,
+        size=size,
+        bid=bid,
+        ask=ask,
+    )
+
+
+def encode_tick(tick: Tick) -> bytes:
+    """Serialise one tick to its UTF-8 JSON bytes."""
+    return orjson.dumps(tick)
+
+
+def encode_ticks(ticks: Iterable[Tick]) -> list[bytes]:
+    """Serialise many ticks to JSON bytes, in order."""
+    dumps = orjson.dumps
+    return [dumps(tick) for tick in ticks]
+
+
+def encode_tick_columns(
+    symbol: Sequence[str],
+    seq: Sequence[int],
+    ts_us: Sequence[int],
+    price: Sequence[float],
+    size: Sequence[int],
+    bid: Sequence[float],
+    ask: Sequence[float],
+) -> list[bytes]:
+    """Serialise ticks given column-wise (plain Python lists, e.g. from numpy's `tolist()`).
+
+    This is the producer's hot path: one dict literal and one orjson call per tick, no validation.
+    """
+    dumps = orjson.dumps
+    version = SCHEMA_VERSION
+    return [
+        dumps(
+            {
+                "schema_version": version,
+                "symbol": s,
+                "seq": q,
+                "ts_us": t,
+                "price": p,
+                "size": z,
+                "bid": b,
+                "ask": a,
+            }
+        )
+        for s, q, t, p, z, b, a in zip(symbol, seq, ts_us, price, size, bid, ask, strict=True)
+    ]
+
+
+def kafka_key(symbol: str) -> bytes:
+    """The Kafka record key of a tick: its symbol in UTF-8, so one symbol stays in one partition."""
+    return symbol.encode()
+
+
+def dedup_key(tick: Tick) -> DedupKey:
+    """The identity of a tick for de-duplication: (symbol, seq, ts_us)."""
+    return (tick["symbol"], tick["seq"], tick["ts_us"])
+
+
+def now_us() -> int:
+    """The current UTC time in epoch microseconds."""
+    return time.time_ns() // 1_000
+
+
+def ts_max_us(validator_now_us: int) -> int:
+    """The latest event time accepted by a validator whose clock reads `validator_now_us`."""
+    return validator_now_us + TS_MAX_FUTURE_US
+
+
+def is_valid_symbol(symbol: str) -> bool:
+    """Whether `symbol` matches SYMBOL_PATTERN."""
+    return _SYMBOL_RE.fullmatch(symbol) is not None
+
+
+def decode_tick(raw: bytes | str, now_us_override: int | None = None) -> Tick | Rejection:
+    """Parse and validate one record value; return the tick or why it was rejected.
+
+    Unknown extra fields are ignored (additive changes keep version 1) and dropped from the result.
+    `now_us_override` fixes the clock used for the future-timestamp bound (tests, replays).
+    """
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return Rejection(REJECT_NOT_JSON, f"invalid JSON: {exc}")
+    if not isinstance(obj, dict):
+        return Rejection(REJECT_NOT_OBJECT, f"JSON {type(obj).__name__}, expected an object")
+    return validate_tick(obj, now_us_override)
+
+
+def validate_tick(obj: dict[str, object], now_us_override: int | None = None) -> Tick | Rejection:
+    """Validate an already-parsed JSON object against the contract (see `decode_tick`)."""
+    rejection = _check_presence_and_types(obj)
+    if rejection is not None:
+        return rejection
+    tick = Tick(
+        schema_version=cast(int, obj["schema_version"]),
+        symbol=cast(str, obj["symbol"]),
+        seq=cast(int, obj["seq"]),
+        ts_us=cast(int, obj["ts_us"]),
+        price=float(cast(float, obj["price"])),
+        size=cast(int, obj["size"]),
+        bid=float(cast(float, obj["bid"])),
+        ask=float(cast(float, obj["ask"])),
+    )
+    now = now_us() if now_us_override is None else now_us_override
+    return _check_values(tick, now)
+
+
+def _check_presence_and_types(obj: dict[str, object]) -> Rejection | None:
+    for name in FIELD_NAMES:
+        if name not in obj:
+            return Rejection(REJECT_MISSING_FIELD, f"missing field {name!r}")
+    for name in INT_FIELDS:
+        value = obj[name]
+        if not isinstance(value, int) or isinstance(value, bool):
+            return Rejection(REJECT_WRONG_TYPE, f"{name!r} is {type(value).__name__}, expected integer")
+    for name in FLOAT_FIELDS:
+        value = obj[name]
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            return Rejection(REJECT_WRONG_TYPE, f"{name!r} is {type(value).__name__}, expected number")
+    if not isinstance(obj["symbol"], str):
+        return Rejection(REJECT_WRONG_TYPE, f"'symbol' is {type(obj['symbol']).__name__}, expected string")
+    return None
+
+
+def _check_values(tick: Tick, validator_now_us: int) -> Tick | Rejection:
+    if tick["schema_version"] != SCHEMA_VERSION:
+        return Rejection(REJECT_BAD_SCHEMA_VERSION, f"schema_version {tick['schema_version']} != 1")
+    if not is_valid_symbol(tick["symbol"]):
+        return Rejection(REJECT_BAD_SYMBOL, f"symbol {tick['symbol']!r} does not match {SYMBOL_PATTERN}")
+    if tick["seq"] < 1:
+        return Rejection(REJECT_BAD_SEQ, f"seq {tick['seq']} < 1")
+    if not TS_MIN_US <= tick["ts_us"] <= ts_max_us(validator_now_us):
+        return Rejection(REJECT_ABSURD_TIMESTAMP, f"ts_us {tick['ts_us']} outside [2000-01-01, now + 1 day]")
+    for name, value in (("price", tick["price"]), ("bid", tick["bid"]), ("ask", tick["ask"])):
+        if not value > 0.0:
+            return Rejection(REJECT_NON_POSITIVE_PRICE, f"{name!r} {value} <= 0")
+    if tick["size"] <= 0:
+        return Rejection(REJECT_NON_POSITIVE_SIZE, f"size {tick['size']} <= 0")
+    if tick["bid"] > tick["ask"]:
+        return Rejection(REJECT_CROSSED_QUOTE, f"bid {tick['bid']} > ask {tick['ask']}")
+    return tick

@@ -1,0 +1,145 @@
+"""Tests of the tick contract: round trip, every rejection reason, and the shared constants."""
+
+from __future__ import annotations
+
+import re
+
+import orjson
+import pytest
+
+from tickstream import contracts
+from tickstream.contracts import (
+    FIELD_NAMES,
+    REJECT_REASONS,
+    TS_MAX_FUTURE_US,
+    TS_MIN_US,
+    Rejection,
+    Tick,
+    decode_tick,
+    dedup_key,
+    encode_tick,
+    encode_tick_columns,
+    make_tick,
+)
+
+NOW_US = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
+
+
+def good_tick() -> Tick:
+    return make_tick("BRK.B", 7, NOW_US - 1_000, 408.91, 300, 408.90, 408.93)
+
+
+def reject(payload: object) -> Rejection:
+    raw = payload if isinstance(payload, bytes) else orjson.dumps(payload)
+    result = decode_tick(raw, now_us_override=NOW_US)
+    assert isinstance(result, Rejection), result
+    return result
+
+
+def with_field(**changes: object) -> dict[str, object]:
+    return {**good_tick(), **changes}
+
+
+def test_round_trip_keeps_every_field_and_order() -> None:
+    raw = encode_tick(good_tick())
+    assert list(orjson.loads(raw)) == list(FIELD_NAMES)
+    assert decode_tick(raw, now_us_override=NOW_US) == good_tick()
+
+
+def test_column_encoder_matches_single_encoder() -> None:
+    tick = good_tick()
+    values = encode_tick_columns(
+        [tick["symbol"]],
+        [tick["seq"]],
+        [tick["ts_us"]],
+        [tick["price"]],
+        [tick["size"]],
+        [tick["bid"]],
+        [tick["ask"]],
+    )
+    assert values == [encode_tick(tick)]
+
+
+def test_integer_prices_and_unknown_fields_are_accepted() -> None:
+    result = decode_tick(
+        orjson.dumps(with_field(price=409, venue="XNYS", bid=408, ask=410)), now_us_override=NOW_US
+    )
+    assert not isinstance(result, Rejection)
+    assert result["price"] == 409.0 and isinstance(result["price"], float)
+    assert "venue" not in result
+
+
+def test_boundary_values_are_accepted() -> None:
+    for ts_us in (TS_MIN_US, NOW_US + TS_MAX_FUTURE_US):
+        assert not isinstance(
+            decode_tick(orjson.dumps(with_field(ts_us=ts_us)), now_us_override=NOW_US), Rejection
+        )
+    assert not isinstance(
+        decode_tick(orjson.dumps(with_field(bid=1.0, ask=1.0, price=1.0)), NOW_US), Rejection
+    )
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b'{"schema_version":1,"symbol":"AA', contracts.REJECT_NOT_JSON),
+        (b"\xff\xfe", contracts.REJECT_NOT_JSON),
+        ([1, "AAPL"], contracts.REJECT_NOT_OBJECT),
+        ("AAPL", contracts.REJECT_NOT_OBJECT),
+        ({k: v for k, v in good_tick().items() if k != "size"}, contracts.REJECT_MISSING_FIELD),
+        ({k: v for k, v in good_tick().items() if k != "ts_us"}, contracts.REJECT_MISSING_FIELD),
+        (with_field(price="408.91"), contracts.REJECT_WRONG_TYPE),
+        (with_field(size=300.0), contracts.REJECT_WRONG_TYPE),
+        (with_field(seq=True), contracts.REJECT_WRONG_TYPE),
+        (with_field(symbol=None), contracts.REJECT_WRONG_TYPE),
+        (with_field(bid=None), contracts.REJECT_WRONG_TYPE),
+        (with_field(schema_version=2), contracts.REJECT_BAD_SCHEMA_VERSION),
+        (with_field(symbol="aapl"), contracts.REJECT_BAD_SYMBOL),
+        (with_field(symbol=""), contracts.REJECT_BAD_SYMBOL),
+        (with_field(symbol="ABCDEFGHIJK"), contracts.REJECT_BAD_SYMBOL),
+        (with_field(symbol="1AB"), contracts.REJECT_BAD_SYMBOL),
+        (with_field(seq=0), contracts.REJECT_BAD_SEQ),
+        (with_field(ts_us=NOW_US // 1_000), contracts.REJECT_ABSURD_TIMESTAMP),
+        (with_field(ts_us=TS_MIN_US - 1), contracts.REJECT_ABSURD_TIMESTAMP),
+        (with_field(ts_us=NOW_US + TS_MAX_FUTURE_US + 1), contracts.REJECT_ABSURD_TIMESTAMP),
+        (with_field(price=0.0), contracts.REJECT_NON_POSITIVE_PRICE),
+        (with_field(price=-1.5), contracts.REJECT_NON_POSITIVE_PRICE),
+        (with_field(bid=0.0), contracts.REJECT_NON_POSITIVE_PRICE),
+        (with_field(ask=-0.01), contracts.REJECT_NON_POSITIVE_PRICE),
+        (with_field(size=0), contracts.REJECT_NON_POSITIVE_SIZE),
+        (with_field(size=-100), contracts.REJECT_NON_POSITIVE_SIZE),
+        (with_field(bid=409.0, ask=408.9), contracts.REJECT_CROSSED_QUOTE),
+    ],
+)
+def test_each_rejection_reason(payload: object, reason: str) -> None:
+    rejection = reject(payload)
+    assert rejection.reason == reason
+    assert rejection.reason in REJECT_REASONS
+    assert rejection.detail
+
+
+def test_every_reason_code_is_exercised() -> None:
+    params = test_each_rejection_reason.pytestmark[0].args[1]  # type: ignore[attr-defined]
+    assert {reason for _, reason in params} == set(REJECT_REASONS)
+
+
+def test_symbol_pattern_is_a_plain_regex_other_engines_can_use() -> None:
+    pattern = re.compile(contracts.SYMBOL_PATTERN)
+    assert pattern.match("BRK.B") and pattern.match("A") and not pattern.match("BRK B")
+    assert TS_MIN_US == 946_684_800_000_000  # 2000-01-01T00:00:00Z
+
+
+def test_dedup_key_is_symbol_seq_ts() -> None:
+    tick = good_tick()
+    assert dedup_key(tick) == ("BRK.B", 7, NOW_US - 1_000)
+    assert contracts.DEDUP_KEY_FIELDS == ("symbol", "seq", "ts_us")
+
+
+def test_field_specs_cover_the_typed_dict() -> None:
+    assert set(FIELD_NAMES) == set(Tick.__annotations__)
+    assert {f.kind for f in contracts.TICK_FIELDS} <= {"int", "long", "double", "string"}
+
+
+def test_kafka_key_is_the_utf8_symbol() -> None:
+    assert contracts.kafka_key("BRK.B") == b"BRK.B"
+    assert contracts.TOPIC.name == "ticks"

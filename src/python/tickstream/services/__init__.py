@@ -1,0 +1,1 @@
+"""Local services (Kafka, S3 on SeaweedFS, Spark connector jars): install, start, check, stop."""

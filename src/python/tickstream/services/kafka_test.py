@@ -1,0 +1,109 @@
+"""Kafka service: configuration rendering and error reporting (unit tests, no server)."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from tickstream.services import kafka, process
+from tickstream.services.kafka import KafkaService, new_cluster_id, read_properties
+from tickstream.services.process import ServiceError
+from tickstream.settings import KafkaSettings, PathsSettings
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> KafkaService:
+    paths = PathsSettings(home=tmp_path / "home", cache_dir=tmp_path / "cache")
+    return KafkaService(paths, KafkaSettings(port=19092, controller_port=19093, heap="256m"))
+
+
+def test_server_config_uses_settings_ports_and_loopback_only(service: KafkaService) -> None:
+    service.write_config()
+    config = read_properties(service.server_properties)
+    assert config["listeners"] == "PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093"
+    assert config["advertised.listeners"] == "PLAINTEXT://127.0.0.1:19092"
+    assert config["controller.quorum.voters"] == "1@127.0.0.1:19093"
+    assert config["process.roles"] == "broker,controller"
+    assert Path(config["log.dirs"]) == service.paths.home / "data" / "kafka" / "log"
+    assert service.endpoint == "127.0.0.1:19092"
+
+
+def test_java_command_has_heap_classpath_and_main_class(
+    service: KafkaService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(kafka, "java_executable", lambda: "/usr/bin/java")
+    command = service.java_command("kafka.Kafka", ["server.properties"], "1g", "log4j2.properties")
+    assert command[:3] == ["/usr/bin/java", "-Xms1g", "-Xmx1g"]
+    assert command[command.index("-cp") + 1] == f"{service.libs_dir}/*"
+    assert command[-2:] == ["kafka.Kafka", "server.properties"]
+    assert service.libs_dir == service.paths.cache_dir / f"kafka-{service.version}" / "libs"
+
+
+def test_cluster_id_is_created_once(service: KafkaService) -> None:
+    first = service.cluster_id()
+    assert len(first) == 22 and not first.startswith("-")
+    assert service.cluster_id() == first
+    assert new_cluster_id() != first
+
+
+def test_empty_storage_needs_format(service: KafkaService) -> None:
+    assert service.storage_formatted() is False
+
+
+def test_formatted_storage_is_recognised(service: KafkaService) -> None:
+    service.storage_dir.mkdir(parents=True)
+    (service.storage_dir / "meta.properties").write_text(
+        f"version=1\ncluster.id={service.cluster_id()}\nnode.id=1\n"
+    )
+    assert service.storage_formatted() is True
+
+
+@pytest.mark.parametrize(
+    ("content", "cause"),
+    [
+        (b"\xff\xfe\x00garbage", "unreadable"),
+        (b"version=1\nnode.id=1\n", "unreadable"),
+        (
+            b"version=1\ncluster.id=someOtherClusterId0000\nnode.id=1\n",
+            "belongs to cluster someOtherClusterId0000",
+        ),
+    ],
+)
+def test_corrupted_storage_is_a_one_line_error(service: KafkaService, content: bytes, cause: str) -> None:
+    service.storage_dir.mkdir(parents=True)
+    (service.storage_dir / "meta.properties").write_bytes(content)
+    with pytest.raises(ServiceError, match=cause) as info:
+        service.storage_formatted()
+    assert "\n" not in str(info.value)
+    assert f"move {service.data_dir} aside" in str(info.value)
+
+
+def test_storage_with_data_but_no_meta_properties_is_an_error(service: KafkaService) -> None:
+    (service.storage_dir / "ticks-0").mkdir(parents=True)
+    with pytest.raises(ServiceError, match="has data but no meta.properties"):
+        service.storage_formatted()
+
+
+def test_missing_java_names_the_fix(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    kafka.java_executable.cache_clear()
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path / "no-jdk"))
+    try:
+        with pytest.raises(ServiceError, match=r"`java` not found in JAVA_HOME=.*set JAVA_HOME"):
+            kafka.java_executable()
+    finally:
+        kafka.java_executable.cache_clear()
+
+
+def test_port_in_use_is_reported_before_any_download(
+    service: KafkaService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(kafka, "java_executable", lambda: "/usr/bin/java")
+    monkeypatch.setattr(process, "PORT_GRACE_S", 0.2)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", service.settings.port))
+        listener.listen()
+        with pytest.raises(ServiceError, match=r"port 19092 \(client port\).*TICKSTREAM_KAFKA_PORT"):
+            service.up()
+    assert not service.libs_dir.exists()

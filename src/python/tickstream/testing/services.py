@@ -1,0 +1,162 @@
+"""pytest fixtures giving tests a running local Kafka and S3 server.
+
+Load with `pytest_plugins = ["tickstream.testing.services"]` in a root conftest, or import the fixtures
+into a directory's conftest.py. Fixtures are session-scoped: a healthy instance already listening (the
+developer's `tickstream services up`, or a container) is reused as is; otherwise the fixture starts one
+and stops at session end only what it started. Set TICKSTREAM_TEST_HOME to keep test data and PID files
+apart from the developer's TICKSTREAM_HOME (with other ports, via TICKSTREAM_KAFKA_* / TICKSTREAM_S3_* /
+TICKSTREAM_SEAWEEDFS_*, if the shared instance runs at the same time).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from tickstream.services.kafka import KafkaService
+from tickstream.services.process import Service, port_is_free
+from tickstream.services.seaweedfs import SeaweedFSService, SeaweedFSSettings
+from tickstream.services.spark_jars import install_spark_jars
+from tickstream.settings import KafkaSettings, PathsSettings, S3Settings
+
+_users_in_this_process: Counter[str] = Counter()
+
+
+@contextmanager
+def running(service: Service, run_dir: Path) -> Iterator[None]:
+    """Keep `service` running while any test process uses it; the last user stops what tests started.
+
+    Several pytest processes (Pants runs test batches in parallel) share one instance. Each holds a
+    shared lock on `<run_dir>/<name>.users.lock` while it uses the service; starting happens under the
+    exclusive lock, and a marker file records that tests (not a developer) started it. At the end the
+    process that can take the exclusive lock without waiting is the last user: it stops the service
+    if tests started it. A developer's running instance is reused and never stopped.
+    """
+    if _users_in_this_process[service.name]:
+        # Directory conftests may instantiate the session fixture once each: one lock per process.
+        _users_in_this_process[service.name] += 1
+        try:
+            yield
+        finally:
+            _users_in_this_process[service.name] -= 1
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    started_by_tests = run_dir / f"{service.name}.started-by-tests"
+    with (run_dir / f"{service.name}.users.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if service.healthy():
+            service.provision()
+        else:
+            try:
+                if service.up():
+                    started_by_tests.touch()
+            except BaseException:
+                service.down()
+                raise
+        fcntl.flock(lock, fcntl.LOCK_SH)
+        _users_in_this_process[service.name] = 1
+        try:
+            yield
+        finally:
+            _users_in_this_process[service.name] = 0
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pass  # another test process still uses it; the last one stops it
+            else:
+                if started_by_tests.exists():
+                    service.down()
+                    started_by_tests.unlink()
+
+
+@pytest.fixture(scope="session")
+def services_paths() -> Iterator[PathsSettings]:
+    """PathsSettings for the test session (TICKSTREAM_HOME := TICKSTREAM_TEST_HOME if that is set)."""
+    with pytest.MonkeyPatch.context() as patch:
+        test_home = os.environ.get("TICKSTREAM_TEST_HOME")
+        if test_home:
+            patch.setenv("TICKSTREAM_HOME", test_home)
+        yield PathsSettings()
+
+
+@pytest.fixture(scope="session")
+def kafka_service(services_paths: PathsSettings) -> Iterator[KafkaService]:
+    """The local Kafka broker, running for the session."""
+    service = KafkaService(services_paths)
+    with running(service, services_paths.run_dir):
+        yield service
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(kafka_service: KafkaService) -> str:
+    """Bootstrap servers of a running Kafka with the topology's topics."""
+    return kafka_service.endpoint
+
+
+@pytest.fixture(scope="session")
+def s3_service(services_paths: PathsSettings) -> Iterator[SeaweedFSService]:
+    """The local S3 server, running for the session."""
+    service = SeaweedFSService(services_paths)
+    with running(service, services_paths.run_dir):
+        yield service
+
+
+@pytest.fixture(scope="session")
+def s3_settings(s3_service: SeaweedFSService) -> S3Settings:
+    """S3Settings of a running S3 server with the topology's buckets."""
+    return s3_service.s3
+
+
+def free_port(offsets: tuple[int, ...] = (0,)) -> int:
+    """A loopback port that is free, together with port + each of `offsets` (SeaweedFS: gRPC = +10000)."""
+    for _ in range(100):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        if port + max(offsets) < 65536 and all(port_is_free("127.0.0.1", port + off) for off in offsets):
+            return port
+    raise RuntimeError("no free loopback port found")
+
+
+@pytest.fixture
+def private_kafka(tmp_path: Path) -> Iterator[KafkaService]:
+    """A Kafka broker of this test alone (own home and ports): for tests that kill or restart it."""
+    port, controller_port = free_port(), free_port()
+    settings = KafkaSettings(
+        bootstrap_servers=f"127.0.0.1:{port}", port=port, controller_port=controller_port, heap="512m"
+    )
+    service = KafkaService(PathsSettings(home=tmp_path / "home"), settings)
+    service.up()
+    try:
+        yield service
+    finally:
+        service.down()
+
+
+@pytest.fixture
+def private_s3(tmp_path: Path) -> Iterator[SeaweedFSService]:
+    """An S3 server of this test alone (own home and ports): for tests that kill or restart it."""
+    grpc = (0, 10000)
+    s3 = S3Settings(endpoint_url=f"http://127.0.0.1:{free_port()}")
+    seaweed = SeaweedFSSettings(
+        master_port=free_port(grpc), volume_port=free_port(grpc), filer_port=free_port(grpc)
+    )
+    service = SeaweedFSService(PathsSettings(home=tmp_path / "home"), s3, seaweed)
+    service.up()
+    try:
+        yield service
+    finally:
+        service.down()
+
+
+@pytest.fixture(scope="session")
+def spark_connector_jars(services_paths: PathsSettings) -> list[Path]:
+    """Spark's Kafka and s3a connector jars, installed into the cache if missing (never at job run time)."""
+    return install_spark_jars(services_paths)
