@@ -37,10 +37,10 @@ import pyarrow.parquet as pq
 from confluent_kafka import Producer
 
 from producer.simulator import SimulatedFeed, SimulationConfig
-from streaming.lake import TICKS, LakeLocation, date_hour, partition_dir
 from streaming.settings import StreamingSettings
 from streaming.status import StatusStore
 from tickstream.contracts import encode_tick_columns, kafka_key, now_us
+from tickstream.lake import TICKS, LakeLocation, date_hour, partition_dir
 from tickstream.services.kafka import ensure_topics
 from tickstream.settings import KafkaSettings, S3Settings
 from tickstream.topology import MS_PER_DAY, TICKS_TOPIC, Topic

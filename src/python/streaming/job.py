@@ -28,7 +28,6 @@ from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
-from streaming.lake import BARS_1M, TICKS, LakeLocation
 from streaming.settings import StreamingSettings
 from streaming.spark_session import build_spark_session, cached_connector_jars, spark_conf
 from streaming.status import StatusBook, StatusListener, StatusStore
@@ -42,6 +41,7 @@ from streaming.transforms import (
     route_ticks_batch,
 )
 from streaming.writers import write_batch
+from tickstream.lake import BARS_1M, TICKS, LakeLocation
 from tickstream.logs import configure_logging, get_logger
 from tickstream.settings import KafkaSettings, S3Settings
 

@@ -30,9 +30,9 @@ import pyarrow.fs as pafs
 import pytest
 from confluent_kafka import Producer
 
-from streaming.lake import BARS_1M, QUARANTINE, TICKS, LakeLocation, epoch_of
 from streaming.status import StatusStore
 from tickstream.contracts import Rejection, Tick, decode_tick, encode_tick, make_tick
+from tickstream.lake import BARS_1M, QUARANTINE, TICKS, LakeLocation, epoch_of
 from tickstream.services.kafka import ensure_topics
 from tickstream.settings import S3Settings
 from tickstream.topology import Topic

@@ -17,10 +17,10 @@ import pytest
 from pyspark.sql import SparkSession
 
 from streaming.job import QUERIES, LakeSink, parse_args, start_query
-from streaming.lake import STATUS_KEY, LakeLocation, epoch_of
 from streaming.settings import StreamingSettings
 from streaming.status import StatusBook, StatusListener, StatusStore
 from tickstream.contracts import encode_tick, make_tick
+from tickstream.lake import STATUS_KEY, LakeLocation, epoch_of
 
 KAFKA_SCHEMA = (
     "key binary, value binary, topic string, partition int, offset bigint, timestamp timestamp, "

@@ -19,8 +19,8 @@ from typing import Any
 
 from pyspark.sql.streaming import StreamingQueryListener
 
-from streaming.lake import QUARANTINE, STATUS_KEY, LakeLocation, put_object
 from streaming.writers import BatchOutput
+from tickstream.lake import QUARANTINE, STATUS_KEY, LakeLocation, put_object
 from tickstream.logs import get_logger
 
 log = get_logger("streaming.status")

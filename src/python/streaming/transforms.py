@@ -15,7 +15,6 @@ from functools import reduce
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from streaming.lake import BARS_1M, QUARANTINE, TICKS
 from tickstream.contracts import (
     DEDUP_KEY_FIELDS,
     FIELD_NAMES,
@@ -39,6 +38,7 @@ from tickstream.contracts import (
     TS_MAX_FUTURE_US,
     TS_MIN_US,
 )
+from tickstream.lake import BARS_1M, QUARANTINE, TICKS
 
 EVENT_TIME = "event_time"
 """Timestamp column the watermark runs on: the tick's ts_us; NULL for rejected records."""

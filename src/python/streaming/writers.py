@@ -2,7 +2,7 @@
 
 `write_batch` repartitions the routed rows by (table, date, hour), so each hour of each table lands in
 exactly one Spark task, which writes it as ONE Parquet object named only from the query id and epoch
-(`streaming.lake.object_key`), rows sorted by the table's key. A replayed epoch recomputes the same rows
+(`tickstream.lake.object_key`), rows sorted by the table's key. A replayed epoch recomputes the same rows
 and overwrites the same keys with the same bytes; a single-object PUT is atomic, so plain S3 readers see
 every row once, whatever attempt wrote it.
 """
@@ -19,8 +19,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyspark.sql import DataFrame
 
-from streaming.lake import PARQUET_COMPRESSION, QUARANTINE, TABLES, LakeLocation, object_key, put_object
 from streaming.transforms import TABLE, TABLE_COLUMNS
+from tickstream.lake import PARQUET_COMPRESSION, QUARANTINE, TABLES, LakeLocation, object_key, put_object
 
 WRITTEN_SCHEMA = "table string, key string, rows bigint, bytes bigint, reasons map<string,bigint>"
 _WRITTEN_ARROW = pa.schema(

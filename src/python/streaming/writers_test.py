@@ -8,10 +8,10 @@ import pyarrow.parquet as pq
 from pyspark.sql import DataFrame
 
 from streaming.conftest import KAFKA_TS, KafkaRows
-from streaming.lake import LakeLocation
 from streaming.transforms import parse_ticks, route_ticks_batch
 from streaming.writers import write_batch
 from tickstream.contracts import encode_tick, make_tick
+from tickstream.lake import LakeLocation
 
 QUERY_ID = "0123abcd-0000-0000-0000-000000000000"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streaming.lake import BARS_1M, TICKS, LakeLocation, date_hour, epoch_of, object_key, object_name
+from tickstream.lake import BARS_1M, TICKS, LakeLocation, date_hour, epoch_of, object_key, object_name
 
 QUERY_ID = "8a04952a-1370-4d47-a976-c0c4423c8dcf"
 
