@@ -1,6 +1,8 @@
-"""The `tickstream` command line: `tickstream services up|down|status|logs [kafka|s3]`.
+"""The `tickstream` command line.
 
-Run as `python -m tickstream.cli ...`.
+`tickstream up|down|status` runs the whole local platform (services and application components);
+`tickstream services up|down|status|logs [kafka|s3]` only the services. Run through ./tickstream, which
+builds the components' PEXes first, or as `python -m tickstream.cli ...`.
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ from typing import Annotated
 
 import typer
 
+from tickstream.components import ComponentsSettings, components, start
 from tickstream.logs import configure_logging
 from tickstream.services.kafka import KafkaService
 from tickstream.services.process import Service, ServiceError, tail
 from tickstream.services.seaweedfs import SeaweedFSService
 from tickstream.services.spark_jars import install_spark_jars
+from tickstream.settings import PathsSettings, S3Settings
 
 app = typer.Typer(help="Tickstream platform commands.", no_args_is_help=True)
 services_app = typer.Typer(help="Local Kafka and S3 (SeaweedFS) services.", no_args_is_help=True)
@@ -119,6 +123,48 @@ def follow_file(path: Path) -> None:
                     time.sleep(0.5)
         except KeyboardInterrupt:
             pass
+
+
+@app.command("up")
+def platform_up() -> None:
+    """Bring the whole platform up: services, then each component; print where to look."""
+    up(None)
+    paths, settings = PathsSettings(), ComponentsSettings()
+    try:
+        for component in components(settings, S3Settings()):
+            typer.echo(f"{component.name}: starting (log {component.daemon(paths).log_file}) ...")
+            started = start(component, paths, settings)
+            typer.echo(f"{component.name}: {'started' if started else 'already running'}")
+    except ServiceError as exc:
+        raise fail(exc) from None
+    typer.echo(f"logs: {paths.logs_dir}")
+
+
+@app.command("down")
+def platform_down() -> None:
+    """Stop every component, then the services."""
+    paths = PathsSettings()
+    for component in reversed(components(ComponentsSettings(), S3Settings())):
+        typer.echo(f"{component.name}: {'stopped' if component.daemon(paths).stop() else 'not running'}")
+    down(None)
+
+
+@app.command("status")
+def platform_status() -> None:
+    """Show each component and service; exit 1 if any is not running."""
+    paths = PathsSettings()
+    running = True
+    for component in components(ComponentsSettings(), S3Settings()):
+        daemon = component.daemon(paths)
+        pid = daemon.pid()
+        running = running and pid is not None
+        typer.echo(f"{component.name}: {f'running (pid {pid})' if pid else 'stopped'}; log {daemon.log_file}")
+    try:
+        status(None)
+    except typer.Exit:
+        running = False
+    if not running:
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

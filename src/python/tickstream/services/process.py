@@ -151,12 +151,18 @@ def _alive(proc: psutil.Process) -> bool:
         return False
 
 
+MARKER_ENV = "TICKSTREAM_DAEMON_MARKER"
+"""Set to the daemon's marker in its environment, which survives a re-exec (a PEX re-executes itself in
+its venv's interpreter, so its command line no longer names the PEX)."""
+
+
 @dataclass(frozen=True)
 class Daemon:
     """One detached process identified by a PID file and a marker in its command line.
 
-    The marker (e.g. the service's config or data path) guards against a recycled PID: a PID
-    file whose process is gone, a zombie, or a different program is stale and is removed.
+    The marker (e.g. the service's config or data path), found in the command line or in the
+    MARKER_ENV environment variable, guards against a recycled PID: a PID file whose process is gone,
+    a zombie, or a different program is stale and is removed.
     """
 
     name: str
@@ -175,7 +181,9 @@ class Daemon:
             return None
         try:
             proc = psutil.Process(pid)
-            ours = self.cmdline_marker in _cmdline(proc)
+            ours = self.cmdline_marker in _cmdline(proc) or (
+                proc.environ().get(MARKER_ENV) == self.cmdline_marker
+            )
         except psutil.Error:
             ours = False
         if ours and _alive(proc):
@@ -197,7 +205,7 @@ class Daemon:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, **(env or {})},
+                env={**os.environ, **(env or {}), MARKER_ENV: self.cmdline_marker},
                 cwd=cwd,
                 start_new_session=True,
             )
@@ -222,7 +230,9 @@ class Daemon:
                 )
             time.sleep(interval)
 
-    def ensure_running(self, launch: Callable[[], None], healthy: Callable[[], bool], timeout: float) -> bool:
+    def ensure_running(
+        self, launch: Callable[[], object], healthy: Callable[[], bool], timeout: float
+    ) -> bool:
         """Run `launch` (which starts the process) unless running, then wait until healthy.
 
         Returns True if this call started the process.

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tickstream.services.process import Daemon, ServiceError, _cmdline, ensure_ports_free, port_is_free
@@ -62,6 +63,20 @@ def test_start_then_stop(tmp_path: Path) -> None:
     assert daemon.pid() is None
     assert not daemon.pid_file.exists()
     assert not daemon.stop()
+
+
+def test_process_that_reexecs_without_the_marker_is_still_found(tmp_path: Path) -> None:
+    # A PEX re-executes itself in its venv's interpreter: the marker leaves the command line.
+    daemon = make_daemon(tmp_path, marker="/dist/src.python.demo/bin.pex")
+    pid = daemon.start(["sh", "-c", "exec sleep 120"])
+    try:
+        deadline = time.monotonic() + 5
+        while "sleep" not in _cmdline(psutil.Process(pid)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert daemon.cmdline_marker not in _cmdline(psutil.Process(pid))
+        assert daemon.pid() == pid
+    finally:
+        assert daemon.stop(timeout=10)
 
 
 def test_killed_process_is_detected_as_stale(tmp_path: Path) -> None:

@@ -1,0 +1,115 @@
+"""The platform's application components (producer, streaming job, ...) as local processes.
+
+Each component runs from the PEX Pants builds for it (`./tickstream` packages them into dist/), is
+started detached with its own log and PID file under TICKSTREAM_HOME, and has a health check that says
+whether it is doing its job, not only whether its process exists.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tickstream.lake import STATUS_KEY
+from tickstream.services.process import Daemon, ServiceError
+from tickstream.services.seaweedfs import s3_client
+from tickstream.settings import PathsSettings, S3Settings
+
+
+class ComponentsSettings(BaseSettings):
+    """How `tickstream up` runs the application components."""
+
+    model_config = SettingsConfigDict(env_prefix="TICKSTREAM_")
+
+    pex_dir: Path = Field(
+        default=Path("dist"), description="Where the components' PEXes are (./pants package output)."
+    )
+    producer_rate: float = Field(default=2000.0, description="Simulated ticks per second of `up`'s producer.")
+    start_timeout_s: float = Field(default=240.0, description="How long a component may take to be healthy.")
+
+
+@dataclass(frozen=True)
+class Component:
+    """One application process: how to start it and how to tell that it works."""
+
+    name: str
+    pex: str
+    args: tuple[str, ...]
+    healthy: Callable[[datetime], bool]
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    def daemon(self, paths: PathsSettings) -> Daemon:
+        """The PID/log bookkeeping of this component under TICKSTREAM_HOME."""
+        return Daemon(
+            name=self.name,
+            pid_file=paths.run_dir / f"{self.name}.pid",
+            log_file=paths.logs_dir / f"{self.name}.log",
+            cmdline_marker=self.pex,
+        )
+
+    def argv(self, settings: ComponentsSettings) -> list[str]:
+        """The command line that starts the component from its PEX."""
+        pex = settings.pex_dir / self.pex
+        if not pex.is_file():
+            raise ServiceError(f"{self.name}: {pex} not found; build it with `./pants package {self.target}`")
+        return [str(pex), *self.args]
+
+    @property
+    def target(self) -> str:
+        """The Pants target that builds this component's PEX."""
+        directory, name = self.pex.rsplit("/", 1)
+        return f"{directory.replace('.', '/')}:{name.removesuffix('.pex')}"
+
+
+def streaming_status_updated_since(s3: S3Settings) -> Callable[[datetime], bool]:
+    """Health of the streaming job: its status object in S3 was written after the job started."""
+
+    def check(started: datetime) -> bool:
+        try:
+            body = s3_client(s3).get_object(Bucket=s3.bucket, Key=STATUS_KEY)["Body"].read()
+            updated = datetime.fromisoformat(json.loads(body)["updated_at"])
+        except Exception:  # not there yet, S3 hiccup, half-written: not healthy yet
+            return False
+        return updated >= started
+
+    return check
+
+
+def always(_: datetime) -> bool:
+    """Health of a component whose running process is the whole check."""
+    return True
+
+
+def components(settings: ComponentsSettings, s3: S3Settings) -> list[Component]:
+    """The application components in start order."""
+    return [
+        Component(
+            name="producer",
+            pex="src.python.producer/bin.pex",
+            args=("simulate", "--rate", str(settings.producer_rate)),
+            healthy=always,
+        ),
+        Component(
+            name="streaming",
+            pex="src.python.streaming/bin.pex",
+            args=(),
+            healthy=streaming_status_updated_since(s3),
+        ),
+    ]
+
+
+def start(component: Component, paths: PathsSettings, settings: ComponentsSettings) -> bool:
+    """Start `component` unless it runs, and wait until healthy; True if this call started it."""
+    daemon = component.daemon(paths)
+    started_at = datetime.now(UTC)
+    return daemon.ensure_running(
+        lambda: daemon.start(component.argv(settings), component.env),
+        lambda: component.healthy(started_at),
+        settings.start_timeout_s,
+    )
