@@ -30,7 +30,9 @@ class ComponentsSettings(BaseSettings):
     pex_dir: Path = Field(
         default=Path("dist"), description="Where the components' PEXes are (./pants package output)."
     )
-    producer_rate: float = Field(default=2000.0, description="Simulated ticks per second of `up`'s producer.")
+    up_producer_rate: float = Field(
+        default=2000.0, description="Simulated ticks per second of `up`'s producer."
+    )
     start_timeout_s: float = Field(default=240.0, description="How long a component may take to be healthy.")
 
 
@@ -92,7 +94,7 @@ def components(settings: ComponentsSettings, s3: S3Settings) -> list[Component]:
         Component(
             name="producer",
             pex="src.python.producer/bin.pex",
-            args=("simulate", "--rate", str(settings.producer_rate)),
+            args=("simulate", "--rate", str(settings.up_producer_rate)),
             healthy=always,
         ),
         Component(

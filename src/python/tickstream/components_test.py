@@ -23,8 +23,8 @@ def test_missing_pex_names_the_pants_target(tmp_path: Path) -> None:
         streaming.argv(settings)
 
 
-def test_argv_runs_the_pex_with_the_producer_rate(tmp_path: Path) -> None:
-    settings = ComponentsSettings(pex_dir=tmp_path, producer_rate=123.0)
+def test_argv_runs_the_pex_with_the_up_producer_rate(tmp_path: Path) -> None:
+    settings = ComponentsSettings(pex_dir=tmp_path, up_producer_rate=123.0)
     producer = {c.name: c for c in components(settings, S3Settings())}["producer"]
     pex = tmp_path / "src.python.producer" / "bin.pex"
     pex.parent.mkdir()
