@@ -41,6 +41,37 @@ class TableSpec:
 TICKS = TableSpec("ticks", "stream/ticks", ("symbol", "ts_us", "seq"))
 BARS_1M = TableSpec("bars_1m", "stream/bars_1m", ("symbol", "window_start"))
 QUARANTINE = TableSpec("quarantine", "quarantine", ("kafka_partition", "kafka_offset"))
+
+# Arrow schemas of the ticks and bars_1m objects (docs/lake.md): for non-Spark writers and test lakes.
+TICKS_ARROW_SCHEMA = pa.schema(
+    [
+        ("schema_version", pa.int32()),
+        ("symbol", pa.string()),
+        ("seq", pa.int64()),
+        ("ts_us", pa.int64()),
+        ("price", pa.float64()),
+        ("bid", pa.float64()),
+        ("ask", pa.float64()),
+        ("size", pa.int64()),
+        ("kafka_partition", pa.int32()),
+        ("kafka_offset", pa.int64()),
+    ]
+)
+BARS_1M_ARROW_SCHEMA = pa.schema(
+    [
+        ("symbol", pa.string()),
+        ("window_start", pa.timestamp("us", tz="UTC")),
+        ("window_end", pa.timestamp("us", tz="UTC")),
+        ("open", pa.float64()),
+        ("high", pa.float64()),
+        ("low", pa.float64()),
+        ("close", pa.float64()),
+        ("volume", pa.int64()),
+        ("vwap", pa.float64()),
+        ("trade_count", pa.int64()),
+    ]
+)
+QUERY_ID = "8a04952a-0000-4000-8000-000000000000"
 TABLES: dict[str, TableSpec] = {spec.name: spec for spec in (TICKS, BARS_1M, QUARANTINE)}
 
 _OBJECT_NAME = re.compile(r"^part-(?P<query>[0-9a-f]{8})-e(?P<epoch>\d{12})\.parquet$")

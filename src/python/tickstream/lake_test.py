@@ -2,9 +2,29 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from pathlib import Path
+
 import pytest
 
-from tickstream.lake import BARS_1M, TICKS, LakeLocation, date_hour, epoch_of, object_key, object_name
+from tickstream.lake import (
+    BARS_1M,
+    TICKS,
+    LakeLocation,
+    LakeObject,
+    Manifest,
+    committed_hour,
+    committed_objects,
+    committed_objects_between,
+    compacted_dir,
+    date_hour,
+    epoch_of,
+    keys_fingerprint,
+    object_key,
+    object_name,
+    read_manifest,
+    write_manifest,
+)
 
 QUERY_ID = "8a04952a-1370-4d47-a976-c0c4423c8dcf"
 
@@ -38,3 +58,51 @@ def test_local_lake_location(tmp_path) -> None:
     assert LakeLocation(str(tmp_path)).path("a/b") == f"{tmp_path}/a/b"
     with pytest.raises(ValueError):
         LakeLocation("s3://bucket").filesystem()
+
+
+def _put_stream_object(location: LakeLocation, epoch: int, hour: str = "09") -> str:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    key = object_key(TICKS, "2024-03-01", hour, QUERY_ID, epoch)
+    path = Path(location.path(key))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table({"seq": [epoch]}), path)
+    return key
+
+
+def test_reader_rule_stream_then_manifest_then_late_objects(tmp_path: Path) -> None:
+    location = LakeLocation(str(tmp_path))
+    assert committed_objects(location, "ticks", "2024-03-01", "09") == []
+    stream = [_put_stream_object(location, epoch) for epoch in range(3)]
+    Path(location.path("stream/ticks/date=2024-03-01/hour=09/notes.txt")).write_text("not an object")
+    assert committed_objects(location, TICKS, "2024-03-01", "09") == stream
+
+    compacted = LakeObject("compacted/ticks/date=2024-03-01/hour=09/r1/part-00000.parquet", 10, 3)
+    manifest = Manifest(
+        "ticks", "2024-03-01", "09", "r1", "2024-03-01T10:10:00.000Z", (compacted,), 3, {}, tuple(stream)
+    )
+    assert write_manifest(location, manifest) == "_manifests/compacted/ticks/date=2024-03-01/hour=09.json"
+    assert read_manifest(location, TICKS, "2024-03-01", "09") == manifest
+    assert committed_objects(location, TICKS, "2024-03-01", "09") == [compacted.key]
+
+    late = _put_stream_object(location, 7)
+    assert committed_objects(location, TICKS, "2024-03-01", "09") == [compacted.key, late]
+    assert committed_hour(location, TICKS, "2024-03-01", "09").manifest == manifest
+
+    other = _put_stream_object(location, 8, hour="10")
+    assert committed_objects_between(
+        location, TICKS, datetime(2024, 3, 1, 9, 30, tzinfo=UTC), datetime(2024, 3, 1, 11, tzinfo=UTC)
+    ) == [compacted.key, late, other]
+
+
+def test_manifest_json_round_trip_and_fingerprint() -> None:
+    manifest = Manifest("bars_1m", "2024-03-01", "09", "r2", "t", (), 0, {"rows": "0"}, ("b", "a"))
+    assert Manifest.from_json(manifest.to_json()) == Manifest(
+        "bars_1m", "2024-03-01", "09", "r2", "t", (), 0, {"rows": "0"}, ("a", "b")
+    )
+    assert manifest.replaced_fingerprint == keys_fingerprint(["a", "b", "a"])
+    with pytest.raises(ValueError):
+        Manifest.from_json(b'{"version": 99}')
+    with pytest.raises(ValueError):
+        compacted_dir(TICKS, "2024-03-01", "09", "../escape")

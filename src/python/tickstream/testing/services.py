@@ -144,7 +144,7 @@ def private_kafka(tmp_path: Path) -> Iterator[KafkaService]:
 def private_s3(tmp_path: Path) -> Iterator[SeaweedFSService]:
     """An S3 server of this test alone (own home and ports): for tests that kill or restart it."""
     grpc = (0, 10000)
-    s3 = S3Settings(endpoint_url=f"http://127.0.0.1:{free_port()}")
+    s3 = S3Settings(endpoint_url=f"http://127.0.0.1:{free_port(grpc)}")
     seaweed = SeaweedFSSettings(
         master_port=free_port(grpc), volume_port=free_port(grpc), filer_port=free_port(grpc)
     )

@@ -1,0 +1,187 @@
+"""
+### Tickstream: hourly compaction of the lake (`tickstream_compaction`)
+
+One run per UTC hour (its **data interval**), scheduled when the hour is over:
+
+1. **wait_until_closed** — a reschedule-mode sensor (no worker slot held while waiting, exponential back-off)
+   that asks the compaction job whether the hour is closed for both tables (`--check-closed`: the streaming
+   watermark in `_status/streaming.json` is past hour end + margin).
+2. **compact_ticks**, **compact_bars_1m** — run the compaction job for the hour as a separate process in
+   the Spark environment (the `src/python/compaction:bin` PEX, or `python -m compaction.job` in a venv
+   that has it). Retried with exponential back-off; idempotent (an already compacted hour is a no-op, a
+   crashed run is finished by the retry). The job's JSON report is the task's XCom.
+3. **run_dbt** — extension point for the analytics models: runs `TICKSTREAM_DBT_COMMAND` if set (with
+   `TICKSTREAM_DBT_START` / `TICKSTREAM_DBT_END` = the interval), else logs that it was skipped.
+
+**Configuration** (Airflow Variable of the same name, else the worker's environment):
+`TICKSTREAM_COMPACTION_COMMAND` (default `python -m compaction.job`), `TICKSTREAM_DBT_COMMAND`,
+`TICKSTREAM_S3_*` (endpoint, keys, bucket), `TICKSTREAM_COMPACTION_*` (MASTER — the Spark master,
+LAKE_ROOT, TARGET_FILE_MB, GRACE_SECONDS, CLOSED_MARGIN_SECONDS, JARS, DRIVER_MEMORY).
+
+**Backfill**: `catchup` is off (the start date is only the earliest hour allowed); backfill a range with
+`airflow backfill create --dag-id tickstream_compaction --from-date ... --to-date ...`; every run touches
+only its own hour. See docs/compaction.md.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shlex
+import subprocess
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from airflow.sdk import CronDataIntervalTimetable, PokeReturnValue, Variable, dag, task
+
+log = logging.getLogger(__name__)
+
+DAG_ID = "tickstream_compaction"
+TABLES = ("ticks", "bars_1m")
+COMMAND = "TICKSTREAM_COMPACTION_COMMAND"
+DBT_COMMAND = "TICKSTREAM_DBT_COMMAND"
+DEFAULT_COMMAND = "python -m compaction.job"
+PASSED_SETTINGS = tuple(
+    [
+        f"TICKSTREAM_S3_{n}"
+        for n in ("ENDPOINT_URL", "ACCESS_KEY_ID", "SECRET_ACCESS_KEY", "REGION", "PATH_STYLE", "BUCKET")
+    ]
+    + [
+        f"TICKSTREAM_COMPACTION_{n}"
+        for n in (
+            "MASTER",
+            "LAKE_ROOT",
+            "TARGET_FILE_MB",
+            "GRACE_SECONDS",
+            "CLOSED_MARGIN_SECONDS",
+            "JARS",
+            "DRIVER_MEMORY",
+        )
+    ]
+)
+"""Settings the job reads from its environment; an Airflow Variable of the same name overrides the env."""
+EXIT_REFUSED = 3
+JOB_TIMEOUT = timedelta(hours=1)
+
+
+def setting(name: str, default: str | None = None) -> str | None:
+    """Airflow Variable `name` (also AIRFLOW_VAR_<NAME>), else environment variable `name`, else `default`."""
+    try:
+        value = Variable.get(name, default=None)
+    except Exception:  # outside a task (tests, parsing): no Variable backend to ask
+        value = None
+    return value if value is not None else os.environ.get(name, default)
+
+
+def job_environment() -> dict[str, str]:
+    """The worker's environment plus every job setting found in Airflow Variables."""
+    env = dict(os.environ)
+    for name in PASSED_SETTINGS:
+        value = setting(name)
+        if value is not None:
+            env[name] = value
+    return env
+
+
+def hour_of(data_interval_start: datetime) -> tuple[str, str]:
+    """(date, hour) of the UTC hour an interval starts in."""
+    start = data_interval_start.astimezone(UTC)
+    return start.strftime("%Y-%m-%d"), start.strftime("%H")
+
+
+def run_job(arguments: list[str]) -> tuple[int, dict[str, Any]]:
+    """Run the compaction command with `arguments`; return its exit code and JSON report (logs stderr)."""
+    command = shlex.split(setting(COMMAND, DEFAULT_COMMAND) or DEFAULT_COMMAND) + arguments
+    log.info("running %s", shlex.join(command))
+    done = subprocess.run(
+        command,
+        env=job_environment(),
+        capture_output=True,
+        text=True,
+        timeout=JOB_TIMEOUT.total_seconds(),
+        check=False,
+    )
+    for line in done.stderr.splitlines()[-200:]:
+        log.info("job: %s", line)
+    reports = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    report: dict[str, Any] = json.loads(reports[-1]) if reports else {}
+    return done.returncode, report
+
+
+@task.sensor(
+    mode="reschedule",
+    poke_interval=120,
+    exponential_backoff=True,
+    max_wait=timedelta(minutes=20),
+    timeout=timedelta(hours=12).total_seconds(),
+)
+def wait_until_closed(data_interval_start: datetime | None = None) -> PokeReturnValue:
+    """Done when both tables' hour is closed; reschedules while open; fails on any other error."""
+    assert data_interval_start is not None
+    date, hour = hour_of(data_interval_start)
+    code, report = run_job(["--check-closed", "--table", "all", "--date", date, "--hour", hour])
+    if code == EXIT_REFUSED:
+        log.info("not closed yet: %s", report.get("error"))
+        return PokeReturnValue(is_done=False)
+    if code != 0:
+        raise RuntimeError(f"closedness check failed (exit {code}): {report.get('error', report)}")
+    return PokeReturnValue(is_done=True, xcom_value=report.get("closed"))
+
+
+@task(
+    retries=4,
+    retry_delay=timedelta(minutes=2),
+    retry_exponential_backoff=2.0,
+    max_retry_delay=timedelta(minutes=30),
+    execution_timeout=JOB_TIMEOUT + timedelta(minutes=5),
+)
+def compact(table: str, data_interval_start: datetime | None = None) -> dict[str, Any]:
+    """Compact one table's hour; raise (and so retry) unless the job exits 0."""
+    assert data_interval_start is not None
+    date, hour = hour_of(data_interval_start)
+    code, report = run_job(["--table", table, "--date", date, "--hour", hour])
+    if code != 0:
+        raise RuntimeError(
+            f"compaction of {table} {date} {hour}h failed (exit {code}): {report.get('error') or report}"
+        )
+    return report
+
+
+@task(retries=2, retry_delay=timedelta(minutes=5), retry_exponential_backoff=2.0)
+def run_dbt(data_interval_start: datetime | None = None, data_interval_end: datetime | None = None) -> str:
+    """Extension point: run TICKSTREAM_DBT_COMMAND for the interval (the dbt project fills it in)."""
+    command = setting(DBT_COMMAND)
+    if not command:
+        # TODO(dbt): set TICKSTREAM_DBT_COMMAND (Variable or env) to the dbt build of the lake's hour.
+        log.info("%s not set: no dbt step", DBT_COMMAND)
+        return "skipped"
+    assert data_interval_start is not None and data_interval_end is not None
+    env = {
+        **job_environment(),
+        "TICKSTREAM_DBT_START": data_interval_start.astimezone(UTC).isoformat(),
+        "TICKSTREAM_DBT_END": data_interval_end.astimezone(UTC).isoformat(),
+    }
+    subprocess.run(shlex.split(command), env=env, check=True, timeout=JOB_TIMEOUT.total_seconds())
+    return "ran"
+
+
+@dag(
+    dag_id=DAG_ID,
+    schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
+    start_date=datetime(2024, 1, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=2,
+    dagrun_timeout=timedelta(hours=14),
+    default_args={"owner": "tickstream", "retries": 2, "retry_delay": timedelta(minutes=2)},
+    tags=["tickstream", "lake", "compaction"],
+    doc_md=__doc__,
+)
+def tickstream_compaction() -> None:
+    """Wait for the hour to close, compact both tables, then the dbt extension point."""
+    closed = wait_until_closed()
+    compacted = [compact.override(task_id=f"compact_{table}")(table=table) for table in TABLES]
+    closed >> compacted >> run_dbt()
+
+
+tickstream_compaction()

@@ -1,0 +1,1 @@
+"""Compaction of closed lake hours: many small stream objects -> few large ones, committed by manifest."""

@@ -1,0 +1,163 @@
+"""End to end in headless Chromium: the app as a subprocess against the real S3 server, updating by itself.
+
+Writes a lake under a private prefix of the bucket, starts `python -m dashboard`, checks the ticker chart
+renders, then writes a new bar and new ticks and waits for them to show up without reloading the page.
+Leaves a screenshot in the test's tmp dir.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Page, sync_playwright
+
+from dashboard.browser import CHROMIUM_ARGS, ChromiumUnavailable, ensure_chromium
+from dashboard.testing import bars_from_ticks, tick, write_bars, write_status, write_ticks
+from tickstream.lake import LakeLocation
+from tickstream.settings import S3Settings
+from tickstream.testing.services import free_port
+
+pytestmark = pytest.mark.integration
+
+SYMBOLS = ("AAA", "BBB", "CCC")
+LIVE_PRICE = 777.77
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    """Debian's Chromium, installed by the project's own installer if missing (fails, never skips)."""
+    try:
+        return ensure_chromium()
+    except ChromiumUnavailable as exc:
+        pytest.fail(f"the browser test needs Chromium: {exc}")
+
+
+@pytest.fixture
+def s3_lake(s3_settings: S3Settings) -> Iterator[LakeLocation]:
+    """A lake under a private prefix of the bucket, deleted afterwards."""
+    lake = LakeLocation(root=f"s3://{s3_settings.bucket}/it-dashboard-{uuid.uuid4().hex[:8]}", s3=s3_settings)
+    yield lake
+    filesystem, base = lake.filesystem()
+    filesystem.delete_dir_contents(base, missing_dir_ok=True)
+
+
+def minute(moment: datetime) -> datetime:
+    return moment.replace(second=0, microsecond=0)
+
+
+def history(now: datetime) -> list[dict[str, Any]]:
+    """Ticks of the 30 minutes up to 3 minutes ago: two per symbol and minute."""
+    rows = []
+    start = minute(now) - timedelta(minutes=30)
+    for m in range(27):
+        for i, symbol in enumerate(SYMBOLS):
+            for second, step in ((5, 0.0), (35, 0.5)):
+                ts = start + timedelta(minutes=m, seconds=second)
+                price = 100.0 * (i + 1) + m * 0.25 + step
+                rows.append(tick(symbol, 2 * m + (step > 0) + 1, int(ts.timestamp() * 1e6), price, 100))
+    return rows
+
+
+@pytest.fixture
+def dashboard_url(s3_lake: LakeLocation, s3_settings: S3Settings, tmp_path: Path) -> Iterator[str]:
+    """The dashboard served by a subprocess (`python -m dashboard`) on a free port."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
+        "TICKSTREAM_DASHBOARD_PORT": str(port),
+        "TICKSTREAM_DASHBOARD_LAKE_ROOT": s3_lake.root,
+        "TICKSTREAM_DASHBOARD_REFRESH_SECONDS": "2",
+        "TICKSTREAM_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
+        "TICKSTREAM_DASHBOARD_KAFKA_TIMEOUT_SECONDS": "1",
+        **{f"TICKSTREAM_S3_{k.upper()}": str(v) for k, v in s3_settings.model_dump().items()},
+    }
+    log = (tmp_path / "dashboard.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dashboard"], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}_stcore/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(
+                    f"the dashboard did not start: {(tmp_path / 'dashboard.log').read_text()[-3000:]}"
+                )
+            time.sleep(0.3)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def candle_count(page: Page) -> int:
+    """Candles in the ticker chart (Plotly keeps the figure's data on its div)."""
+    return int(page.evaluate("() => document.querySelector('.js-plotly-plot').data[0].x.length"))
+
+
+def test_live_chart_updates_without_reload(
+    chromium: Path, s3_lake: LakeLocation, dashboard_url: str, tmp_path: Path
+) -> None:
+    now = datetime.now(UTC)
+    ticks = history(now)
+    write_ticks(s3_lake, ticks, epoch=0)
+    write_bars(s3_lake, bars_from_ticks(ticks), epoch=0)
+    write_status(s3_lake, {"updated_at": now.isoformat(), "queries": {}})
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(chromium), args=list(CHROMIUM_ARGS), headless=True
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1300})
+            page.goto(dashboard_url)
+            page.wait_for_selector(".js-plotly-plot", timeout=60_000)
+            page.wait_for_function("() => document.querySelector('.js-plotly-plot').data", timeout=30_000)
+            before = candle_count(page)
+            assert before == 27
+            assert page.get_by_text("Latest price").is_visible()
+            navigations: list[str] = []
+            page.on("framenavigated", lambda frame: navigations.append(frame.url))
+
+            # A bar the watermark just released, and ticks of the current minute (the live edge).
+            newest = minute(now) - timedelta(minutes=3)
+            bar_ticks = [
+                tick("AAA", 1000, int((newest + timedelta(seconds=10)).timestamp() * 1e6), 150.0, 10)
+            ]
+            write_bars(s3_lake, bars_from_ticks(bar_ticks), epoch=1)
+            live_ts = int(datetime.now(UTC).timestamp() * 1e6)
+            write_ticks(s3_lake, [tick("AAA", 1001, live_ts, LIVE_PRICE, 10)], epoch=1)
+
+            page.get_by_text(f"{LIVE_PRICE:,.2f} USD").wait_for(timeout=30_000)
+            page.wait_for_function(
+                f"() => document.querySelector('.js-plotly-plot').data[0].x.length >= {before + 2}",
+                timeout=30_000,
+            )
+            assert navigations == [], "the page reloaded"
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
+            assert candle_count(page) >= before + 2
+        finally:
+            browser.close()
