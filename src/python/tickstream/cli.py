@@ -137,6 +137,7 @@ def platform_up() -> None:
             typer.echo(f"{component.name}: {'started' if started else 'already running'}")
     except ServiceError as exc:
         raise fail(exc) from None
+    typer.echo(f"dashboard: {settings.dashboard_url}")
     typer.echo(f"logs: {paths.logs_dir}")
 
 

@@ -8,6 +8,7 @@ whether it is doing its job, not only whether its process exists.
 from __future__ import annotations
 
 import json
+import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,6 +35,10 @@ class ComponentsSettings(BaseSettings):
         default=2000.0, description="Simulated ticks per second of `up`'s producer."
     )
     start_timeout_s: float = Field(default=240.0, description="How long a component may take to be healthy.")
+    dashboard_url: str = Field(
+        default="http://127.0.0.1:8501",
+        description="Where the dashboard serves (keep in step with TICKSTREAM_DASHBOARD_ADDRESS/_PORT).",
+    )
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,19 @@ def streaming_status_updated_since(s3: S3Settings) -> Callable[[datetime], bool]
     return check
 
 
+def http_ok(url: str) -> Callable[[datetime], bool]:
+    """Health of a web component: `url` answers 200."""
+
+    def check(_: datetime) -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    return check
+
+
 def always(_: datetime) -> bool:
     """Health of a component whose running process is the whole check."""
     return True
@@ -102,6 +120,12 @@ def components(settings: ComponentsSettings, s3: S3Settings) -> list[Component]:
             pex="src.python.streaming/bin.pex",
             args=(),
             healthy=streaming_status_updated_since(s3),
+        ),
+        Component(
+            name="dashboard",
+            pex="src.python.dashboard/bin.pex",
+            args=(),
+            healthy=http_ok(f"{settings.dashboard_url}/_stcore/health"),
         ),
     ]
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import http.server
+import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -30,3 +33,27 @@ def test_argv_runs_the_pex_with_the_up_producer_rate(tmp_path: Path) -> None:
     pex.parent.mkdir()
     pex.touch()
     assert producer.argv(settings) == [str(pex), "simulate", "--rate", "123.0"]
+
+
+def test_dashboard_is_healthy_only_when_its_url_answers(tmp_path: Path) -> None:
+    settings = ComponentsSettings(pex_dir=tmp_path, dashboard_url="http://127.0.0.1:9")  # nothing listens
+    dashboard = {c.name: c for c in components(settings, S3Settings())}["dashboard"]
+    assert dashboard.healthy(datetime.now(UTC)) is False
+
+
+def test_dashboard_is_healthy_when_its_health_url_answers_200(tmp_path: Path) -> None:
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/_stcore/health" else 404)
+            self.end_headers()
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    with http.server.HTTPServer(("127.0.0.1", 0), Health) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        settings = ComponentsSettings(pex_dir=tmp_path, dashboard_url=url)
+        dashboard = {c.name: c for c in components(settings, S3Settings())}["dashboard"]
+        assert dashboard.healthy(datetime.now(UTC)) is True
+        server.shutdown()
