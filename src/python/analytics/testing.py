@@ -6,19 +6,16 @@ and compaction jobs name them, and written with pyarrow to a LakeLocation (local
 
 from __future__ import annotations
 
-import io
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from tickstream.lake import (
     BARS_1M,
     BARS_1M_ARROW_SCHEMA,
-    PARQUET_COMPRESSION,
     TICKS,
     TICKS_ARROW_SCHEMA,
     LakeLocation,
@@ -28,6 +25,7 @@ from tickstream.lake import (
     compacted_dir,
     date_hour,
     object_key,
+    parquet_bytes,
     put_object,
     write_manifest,
 )
@@ -93,13 +91,6 @@ def bars_table(ticks: Sequence[FixtureTick]) -> pa.Table:
         columns["vwap"].append(sum(t.price * t.size for t in group) / volume if volume else None)
         columns["trade_count"].append(len(group))
     return pa.table(columns, schema=BARS_1M_ARROW_SCHEMA)
-
-
-def parquet_bytes(table: pa.Table) -> bytes:
-    """One Parquet object's bytes (zstd, as the jobs write)."""
-    sink = io.BytesIO()
-    pq.write_table(table, sink, compression=PARQUET_COMPRESSION)
-    return sink.getvalue()
 
 
 def write_object(location: LakeLocation, key: str, table: pa.Table) -> LakeObject:

@@ -20,18 +20,17 @@ from typing import Any
 import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from tickstream.lake import (
     BARS_1M,
     BARS_1M_ARROW_SCHEMA,
-    PARQUET_COMPRESSION,
     STATUS_KEY,
     TICKS,
     TICKS_ARROW_SCHEMA,
     LakeLocation,
     committed_objects,
     object_key,
+    parquet_bytes,
     put_object,
 )
 from tickstream.services.seaweedfs import SeaweedFSService, SeaweedFSSettings
@@ -128,9 +127,7 @@ class StreamWriter:
     def _put(self, table: str, rows: pa.Table, filesystem: Any) -> None:
         spec = TICKS if table == TICKS.name else BARS_1M
         key = object_key(spec, self.date, self.hour, self.query_id, self.next_epoch)
-        sink = pa.BufferOutputStream()
-        pq.write_table(rows, sink, compression=PARQUET_COMPRESSION)
-        put_object(filesystem, self.location.path(key), sink.getvalue())
+        put_object(filesystem, self.location.path(key), parquet_bytes(rows))
         self.next_epoch += 1
 
 

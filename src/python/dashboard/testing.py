@@ -6,7 +6,6 @@ given (query id, epoch), as one streaming micro-batch would (tickstream.lake.obj
 
 from __future__ import annotations
 
-import io
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -19,7 +18,6 @@ import pyarrow.parquet as pq
 from tickstream.lake import (
     BARS_1M,
     BARS_1M_ARROW_SCHEMA,
-    PARQUET_COMPRESSION,
     STATUS_KEY,
     TICKS,
     TICKS_ARROW_SCHEMA,
@@ -30,6 +28,7 @@ from tickstream.lake import (
     compacted_dir,
     date_hour,
     object_key,
+    parquet_bytes,
     put_object,
     stream_objects,
     write_manifest,
@@ -98,10 +97,8 @@ def _write(
         table = pa.Table.from_pylist(hour_rows, schema=schema).sort_by(
             [(k, "ascending") for k in spec.sort_keys]
         )
-        sink = io.BytesIO()
-        pq.write_table(table, sink, compression=PARQUET_COMPRESSION)
         key = object_key(spec, date, hour, QUERY_ID, epoch)
-        put_object(filesystem, f"{base}/{key}", sink.getvalue())
+        put_object(filesystem, f"{base}/{key}", parquet_bytes(table))
         keys.append(key)
     return keys
 
@@ -129,17 +126,16 @@ def compact_hour(lake: LakeLocation, spec: TableSpec, date: str, hour: str, run_
     replaced = stream_objects(lake, spec, date, hour)
     table = pa.concat_tables(pq.read_table(f"{base}/{o.key}", filesystem=filesystem) for o in replaced)
     table = table.sort_by([(k, "ascending") for k in spec.sort_keys])
-    sink = io.BytesIO()
-    pq.write_table(table, sink, compression=PARQUET_COMPRESSION)
+    payload = parquet_bytes(table)
     key = f"{compacted_dir(spec, date, hour, run_id)}/part-00000.parquet"
-    put_object(filesystem, f"{base}/{key}", sink.getvalue())
+    put_object(filesystem, f"{base}/{key}", payload)
     manifest = Manifest(
         table=spec.name,
         date=date,
         hour=hour,
         run_id=run_id,
         created_at=datetime.now(UTC).isoformat(),
-        objects=(LakeObject(key, len(sink.getvalue()), table.num_rows),),
+        objects=(LakeObject(key, len(payload), table.num_rows),),
         rows=table.num_rows,
         checksum={},
         replaced=tuple(o.key for o in replaced),

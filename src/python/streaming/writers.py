@@ -16,11 +16,17 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from pyspark.sql import DataFrame
 
 from streaming.transforms import TABLE, TABLE_COLUMNS
-from tickstream.lake import PARQUET_COMPRESSION, QUARANTINE, TABLES, LakeLocation, object_key, put_object
+from tickstream.lake import (
+    QUARANTINE,
+    TABLES,
+    LakeLocation,
+    object_key,
+    parquet_bytes,
+    put_object,
+)
 
 WRITTEN_SCHEMA = "table string, key string, rows bigint, bytes bigint, reasons map<string,bigint>"
 _WRITTEN_ARROW = pa.schema(
@@ -81,13 +87,6 @@ def table_rows(table: str, rows: pa.Table) -> pa.Table:
     spec = TABLES[table]
     selected = rows.select(list(TABLE_COLUMNS[table]))
     return selected.sort_by([(key, "ascending") for key in spec.sort_keys])
-
-
-def parquet_bytes(rows: pa.Table) -> pa.Buffer:
-    """Rows encoded as a zstd Parquet file in memory."""
-    sink = pa.BufferOutputStream()
-    pq.write_table(rows, sink, compression=PARQUET_COMPRESSION)
-    return sink.getvalue()
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 
 import pyarrow as pa
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 from tickstream.settings import S3Settings
 
@@ -146,6 +147,13 @@ class LakeLocation:
     def url(self, key: str) -> str:
         """URL of `key` for readers given whole URLs (DuckDB: s3://bucket/key; local: the file path)."""
         return f"{self.root.rstrip('/')}/{key}"
+
+
+def parquet_bytes(rows: pa.Table) -> pa.Buffer:
+    """Rows encoded in memory as one lake Parquet object (PARQUET_COMPRESSION), ready for put_object."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(rows, sink, compression=PARQUET_COMPRESSION)
+    return sink.getvalue()
 
 
 def put_object(filesystem: pafs.FileSystem, path: str, payload: bytes | pa.Buffer) -> None:
