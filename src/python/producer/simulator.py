@@ -391,13 +391,13 @@ class FaultInjector:
         t = due.ticks
         keys: list[bytes] = self._keys[t.symbol_idx].tolist()
         values = encode_tick_columns(
-            self._symbols[t.symbol_idx].tolist(),
-            t.seq.tolist(),
-            t.ts_us.tolist(),
-            (t.price_cents / 100.0).tolist(),
-            t.size.tolist(),
-            (t.bid_cents / 100.0).tolist(),
-            (t.ask_cents / 100.0).tolist(),
+            self._symbols[t.symbol_idx],
+            t.seq,
+            t.ts_us,
+            t.price_cents / 100.0,
+            t.size,
+            t.bid_cents / 100.0,
+            t.ask_cents / 100.0,
         )
         n_dup = int(due.is_duplicate.sum())
         n_late = int((due.is_late & ~due.is_duplicate).sum())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import orjson
 import pytest
 
@@ -47,17 +48,24 @@ def test_round_trip_keeps_every_field_and_order() -> None:
 
 
 def test_column_encoder_matches_single_encoder() -> None:
-    tick = good_tick()
-    values = encode_tick_columns(
-        [tick["symbol"]],
-        [tick["seq"]],
-        [tick["ts_us"]],
-        [tick["price"]],
-        [tick["size"]],
-        [tick["bid"]],
-        [tick["ask"]],
-    )
-    assert values == [encode_tick(tick)]
+    rng = np.random.default_rng(7)
+    n = 5_000
+    cents = np.concatenate([rng.integers(1, 10**8, n - 4), [1, 100, 10_000, 123_456_789_012]])
+    ticks = [
+        make_tick(s, q, t, p, z, b, a)
+        for s, q, t, p, z, b, a in zip(
+            rng.choice(["AAPL", "BRK.B", "X"], n).tolist(),
+            rng.integers(0, 2**40, n).tolist(),
+            rng.integers(TS_MIN_US, NOW_US, n).tolist(),
+            (cents / 100).tolist(),
+            rng.integers(1, 10**6, n).tolist(),
+            ((cents - 1) / 100).tolist(),
+            ((cents + 1) / 100).tolist(),
+            strict=True,
+        )
+    ]
+    columns = [np.array([tick[name] for tick in ticks]) for name in FIELD_NAMES[1:]]  # type: ignore[literal-required]
+    assert encode_tick_columns(*columns) == [encode_tick(tick) for tick in ticks]
 
 
 def test_integer_prices_and_unknown_fields_are_accepted() -> None:
