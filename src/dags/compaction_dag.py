@@ -10,11 +10,13 @@ One run per UTC hour (its **data interval**), scheduled when the hour is over:
    the Spark environment (the `src/python/compaction:bin` PEX, or `python -m compaction.job` in a venv
    that has it). Retried with exponential back-off; idempotent (an already compacted hour is a no-op, a
    crashed run is finished by the retry). The job's JSON report is the task's XCom.
-3. **run_dbt** — extension point for the analytics models: runs `TICKSTREAM_DBT_COMMAND` if set (with
-   `TICKSTREAM_DBT_START` / `TICKSTREAM_DBT_END` = the interval), else logs that it was skipped.
+3. **run_dbt** — `dbt build` of the analytics models for the interval: runs the analytics CLI (the
+   `src/python/analytics:bin` PEX, or `python -m analytics.run`) as `<command> build --start <interval
+   start> --end <interval end>`; incremental marts are keyed by partition, so a re-run is idempotent.
 
 **Configuration** (Airflow Variable of the same name, else the worker's environment):
-`TICKSTREAM_COMPACTION_COMMAND` (default `python -m compaction.job`), `TICKSTREAM_DBT_COMMAND`,
+`TICKSTREAM_COMPACTION_COMMAND` (default `python -m compaction.job`), `TICKSTREAM_ANALYTICS_COMMAND`
+(default `python -m analytics.run`), `TICKSTREAM_DBT_PROJECT_DIR`, `TICKSTREAM_DBT_TARGET`,
 `TICKSTREAM_S3_*` (endpoint, keys, bucket), `TICKSTREAM_COMPACTION_*` (MASTER — the Spark master,
 LAKE_ROOT, TARGET_FILE_MB, GRACE_SECONDS, CLOSED_MARGIN_SECONDS, JARS, DRIVER_MEMORY).
 
@@ -40,8 +42,9 @@ log = logging.getLogger(__name__)
 DAG_ID = "tickstream_compaction"
 TABLES = ("ticks", "bars_1m")
 COMMAND = "TICKSTREAM_COMPACTION_COMMAND"
-DBT_COMMAND = "TICKSTREAM_DBT_COMMAND"
 DEFAULT_COMMAND = "python -m compaction.job"
+ANALYTICS_COMMAND = "TICKSTREAM_ANALYTICS_COMMAND"
+DEFAULT_ANALYTICS_COMMAND = "python -m analytics.run"
 PASSED_SETTINGS = tuple(
     [
         f"TICKSTREAM_S3_{n}"
@@ -59,6 +62,8 @@ PASSED_SETTINGS = tuple(
             "DRIVER_MEMORY",
         )
     ]
+    + [f"TICKSTREAM_DBT_{n}" for n in ("TARGET", "LAKE_ROOT", "PROJECT_DIR", "DUCKDB_PATH", "STATE_DIR")]
+    + ["TICKSTREAM_HOME"]
 )
 """Settings the job reads from its environment; an Airflow Variable of the same name overrides the env."""
 EXIT_REFUSED = 3
@@ -148,22 +153,40 @@ def compact(table: str, data_interval_start: datetime | None = None) -> dict[str
     return report
 
 
-@task(retries=2, retry_delay=timedelta(minutes=5), retry_exponential_backoff=2.0)
+@task(
+    retries=2,
+    retry_delay=timedelta(minutes=5),
+    retry_exponential_backoff=2.0,
+    execution_timeout=JOB_TIMEOUT,
+    max_active_tis_per_dag=1,  # one dbt process at a time: the incremental marts share one DuckDB file
+)
 def run_dbt(data_interval_start: datetime | None = None, data_interval_end: datetime | None = None) -> str:
-    """Extension point: run TICKSTREAM_DBT_COMMAND for the interval (the dbt project fills it in)."""
-    command = setting(DBT_COMMAND)
-    if not command:
-        # TODO(dbt): set TICKSTREAM_DBT_COMMAND (Variable or env) to the dbt build of the lake's hour.
-        log.info("%s not set: no dbt step", DBT_COMMAND)
-        return "skipped"
+    """`dbt build` of the analytics models for the interval, as a separate process (the analytics CLI)."""
     assert data_interval_start is not None and data_interval_end is not None
-    env = {
-        **job_environment(),
-        "TICKSTREAM_DBT_START": data_interval_start.astimezone(UTC).isoformat(),
-        "TICKSTREAM_DBT_END": data_interval_end.astimezone(UTC).isoformat(),
-    }
-    subprocess.run(shlex.split(command), env=env, check=True, timeout=JOB_TIMEOUT.total_seconds())
-    return "ran"
+    command = shlex.split(setting(ANALYTICS_COMMAND, DEFAULT_ANALYTICS_COMMAND) or DEFAULT_ANALYTICS_COMMAND)
+    command += [
+        "build",
+        "--start",
+        data_interval_start.astimezone(UTC).isoformat(),
+        "--end",
+        data_interval_end.astimezone(UTC).isoformat(),
+    ]
+    log.info("running %s", shlex.join(command))
+    done = subprocess.run(
+        command,
+        env=job_environment(),
+        capture_output=True,
+        text=True,
+        timeout=JOB_TIMEOUT.total_seconds(),
+        check=False,
+    )
+    for line in (done.stdout + done.stderr).splitlines()[-200:]:
+        log.info("dbt: %s", line)
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"dbt build for {data_interval_start}..{data_interval_end} failed (exit {done.returncode})"
+        )
+    return "built"
 
 
 @dag(
@@ -178,7 +201,7 @@ def run_dbt(data_interval_start: datetime | None = None, data_interval_end: date
     doc_md=__doc__,
 )
 def tickstream_compaction() -> None:
-    """Wait for the hour to close, compact both tables, then the dbt extension point."""
+    """Wait for the hour to close, compact both tables, then build the analytics models for the hour."""
     closed = wait_until_closed()
     compacted = [compact.override(task_id=f"compact_{table}")(table=table) for table in TABLES]
     closed >> compacted >> run_dbt()

@@ -69,3 +69,40 @@ def test_hour_of_interval_and_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     assert compaction_dag.hour_of(datetime(2024, 3, 1, 9, tzinfo=UTC)) == ("2024-03-01", "09")
     monkeypatch.setenv("TICKSTREAM_COMPACTION_MASTER", "spark://x:7077")
     assert compaction_dag.job_environment()["TICKSTREAM_COMPACTION_MASTER"] == "spark://x:7077"
+
+
+def test_dags_folder_loads_only_dags_and_ignores_tests() -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(DAG_FILE.parent))  # the folder `tickstream up` gives Airflow
+    assert bag.import_errors == {}
+    # .airflowignore keeps the *_test.py files and conftest.py out of the DAG processor
+    assert [Path(stat.file).name for stat in bag.dagbag_stats] == ["compaction_dag.py"]
+    assert list(bag.dags) == ["tickstream_compaction"]
+
+
+def test_run_dbt_builds_the_interval_with_the_analytics_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import compaction_dag
+
+    calls = tmp_path / "calls"
+    fake = tmp_path / "analytics"
+    fake.write_text(f'#!/bin/sh\necho "$@ home=$TICKSTREAM_DBT_TARGET" >> {calls}\nexit "${{FAIL:-0}}"\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("TICKSTREAM_ANALYTICS_COMMAND", str(fake))
+    monkeypatch.setenv("TICKSTREAM_DBT_TARGET", "s3")
+    start, end = datetime(2024, 3, 1, 9, tzinfo=UTC), datetime(2024, 3, 1, 10, tzinfo=UTC)
+
+    assert compaction_dag.run_dbt.function(data_interval_start=start, data_interval_end=end) == "built"
+    assert calls.read_text().split() == [
+        "build",
+        "--start",
+        "2024-03-01T09:00:00+00:00",
+        "--end",
+        "2024-03-01T10:00:00+00:00",
+        "home=s3",
+    ]
+    monkeypatch.setenv("FAIL", "2")
+    with pytest.raises(RuntimeError, match="exit 2"):
+        compaction_dag.run_dbt.function(data_interval_start=start, data_interval_end=end)

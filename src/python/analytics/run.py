@@ -4,9 +4,10 @@
     python -m analytics.run build --full-refresh          # the whole lake
     python -m analytics.run source freshness
 
-Airflow's hourly DAG calls the CLI (TICKSTREAM_DBT_COMMAND). Settings come from the environment
-(AnalyticsSettings, prefix TICKSTREAM_DBT_; the lake's S3 settings from TICKSTREAM_S3_*). After every run
-dbt's run_results.json is copied into the lake (`_status/dbt/run_results.json`) for the dashboard.
+Airflow's hourly DAG calls the CLI (`$TICKSTREAM_ANALYTICS_COMMAND build --start H --end H+1`).
+Settings come from the environment (AnalyticsSettings, prefix TICKSTREAM_DBT_; the lake's S3 settings
+from TICKSTREAM_S3_*). After every run dbt's run_results.json is copied into the lake
+(`_status/dbt/run_results.json`) for the dashboard.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from tickstream.components import ComponentsSettings, components, start
+from tickstream.components import Component, ComponentsSettings, components, start
 from tickstream.logs import configure_logging
 from tickstream.services.kafka import KafkaService
 from tickstream.services.process import Service, ServiceError, tail
@@ -125,29 +125,47 @@ def follow_file(path: Path) -> None:
             pass
 
 
+ComponentArg = Annotated[
+    str | None, typer.Argument(help="One component (producer, streaming, airflow, dashboard); default: all.")
+]
+
+
+def selected_components(name: str | None, paths: PathsSettings) -> list[Component]:
+    """The named component (all, in start order, if none); exits with a clear error for an unknown name."""
+    every = components(ComponentsSettings(), S3Settings(), paths)
+    chosen = [c for c in every if name is None or c.name == name]
+    if not chosen:
+        raise fail(ServiceError(f"no component {name!r}; choose from {', '.join(c.name for c in every)}"))
+    return chosen
+
+
 @app.command("up")
-def platform_up() -> None:
-    """Bring the whole platform up: services, then each component; print where to look."""
+def platform_up(component: ComponentArg = None) -> None:
+    """Bring the platform up: services, then each component (or just the one named); print where to look."""
     up(None)
     paths, settings = PathsSettings(), ComponentsSettings()
+    chosen = selected_components(component, paths)
     try:
-        for component in components(settings, S3Settings()):
-            typer.echo(f"{component.name}: starting (log {component.daemon(paths).log_file}) ...")
-            started = start(component, paths, settings)
-            typer.echo(f"{component.name}: {'started' if started else 'already running'}")
+        for each in chosen:
+            typer.echo(f"{each.name}: starting (log {each.daemon(paths).log_file}) ...")
+            started = start(each, paths, settings)
+            typer.echo(f"{each.name}: {'started' if started else 'already running'}")
     except ServiceError as exc:
         raise fail(exc) from None
-    typer.echo(f"dashboard: {settings.dashboard_url}")
+    for each in chosen:
+        if each.url:
+            typer.echo(f"{each.name}: {each.url}")
     typer.echo(f"logs: {paths.logs_dir}")
 
 
 @app.command("down")
-def platform_down() -> None:
-    """Stop every component, then the services."""
+def platform_down(component: ComponentArg = None) -> None:
+    """Stop every component (or just the one named), then the services (only when stopping all)."""
     paths = PathsSettings()
-    for component in reversed(components(ComponentsSettings(), S3Settings())):
-        typer.echo(f"{component.name}: {'stopped' if component.daemon(paths).stop() else 'not running'}")
-    down(None)
+    for each in reversed(selected_components(component, paths)):
+        typer.echo(f"{each.name}: {'stopped' if each.daemon(paths).stop() else 'not running'}")
+    if component is None:
+        down(None)
 
 
 @app.command("status")
@@ -155,11 +173,14 @@ def platform_status() -> None:
     """Show each component and service; exit 1 if any is not running."""
     paths = PathsSettings()
     running = True
-    for component in components(ComponentsSettings(), S3Settings()):
-        daemon = component.daemon(paths)
+    for each in components(ComponentsSettings(), S3Settings(), paths):
+        daemon = each.daemon(paths)
         pid = daemon.pid()
         running = running and pid is not None
-        typer.echo(f"{component.name}: {f'running (pid {pid})' if pid else 'stopped'}; log {daemon.log_file}")
+        where = f" at {each.url}" if each.url and pid else ""
+        typer.echo(
+            f"{each.name}: {f'running (pid {pid})' if pid else 'stopped'}{where}; log {daemon.log_file}"
+        )
     try:
         status(None)
     except typer.Exit:

@@ -17,6 +17,13 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tickstream.airflow_local import (
+    AirflowSettings,
+    airflow_environment,
+    airflow_healthy,
+    ensure_venv,
+    venv_dir,
+)
 from tickstream.lake import STATUS_KEY
 from tickstream.services.process import Daemon, ServiceError
 from tickstream.services.seaweedfs import s3_client
@@ -50,6 +57,10 @@ class Component:
     args: tuple[str, ...]
     healthy: Callable[[datetime], bool]
     env: Mapping[str, str] = field(default_factory=dict)
+    launcher: Callable[[Path], list[str]] | None = None
+    """Turns the PEX's path into the command line (default: run the PEX with `args`)."""
+    url: str | None = None
+    """Where a user opens it, if it has a UI."""
 
     def daemon(self, paths: PathsSettings) -> Daemon:
         """The PID/log bookkeeping of this component under TICKSTREAM_HOME."""
@@ -65,7 +76,7 @@ class Component:
         pex = settings.pex_dir / self.pex
         if not pex.is_file():
             raise ServiceError(f"{self.name}: {pex} not found; build it with `./pants package {self.target}`")
-        return [str(pex), *self.args]
+        return self.launcher(pex) if self.launcher else [str(pex), *self.args]
 
     @property
     def target(self) -> str:
@@ -106,8 +117,10 @@ def always(_: datetime) -> bool:
     return True
 
 
-def components(settings: ComponentsSettings, s3: S3Settings) -> list[Component]:
+def components(settings: ComponentsSettings, s3: S3Settings, paths: PathsSettings) -> list[Component]:
     """The application components in start order."""
+    airflow = AirflowSettings()
+    airflow_venv = venv_dir(paths)
     return [
         Component(
             name="producer",
@@ -122,10 +135,20 @@ def components(settings: ComponentsSettings, s3: S3Settings) -> list[Component]:
             healthy=streaming_status_updated_since(s3),
         ),
         Component(
+            name="airflow",
+            pex="src.dags/airflow.pex",
+            args=("standalone",),
+            healthy=airflow_healthy(airflow),
+            env=airflow_environment(airflow, paths, settings.pex_dir, airflow_venv),
+            launcher=lambda pex: [str(ensure_venv(pex, airflow_venv) / "bin" / "airflow"), "standalone"],
+            url=airflow.url,
+        ),
+        Component(
             name="dashboard",
             pex="src.python.dashboard/bin.pex",
             args=(),
             healthy=http_ok(f"{settings.dashboard_url}/_stcore/health"),
+            url=settings.dashboard_url,
         ),
     ]
 

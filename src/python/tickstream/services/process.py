@@ -247,19 +247,32 @@ class Daemon:
         return started
 
     def stop(self, timeout: float = 30.0) -> bool:
-        """Send SIGTERM, then SIGKILL after `timeout` seconds; return True if a process was stopped."""
+        """SIGTERM the process, then SIGKILL after `timeout` s; its descendants too. True if one was stopped.
+
+        Descendants matter for supervisors such as `airflow standalone` or a PEX's JVM: whatever the
+        leader leaves behind after its own shutdown is terminated the same way.
+        """
         pid = self.pid()
         if pid is None:
             return False
         try:
-            proc = psutil.Process(pid)
-            proc.send_signal(signal.SIGTERM)
+            leader = psutil.Process(pid)
+            family = [leader, *leader.children(recursive=True)]
+            leader.send_signal(signal.SIGTERM)
             try:
-                proc.wait(timeout)
+                leader.wait(timeout)
             except psutil.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+                leader.kill()
+                leader.wait(10)
         except psutil.NoSuchProcess:
-            pass
+            family = []
+        survivors = [proc for proc in family[1:] if proc.is_running()]
+        for proc in survivors:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.terminate()
+        _, still_alive = psutil.wait_procs(survivors, timeout=min(timeout, 15.0))
+        for proc in still_alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()
         self.pid_file.unlink(missing_ok=True)
         return True
