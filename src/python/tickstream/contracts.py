@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Final, Literal, TypedDict, cast
+from typing import Any, Final, Literal, TypeAlias, TypedDict, cast
 
 import orjson
 import polars as pl
-from numpy.typing import ArrayLike
+from numpy.typing import NDArray
 
 from tickstream.topology import TICKS_TOPIC, Topic
 
@@ -145,14 +145,18 @@ def encode_ticks(ticks: Iterable[Tick]) -> list[bytes]:
     return [dumps(tick) for tick in ticks]
 
 
+ColumnValues: TypeAlias = Sequence[Any] | NDArray[Any]
+"""One column of tick values: a list or a numpy array."""
+
+
 def encode_tick_columns(
-    symbol: ArrayLike,
-    seq: ArrayLike,
-    ts_us: ArrayLike,
-    price: ArrayLike,
-    size: ArrayLike,
-    bid: ArrayLike,
-    ask: ArrayLike,
+    symbol: ColumnValues,
+    seq: ColumnValues,
+    ts_us: ColumnValues,
+    price: ColumnValues,
+    size: ColumnValues,
+    bid: ColumnValues,
+    ask: ColumnValues,
 ) -> list[bytes]:
     """Serialise ticks given column-wise (numpy arrays or lists); bytes equal `encode_tick` per row.
 
