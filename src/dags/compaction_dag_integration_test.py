@@ -24,12 +24,20 @@ pytestmark = pytest.mark.integration
 PACKAGES = "src.python.compaction"
 
 
-def package(name: str) -> Path:
+def package(name: str, directory: str = PACKAGES) -> Path:
     """A PEX Pants built for this test (in the sandbox), or from `./pants package` (dist/) outside it."""
     for base in (Path.cwd(), Path(__file__).resolve().parents[2] / "dist"):
-        if (base / PACKAGES / name).exists():
-            return base / PACKAGES / name
-    raise FileNotFoundError(f"{PACKAGES}/{name}: run under `./pants test` or `./pants package` it first")
+        if (base / directory / name).exists():
+            return base / directory / name
+    raise FileNotFoundError(f"{directory}/{name}: run under `./pants test` or `./pants package` it first")
+
+
+def dbt_project_dir() -> Path:
+    """The dbt project (a `files` dependency in the sandbox, else the checkout)."""
+    for base in (Path.cwd(), Path(__file__).resolve().parents[2]):
+        if (base / "src/sql/dbt/dbt_project.yml").exists():
+            return base / "src/sql/dbt"
+    raise FileNotFoundError("src/sql/dbt/dbt_project.yml")
 
 
 def harness(*args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -68,7 +76,9 @@ def services() -> Iterator[dict[str, Any]]:
         process.wait(120)
 
 
-def test_dag_run_compacts_its_hour(services: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dag_run_compacts_its_hour_then_builds_its_analytics(
+    services: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from airflow import settings
     from airflow.dag_processing.dagbag import DagBag
     from airflow.sdk import timezone
@@ -85,6 +95,11 @@ def test_dag_run_compacts_its_hour(services: dict[str, Any], monkeypatch: pytest
         "TICKSTREAM_COMPACTION_LAKE_ROOT": root,
         "TICKSTREAM_COMPACTION_JARS": ",".join(services["jars"]),
         "TICKSTREAM_COMPACTION_COMMAND": str(package("bin.pex")),
+        "TICKSTREAM_ANALYTICS_COMMAND": str(package("bin.pex", "src.python.analytics")),
+        "TICKSTREAM_DBT_PROJECT_DIR": str(dbt_project_dir()),
+        "TICKSTREAM_DBT_LAKE_ROOT": root,
+        "TICKSTREAM_DBT_STATE_DIR": str(tmp_path / "dbt"),
+        "TICKSTREAM_DBT_DUCKDB_PATH": str(tmp_path / "dbt" / "marts.duckdb"),
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -121,6 +136,9 @@ def test_dag_run_compacts_its_hour(services: dict[str, Any], monkeypatch: pytest
 
     after = harness("summary", "--lake-root", root, "--date", date, "--hour", hour, env=dict(os.environ))
     assert after["ticks_summary"] == before["ticks_summary"]
+    assert before["activity_hourly"] == []
+    # run_dbt built the hour's marts after compaction: trade counts per symbol as read from the lake
+    assert after["activity_hourly"] == [row[:2] for row in before["ticks_summary"]]
     for table in ("ticks", "bars_1m"):
         view = after["objects"][table]
         assert (

@@ -6,7 +6,8 @@ small CLI (packaged as `src/python/compaction:harness`) instead:
 * `serve-s3`: run a private S3 server (like the `private_s3` fixture), print one JSON line with its settings
   and the Spark connector jars, and stop it when stdin closes;
 * `write-hour`: write an hour of synthetic stream objects (ticks and bars) plus a status object closing it;
-* `summary`: per-symbol rows and sums of an hour read by DuckDB through the reader rule, and its objects.
+* `summary`: per-symbol rows and sums of an hour read by DuckDB through the reader rule, its objects, and
+  the hour's rows of the published dbt mart `fct_activity_hourly` (symbol, trade count), if any.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import pyarrow.fs as pafs
 
 from compaction.testdata import (
     StreamWriter,
@@ -30,6 +33,8 @@ from tickstream.logs import configure_logging
 from tickstream.services.spark_jars import install_spark_jars
 from tickstream.settings import PathsSettings, S3Settings
 
+ACTIVITY_MART = "marts/fct_activity_hourly/data.parquet"
+
 
 def serve_s3() -> int:
     """Run a private S3 server until stdin closes, then stop it."""
@@ -38,6 +43,19 @@ def serve_s3() -> int:
         print(json.dumps({"s3": service.s3.model_dump(), "jars": jars}), flush=True)
         sys.stdin.read()
     return 0
+
+
+def activity_hourly(con: Any, location: LakeLocation, date: str, hour: str) -> list[list[str]]:
+    """(symbol, trade_count) of the hour in the published mart fct_activity_hourly ([] if not published)."""
+    filesystem, _ = location.filesystem()
+    if filesystem.get_file_info(location.path(ACTIVITY_MART)).type == pafs.FileType.NotFound:
+        return []
+    rows = con.execute(
+        f"SELECT symbol, trade_count FROM read_parquet('{location.url(ACTIVITY_MART)}') "
+        "WHERE trade_date = CAST(? AS DATE) AND trade_hour = ? ORDER BY symbol",
+        [date, int(hour)],
+    ).fetchall()
+    return [[str(value) for value in row] for row in rows]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -76,6 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 }
                 for spec in (TICKS, BARS_1M)
             },
+            "activity_hourly": activity_hourly(con, location, args.date, args.hour),
         }
     print(json.dumps(output))
     return 0
