@@ -1,0 +1,1 @@
+"""Deployment definitions (compose file, Maven poms) and their static checks."""

@@ -1,0 +1,141 @@
+"""Every Dockerfile has its docker_image target and COPYs exactly the PEXes that target depends on."""
+
+from __future__ import annotations
+
+import pytest
+
+from deploy.static_checks import (
+    Image,
+    Target,
+    build_targets,
+    context_file_problems,
+    dockerfile_instructions,
+    images,
+    parse_build_file,
+    pex_copy_problems,
+    repo_root,
+    resolve_address,
+)
+
+# repository -> the PEXes (paths in the build context) its Dockerfile copies.
+EXPECTED_PEXES = {
+    "tickstream/airflow": {
+        "src.dags/airflow.pex",
+        "src.python.compaction/bin.pex",
+        "src.python.analytics/bin.pex",
+    },
+    "tickstream/cli": {"src.python.tickstream/cli.pex"},
+    "tickstream/compaction": {"src.python.compaction/bin.pex"},
+    "tickstream/dashboard": {"src.python.dashboard/bin.pex"},
+    "tickstream/producer": {"src.python.producer/bin.pex"},
+    "tickstream/streaming": {"src.python.streaming/bin.pex"},
+}
+
+
+@pytest.fixture(scope="module")
+def targets() -> list[Target]:
+    return build_targets(repo_root())
+
+
+@pytest.fixture(scope="module")
+def all_images(targets: list[Target]) -> list[Image]:
+    found, problems = images(repo_root(), targets)
+    assert problems == []
+    return found
+
+
+def copied_pexes(image: Image) -> set[str]:
+    return {
+        s for i in image.instructions if i.keyword == "COPY" for s in i.arguments[:-1] if s.endswith(".pex")
+    }
+
+
+def test_every_dockerfile_has_a_docker_image(all_images: list[Image]) -> None:
+    repositories = {image.target.fields.get("repository"): image for image in all_images}
+    assert set(repositories) == set(EXPECTED_PEXES)
+    assert repositories["tickstream/airflow"].dockerfile == "src/dags/Dockerfile"
+
+
+def test_images_are_opt_in(all_images: list[Image]) -> None:
+    # pants.toml excludes the "docker" tag by default: machines without a Docker engine never build images.
+    assert [i.dockerfile for i in all_images if "docker" not in (i.target.fields.get("tags") or ())] == []
+
+
+def test_pex_output_paths(targets: list[Target]) -> None:
+    pexes = {t.address: t.pex_output_path() for t in targets if t.kind == "pex_binary"}
+    assert pexes["src/dags:airflow"] == "src.dags/airflow.pex"
+    assert pexes["src/python/producer:bin"] == "src.python.producer/bin.pex"
+    assert pexes["src/python/tickstream:cli"] == "src.python.tickstream/cli.pex"
+
+
+def test_dockerfiles_copy_the_pexes_of_their_image(all_images: list[Image], targets: list[Target]) -> None:
+    assert [p for image in all_images for p in pex_copy_problems(image, targets)] == []
+    assert {i.target.fields["repository"]: copied_pexes(i) for i in all_images} == EXPECTED_PEXES
+
+
+def test_copied_files_are_in_the_build_context(all_images: list[Image], targets: list[Target]) -> None:
+    assert [p for image in all_images for p in context_file_problems(image, targets)] == []
+
+
+def fake_image(dockerfile: str, build: str) -> tuple[Image, list[Target]]:
+    """An image from Dockerfile and BUILD text in src/python/demo, beside pex_binary src/python/other:bin."""
+    targets = parse_build_file(build, "src/python/demo") + parse_build_file(
+        'pex_binary(name="bin")\nresources(name="res", sources=["x.txt"])', "src/python/other"
+    )
+    image_target = next(t for t in targets if t.kind == "docker_image")
+    return (
+        Image("src/python/demo/Dockerfile", image_target, tuple(dockerfile_instructions(dockerfile))),
+        targets,
+    )
+
+
+def test_checks_catch_wrong_copies() -> None:
+    image, targets = fake_image(
+        "FROM python:3.11-slim\n"
+        "COPY src.python.demo/app.pex /app/demo.pex\n"
+        "COPY src/python/other/x.txt \\\n    src/python/demo/conf.ini /etc/\n"
+        'ENTRYPOINT ["/app/other.pex"]\n',
+        'pex_binary(name="bin")\n'
+        'files(name="conf", sources=["*.ini"])\n'
+        'docker_image(name="image", dependencies=[":bin", ":conf", "src/python/other:res"])\n',
+    )
+    assert pex_copy_problems(image, targets) == [
+        "src/python/demo/Dockerfile: COPY src.python.demo/app.pex: no pex_binary produces it",
+        "src/python/demo/Dockerfile: depends on src/python/demo:bin"
+        " but does not COPY src.python.demo/bin.pex",
+        "src/python/demo/Dockerfile: ENTRYPOINT /app/other.pex is not a copied PEX",
+    ]
+    # A resources target is not in a Docker build context; the files target is.
+    assert context_file_problems(image, targets) == [
+        "src/python/demo/Dockerfile: COPY src/python/other/x.txt: no files target of the image provides it"
+    ]
+
+
+def test_checks_accept_right_copies() -> None:
+    image, targets = fake_image(
+        "FROM maven AS jars\nRUN true\nFROM python:3.11-slim\nCOPY --from=jars /jars /opt/jars\n"
+        "COPY src.python.other/bin.pex /app/other.pex\nCOPY src/python/demo /etc/demo\n"
+        'ENTRYPOINT ["/app/other.pex"]\n',
+        'files(name="conf", sources=["conf/*.ini"])\ndocker_image(name="image", dependencies=[":conf"])\n',
+    )
+    assert pex_copy_problems(image, targets) == []
+    assert context_file_problems(image, targets) == []
+
+
+def test_addresses() -> None:
+    assert resolve_address(":bin", "src/dags") == "src/dags:bin"
+    assert resolve_address("//:image_definitions", "deploy") == ":image_definitions"
+    assert resolve_address("deploy:spark_pom", "src/python/streaming") == "deploy:spark_pom"
+    assert resolve_address("src/sql/dbt", "src/dags") == "src/sql/dbt:dbt"
+
+
+def test_build_parsing_reads_literal_fields() -> None:
+    parsed = parse_build_file(
+        'python_sources(resolve=parametrize("a", "b"))\n'
+        'docker_image(name="image", repository="r/x", image_tags=["1"], tags=["docker"])\n',
+        "src/x",
+    )
+    (image,) = (t for t in parsed if t.kind == "docker_image")
+    assert image.address == "src/x:image"
+    assert image.fields == {"name": "image", "repository": "r/x", "image_tags": ["1"], "tags": ["docker"]}
+    assert parse_build_file('python_sources(resolve=parametrize("a", "b"))', "src/x")[0].name == "x"

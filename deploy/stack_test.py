@@ -1,0 +1,276 @@
+"""deploy/docker-compose.yml runs the whole platform: structure, wiring, ports, credentials and versions.
+
+The Compose Specification's JSON schema is not checked: no locked requirement ships it (docs/deployment.md),
+so these are structural checks of what `docker compose config` would otherwise catch, and more.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from deploy.static_checks import (
+    COMPOSE_FILE,
+    ENV_EXAMPLE,
+    Interpolation,
+    PortMapping,
+    build_targets,
+    dependency_problems,
+    env_file,
+    interpolate,
+    interpolation_problems,
+    interpolations,
+    port_mappings,
+    port_problems,
+    repo_root,
+    strings,
+)
+
+EXPECTED_SERVICES = {
+    "kafka",
+    "seaweedfs",
+    "init-topics",
+    "init-buckets",
+    "spark-master",
+    "spark-worker",
+    "producer",
+    "streaming",
+    "dashboard",
+    "postgres",
+    "airflow-init",
+    "airflow-api-server",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+}
+AIRFLOW_SERVICES = ("airflow-init", "airflow-api-server", "airflow-scheduler", "airflow-dag-processor")
+SPARK_MASTER_URL = "spark://spark-master:7077"
+
+
+@pytest.fixture(scope="module")
+def root() -> Path:
+    return repo_root()
+
+
+@pytest.fixture(scope="module")
+def compose(root: Path) -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((root / COMPOSE_FILE).read_text())
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = compose["services"]
+    return found
+
+
+@pytest.fixture(scope="module")
+def documented(root: Path) -> dict[str, str]:
+    return env_file((root / ENV_EXAMPLE).read_text())
+
+
+def resolved_env(service: dict[str, Any]) -> dict[str, str]:
+    """A service's environment with every interpolation at its default (as with an empty .env)."""
+    return {key: interpolate(str(value), {}) for key, value in (service.get("environment") or {}).items()}
+
+
+def image_tag(image: str) -> str:
+    """The tag of an image reference (after the last colon of the last path segment)."""
+    _, _, tag = image.rpartition("/")[2].partition(":")
+    return tag
+
+
+def test_compose_runs_the_full_stack(services: dict[str, dict[str, Any]]) -> None:
+    assert set(services) == EXPECTED_SERVICES
+
+
+def test_every_service_has_a_pinned_or_built_image(root: Path, services: dict[str, dict[str, Any]]) -> None:
+    ours = {
+        f"{t.fields['repository']}:{tag}"
+        for t in build_targets(root)
+        if t.kind == "docker_image"
+        for tag in t.fields.get("image_tags") or ()
+    }
+    assert "tickstream/airflow:latest" in ours
+    for name, service in services.items():
+        image = service.get("image")
+        assert isinstance(image, str) and image, f"{name} has no image"
+        if image.startswith("tickstream/"):
+            assert image in ours, f"{name}: {image} is not defined by any docker_image target"
+        else:
+            assert image_tag(image) not in ("", "latest"), f"{name}: third-party image {image} is not pinned"
+
+
+def test_no_agpl_object_store(services: dict[str, dict[str, Any]]) -> None:
+    assert not [name for name, s in services.items() if "minio" in s["image"].lower()]
+
+
+def test_depends_on_names_existing_services(services: dict[str, dict[str, Any]]) -> None:
+    assert dependency_problems(services) == []
+    assert services["streaming"]["depends_on"]["spark-worker"]["condition"] == "service_healthy"
+    assert services["airflow-scheduler"]["depends_on"]["airflow-init"]["condition"] == (
+        "service_completed_successfully"
+    )
+
+
+def test_dependency_check_catches_mistakes() -> None:
+    broken: dict[str, dict[str, Any]] = {
+        "a": {"image": "x:1", "depends_on": {"b": {"condition": "service_healthy"}, "ghost": {}}},
+        "b": {"image": "x:1", "depends_on": ["a"]},
+        "c": {"image": "x:1", "depends_on": {"b": {"condition": "service_completed_successfully"}}},
+    }
+    problems = dependency_problems(broken)
+    assert "a depends on unknown service ghost" in problems
+    assert "a waits for b to be healthy, which has no healthcheck" in problems
+    assert "c waits for b to complete, which is not a one-shot (restart: no)" in problems
+    assert "dependency cycle: a -> b -> a" in problems
+
+
+def test_long_running_services_are_health_checked(services: dict[str, dict[str, Any]]) -> None:
+    one_shots = {name for name, s in services.items() if s.get("restart") == "no"}
+    assert one_shots == {"init-topics", "init-buckets", "airflow-init"}
+    unchecked = {name for name, s in services.items() if "healthcheck" not in s} - one_shots
+    assert unchecked == {"producer"}  # no endpoint; its exit code and restart policy tell
+
+
+def test_host_ports_unique_and_local(services: dict[str, dict[str, Any]]) -> None:
+    mappings = port_mappings(services, {})
+    assert port_problems(mappings) == []
+    published = {m.service: m.host_port for m in mappings}
+    assert published == {
+        "kafka": "9092",
+        "seaweedfs": "8333",
+        "spark-master": "8090",
+        "dashboard": "8501",
+        "airflow-api-server": "8080",
+    }
+
+
+def test_port_check_catches_clashes() -> None:
+    services: dict[str, dict[str, Any]] = {
+        "a": {"ports": ["127.0.0.1:8080:8080"]},
+        "b": {"ports": ["127.0.0.1:${PORT:-8080}:80", "9000:9000", "5432"]},
+    }
+    problems = port_problems(port_mappings(services, {}))
+    assert "b and a both publish 127.0.0.1:8080" in problems
+    assert "b: port 9000 is not bound to 127.0.0.1" in problems
+    assert "b: container port 5432 on a random host port" in problems
+    assert port_mappings({"c": {"ports": ["127.0.0.1:${P:-1}:2"]}}, {"P": "3"}) == [
+        PortMapping("c", "127.0.0.1", "3", "2")
+    ]
+
+
+def test_interpolations_have_documented_defaults(compose: dict[str, Any], documented: dict[str, str]) -> None:
+    assert interpolation_problems(compose, documented) == []
+    names = {item.name for value in strings(compose) for item in interpolations(value)}
+    assert {"TICKSTREAM_S3_SECRET_ACCESS_KEY", "TICKSTREAM_COMPOSE_POSTGRES_PASSWORD"} <= names
+
+
+def test_interpolation_parsing() -> None:
+    assert interpolations("$${spec%%:*} $$HOME ${A:-x:y} ${B-} ${C} $D ${E:?set E}") == [
+        Interpolation("A", "x:y"),
+        Interpolation("B", ""),
+        Interpolation("C", None),
+        Interpolation("D", None),
+        Interpolation("E", None),
+    ]
+    assert interpolate("$${X} ${A:-a} ${B:-b}", {"B": "bee"}) == "${X} a bee"
+    problems = interpolation_problems(
+        {"x": ["${NEW:-1}", "${TICKSTREAM_LOG_LEVEL:-DEBUG}", "$BARE"]}, {"TICKSTREAM_LOG_LEVEL": "INFO"}
+    )
+    assert problems == [
+        "${BARE} has no default",
+        "${BARE} is not listed in .env.example",
+        "${NEW} is not listed in .env.example",
+        "${TICKSTREAM_LOG_LEVEL} defaults to 'DEBUG', .env.example says 'INFO'",
+    ]
+
+
+def test_env_example_keeps_existing_entries(documented: dict[str, str]) -> None:
+    assert documented["TICKSTREAM_S3_ACCESS_KEY_ID"] == "tickstream"
+    assert documented["TICKSTREAM_STREAMING_MASTER"] == "local[2]"
+    assert documented["TICKSTREAM_UP_PRODUCER_RATE"] == "2000"
+
+
+def test_streaming_runs_on_the_spark_cluster(root: Path, services: dict[str, dict[str, Any]]) -> None:
+    master = services["spark-master"]
+    assert master["command"][:2] == ["/opt/spark/bin/spark-class", "org.apache.spark.deploy.master.Master"]
+    assert master["command"][master["command"].index("--port") + 1] == "7077"
+    # The cluster runs the Spark version the driver's pyspark has.
+    pin = re.search(r"^pyspark==(\S+)$", (root / "3rdparty/python/requirements-spark.txt").read_text(), re.M)
+    assert pin is not None and image_tag(master["image"]) == pin.group(1)
+
+    streaming, worker = services["streaming"], services["spark-worker"]
+    assert resolved_env(streaming)["TICKSTREAM_STREAMING_MASTER"] == SPARK_MASTER_URL
+    assert SPARK_MASTER_URL in worker["command"][0]
+    # Executors need the driver's Python environment: the worker runs the streaming image.
+    assert worker["image"] == streaming["image"] == "tickstream/streaming:latest"
+    # State-store checkpoints are written by executors: both see the same volume at the checkpoint path.
+    checkpoint = resolved_env(streaming)["TICKSTREAM_STREAMING_CHECKPOINT_DIR"]
+    mount = f"streaming-checkpoints:{checkpoint}"
+    assert mount in streaming["volumes"] and mount in worker["volumes"]
+
+
+def test_clients_reach_kafka_and_s3_inside_the_network(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    advertised = services["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
+    assert "INTERNAL://kafka:19092" in advertised
+    identities = interpolate(compose["configs"]["s3-identities"]["content"], {})
+    kafka_clients, s3_clients = set(), set()
+    for name, service in services.items():
+        env = resolved_env(service)
+        if "TICKSTREAM_KAFKA_BOOTSTRAP_SERVERS" in env:
+            kafka_clients.add(name)
+            assert env["TICKSTREAM_KAFKA_BOOTSTRAP_SERVERS"] == "kafka:19092", name
+        if "TICKSTREAM_S3_ENDPOINT_URL" in env:
+            s3_clients.add(name)
+            assert env["TICKSTREAM_S3_ENDPOINT_URL"] == "http://seaweedfs:8333", name
+            assert f'"accessKey": "{env["TICKSTREAM_S3_ACCESS_KEY_ID"]}"' in identities, name
+            assert f'"secretKey": "{env["TICKSTREAM_S3_SECRET_ACCESS_KEY"]}"' in identities, name
+    assert kafka_clients == {"producer", "streaming", "dashboard"}
+    assert {"streaming", "dashboard", *AIRFLOW_SERVICES} <= s3_clients
+
+
+def test_airflow_uses_postgres(services: dict[str, dict[str, Any]]) -> None:
+    postgres = resolved_env(services["postgres"])
+    expected = (
+        f"postgresql+psycopg2://{postgres['POSTGRES_USER']}:{postgres['POSTGRES_PASSWORD']}"
+        f"@postgres:5432/{postgres['POSTGRES_DB']}"
+    )
+    commands = set()
+    for name in AIRFLOW_SERVICES:
+        service = services[name]
+        env = resolved_env(service)
+        assert service["image"] == "tickstream/airflow:latest", name
+        assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == expected, name
+        assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-api-server:8080/execution/"
+        commands.add(" ".join(service["command"]))
+    assert commands == {"db migrate", "api-server", "scheduler", "dag-processor"}
+    assert services["airflow-init"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    secrets = {resolved_env(services[name])["AIRFLOW__API_AUTH__JWT_SECRET"] for name in AIRFLOW_SERVICES}
+    assert len(secrets) == 1
+
+
+def test_named_volumes_are_declared(compose: dict[str, Any], services: dict[str, dict[str, Any]]) -> None:
+    used = {
+        str(volume).split(":", 1)[0]
+        for service in services.values()
+        for volume in service.get("volumes") or ()
+        if not str(volume).startswith((".", "/"))
+    }
+    assert used == set(compose["volumes"])
+
+
+def test_postgres_drivers_are_pinned_with_hashes(root: Path) -> None:
+    text = (root / "deploy/airflow/requirements-postgres.txt").read_text().replace("\\\n", " ")
+    lines = [line.split() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    pins = {words[0].partition("==")[0]: words[1:] for words in lines}
+    assert set(pins) == {"psycopg2-binary", "asyncpg"}
+    for name, options in pins.items():
+        hashes = [o for o in options if re.fullmatch(r"--hash=sha256:[0-9a-f]{64}", o)]
+        assert len(hashes) == len(options) >= 2, name  # one wheel per platform (x86_64, aarch64)
+    assert all("==" in words[0] for words in lines)

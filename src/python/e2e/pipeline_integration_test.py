@@ -1,0 +1,402 @@
+"""End to end through the packaged platform, checked against an independent computation over the input.
+
+producer PEX (seeded simulation with late, duplicate and malformed records, event time spanning a past
+hour H) → Kafka → streaming PEX (Spark) → S3 → Airflow (`airflow dags test` of the hourly DAG from the
+Airflow PEX: closedness sensor, compaction PEX for ticks and bars, analytics PEX's `dbt build`) → the
+dashboard's data layer. The expectation is computed from the records actually in the topic with the
+contract's reference parser and polars — no Spark, no DuckDB: every accepted tick once, every malformed
+record quarantined with its reason, bars, the dbt mart and the dashboard's bars equal to it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from dashboard.data import Lake as DashboardLake
+from dashboard.settings import DashboardSettings
+from tickstream.airflow_local import ensure_venv
+from tickstream.contracts import Rejection, Tick, decode_tick
+from tickstream.lake import (
+    BARS_1M,
+    QUARANTINE,
+    STATUS_KEY,
+    TICKS,
+    LakeLocation,
+    committed_hour,
+    committed_objects,
+    list_objects,
+)
+from tickstream.services.kafka import ensure_topics
+from tickstream.settings import PathsSettings, S3Settings
+from tickstream.topology import Topic
+
+pytestmark = pytest.mark.integration
+
+TICK_COUNT = 30_000
+SPAN = timedelta(minutes=70)  # H - 2 min .. H + 68 min: hour H complete, the next one far enough to close it
+MINUTE_US = 60_000_000
+WATERMARK = "30 seconds"
+STEP_TIMEOUT_S = 420
+
+
+# --- where things are ------------------------------------------------------------------------------
+
+
+def package(directory: str, name: str) -> Path:
+    """A PEX Pants built for this test (sandbox), or from `./pants package` (dist/) outside it."""
+    for base in (Path.cwd(), Path(__file__).resolve().parents[3] / "dist"):
+        if (base / directory / name).is_file():
+            return base / directory / name
+    raise FileNotFoundError(f"{directory}/{name}: run under `./pants test`, or `./pants package` it first")
+
+
+def source_dir(relative: str) -> Path:
+    """A source directory shipped as `files` (sandbox), or the checkout's."""
+    for base in (Path.cwd(), Path(__file__).resolve().parents[3]):
+        if (base / relative).is_dir():
+            return base / relative
+    raise FileNotFoundError(relative)
+
+
+# --- the input and the independent expectation ------------------------------------------------------
+
+
+def consume_all(bootstrap: str, topic: str, partitions: int) -> list[bytes]:
+    """Every record value in the topic, partition by partition, in offset order."""
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": f"e2e-{uuid.uuid4().hex}", "enable.auto.commit": False}
+    )
+    values: list[bytes] = []
+    try:
+        for partition in range(partitions):
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+            consumer.assign([TopicPartition(topic, partition, low)])
+            offset = low
+            while offset < high:
+                message = consumer.poll(10)
+                assert message is not None, f"no record at {topic}/{partition}@{offset}"
+                value, position = message.value(), message.offset()
+                assert message.error() is None and value is not None and position is not None, message.error()
+                values.append(value)
+                offset = position + 1
+    finally:
+        consumer.close()
+    return values
+
+
+@dataclass
+class Expected:
+    """What the lake must hold, by the contract's reference parser: first sends accepted, the rest not."""
+
+    ticks: list[Tick]
+    rejected_reasons: Counter[str]
+    duplicates: int
+
+    @classmethod
+    def from_records(cls, values: list[bytes]) -> Expected:
+        """Decode every record; keep the first send of each (symbol, seq, ts_us)."""
+        seen: set[tuple[str, int, int]] = set()
+        ticks: list[Tick] = []
+        reasons: Counter[str] = Counter()
+        duplicates = 0
+        for value in values:
+            decoded = decode_tick(value)
+            if isinstance(decoded, Rejection):
+                reasons[decoded.reason] += 1
+                continue
+            key = (decoded["symbol"], decoded["seq"], decoded["ts_us"])
+            if key in seen:
+                duplicates += 1
+                continue
+            seen.add(key)
+            ticks.append(decoded)
+        return cls(ticks, reasons, duplicates)
+
+    def ticks_between(self, start_us: int, end_us: int) -> list[tuple[Any, ...]]:
+        """(symbol, seq, ts_us, price, size, bid, ask) of accepted ticks in [start, end), sorted."""
+        return sorted(
+            (t["symbol"], t["seq"], t["ts_us"], t["price"], t["size"], t["bid"], t["ask"])
+            for t in self.ticks
+            if start_us <= t["ts_us"] < end_us
+        )
+
+    def bars_between(self, start_us: int, end_us: int) -> list[tuple[Any, ...]]:
+        """1-minute bars (symbol, window start µs, OHLC, volume, VWAP, count) of minutes in [start, end)."""
+        frame = pl.DataFrame(self.ticks).with_columns(
+            window_us=(pl.col("ts_us") // MINUTE_US) * MINUTE_US,
+            notional_cents=(pl.col("price") * 100).round().cast(pl.Int64) * pl.col("size"),
+        )
+        bars = (
+            frame.filter((pl.col("ts_us") >= start_us) & (pl.col("ts_us") < end_us))
+            .sort("ts_us", "seq")
+            .group_by("symbol", "window_us", maintain_order=True)
+            .agg(
+                open=pl.col("price").first(),
+                high=pl.col("price").max(),
+                low=pl.col("price").min(),
+                close=pl.col("price").last(),
+                volume=pl.col("size").sum(),
+                notional_cents=pl.col("notional_cents").sum(),
+                trade_count=pl.len(),
+            )
+        )
+        return sorted(
+            (
+                b["symbol"],
+                b["window_us"],
+                b["open"],
+                b["high"],
+                b["low"],
+                b["close"],
+                b["volume"],
+                float(Decimal(b["notional_cents"]) / 100) / b["volume"],
+                b["trade_count"],
+            )
+            for b in bars.iter_rows(named=True)
+        )
+
+
+# --- the platform's processes ----------------------------------------------------------------------
+
+
+@dataclass
+class Platform:
+    """Environment and places shared by the component processes of one test run."""
+
+    env: dict[str, str]
+    topic: str
+    lake: LakeLocation
+    work: Path
+
+    def run(self, argv: list[str], name: str, timeout: float = STEP_TIMEOUT_S) -> str:
+        """Run a component to completion; its output goes to a log file; fail with the log's end."""
+        log = self.work / f"{name}.log"
+        with log.open("wb") as out:
+            done = subprocess.run(
+                argv, env=self.env, stdout=out, stderr=subprocess.STDOUT, timeout=timeout, check=False
+            )
+        text = log.read_text(errors="replace")
+        assert done.returncode == 0, f"{name} exited {done.returncode}:\n{text[-4000:]}"
+        return text
+
+    def status(self) -> dict[str, Any]:
+        """The streaming job's status object ({} until written)."""
+        filesystem, _ = self.lake.filesystem()
+        try:
+            with filesystem.open_input_stream(self.lake.path(STATUS_KEY)) as stream:
+                return json.loads(stream.read())  # type: ignore[no-any-return]
+        except (FileNotFoundError, OSError):
+            return {}
+
+
+def streaming_caught_up(status: dict[str, Any], records: int, watermark_at_least: datetime) -> bool:
+    """Both queries consumed every record and their watermark passed `watermark_at_least`."""
+    queries = status.get("queries", {})
+    for name in (TICKS.name, BARS_1M.name):
+        entry = queries.get(name, {})
+        offsets = (entry.get("end_offsets") or {}).values()
+        consumed = sum(int(v) for partitions in offsets for v in partitions.values())
+        watermark = entry.get("watermark")
+        if consumed < records or not watermark:
+            return False
+        if datetime.fromisoformat(watermark.replace("Z", "+00:00")) < watermark_at_least:
+            return False
+    return True
+
+
+def run_streaming_until_caught_up(platform: Platform, records: int, watermark_at_least: datetime) -> None:
+    """Start the streaming PEX, wait until it has everything and the hour is closed, stop it gracefully."""
+    argv = [
+        str(package("src.python.streaming", "bin.pex")),
+        "--topic", platform.topic,
+        "--lake-root", platform.lake.root,
+        "--checkpoint-dir", str(platform.work / "checkpoints"),
+        "--trigger-seconds", "1",
+        "--watermark-delay", WATERMARK,
+    ]  # fmt: skip
+    log = (platform.work / "streaming.log").open("wb")
+    job = subprocess.Popen(
+        argv, env=platform.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + STEP_TIMEOUT_S
+        while not streaming_caught_up(platform.status(), records, watermark_at_least):
+            tail = (platform.work / "streaming.log").read_text(errors="replace")[-3000:]
+            assert job.poll() is None, f"streaming job exited {job.returncode}:\n{tail}"
+            assert time.monotonic() < deadline, f"streaming job not caught up in time:\n{tail}"
+            time.sleep(1)
+    finally:
+        job.send_signal(signal.SIGTERM)
+        try:
+            job.wait(90)
+        except subprocess.TimeoutExpired:
+            os.killpg(job.pid, signal.SIGKILL)
+            job.wait(30)
+        log.close()
+
+
+def run_airflow_dag(platform: Platform, hour: datetime) -> str:
+    """`airflow dags test` of the hourly DAG for [hour, hour + 1h) with the Airflow PEX's virtualenv."""
+    venv = ensure_venv(
+        package("src.dags", "airflow.pex"), PathsSettings().cache_dir / "test-venvs" / "airflow"
+    )
+    airflow = str(venv / "bin" / "airflow")
+    platform.env.update(
+        {
+            "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+            "AIRFLOW_HOME": str(platform.work / "airflow"),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(source_dir("src/dags")),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DAG_IGNORE_FILE_SYNTAX": "glob",
+        }
+    )
+    platform.run([airflow, "db", "migrate"], "airflow-db-migrate", timeout=300)
+    # A manual run at H+1 covers the interval [H, H+1), as the scheduler's run for hour H does.
+    run_after = (hour + timedelta(hours=1)).isoformat()
+    return platform.run([airflow, "dags", "test", "tickstream_compaction", run_after], "airflow-dags-test")
+
+
+# --- reading the results -----------------------------------------------------------------------------
+
+
+def duckdb_rows(lake: DashboardLake, urls: list[str], columns: str) -> list[tuple[Any, ...]]:
+    """Sorted rows of the given Parquet objects, read by DuckDB (httpfs from its PyPI package)."""
+    if not urls:
+        return []
+    return sorted(lake.query(f"SELECT {columns} FROM read_parquet($files)", {"files": urls}).rows())
+
+
+def committed_urls(lake: LakeLocation, table: str, hours: list[datetime]) -> list[str]:
+    """URLs of the committed objects of `table` in `hours` (the reader rule of docs/lake.md)."""
+    return [
+        lake.url(key)
+        for hour in hours
+        for key in committed_objects(lake, table, hour.strftime("%Y-%m-%d"), hour.strftime("%H"))
+    ]
+
+
+@pytest.fixture
+def platform(
+    kafka_bootstrap: str, s3_settings: S3Settings, spark_connector_jars: list[Path], tmp_path: Path
+) -> Iterator[Platform]:
+    """A fresh topic and lake prefix, and the environment every component process gets."""
+    run = uuid.uuid4().hex[:8]
+    topic = Topic(f"ticks-e2e-{run}", 3, 7 * 86_400_000, "end-to-end test")
+    ensure_topics(kafka_bootstrap, [topic])
+    root = f"s3://{s3_settings.bucket}/e2e-{run}"
+    jars = ",".join(str(jar) for jar in spark_connector_jars)
+    env = {
+        **os.environ,
+        "TICKSTREAM_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        **{f"TICKSTREAM_S3_{k.upper()}": str(v) for k, v in s3_settings.model_dump().items()},
+        "TICKSTREAM_STREAMING_JARS": jars,
+        "TICKSTREAM_COMPACTION_JARS": jars,
+        "TICKSTREAM_COMPACTION_LAKE_ROOT": root,
+        "TICKSTREAM_COMPACTION_COMMAND": str(package("src.python.compaction", "bin.pex")),
+        "TICKSTREAM_ANALYTICS_COMMAND": str(package("src.python.analytics", "bin.pex")),
+        "TICKSTREAM_DBT_PROJECT_DIR": str(source_dir("src/sql/dbt")),
+        "TICKSTREAM_DBT_LAKE_ROOT": root,
+        "TICKSTREAM_DBT_STATE_DIR": str(tmp_path / "dbt"),
+        "TICKSTREAM_DBT_DUCKDB_PATH": str(tmp_path / "dbt" / "marts.duckdb"),
+    }
+    yield Platform(env, topic.name, LakeLocation(root, s3_settings), tmp_path)
+
+
+def test_ticks_flow_through_every_component_exactly_once(platform: Platform) -> None:
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+    start = hour - timedelta(minutes=2)
+    hour_us = int(hour.timestamp() * 1_000_000)
+    end_us = hour_us + 3_600 * 1_000_000
+
+    # 1. producer: a seeded, badly behaved market whose event time spans hour H
+    platform.env["TICKSTREAM_PRODUCER_START_TS_US"] = str(int(start.timestamp() * 1_000_000))
+    platform.env["TICKSTREAM_PRODUCER_EVENT_RATE_HZ"] = str(TICK_COUNT / SPAN.total_seconds())
+    platform.run(
+        [
+            str(package("src.python.producer", "bin.pex")),
+            "simulate",
+            "--count", str(TICK_COUNT),
+            "--seed", "2026",
+            "--late", "0.01",
+            "--duplicates", "0.02",
+            "--malformed", "0.003",
+            "--topic", platform.topic,
+            "--rate", "0",
+        ],
+        "producer",
+    )  # fmt: skip
+    values = consume_all(platform.env["TICKSTREAM_KAFKA_BOOTSTRAP_SERVERS"], platform.topic, 3)
+    expected = Expected.from_records(values)
+    assert len(expected.ticks) == TICK_COUNT
+    assert expected.duplicates > 0 and sum(expected.rejected_reasons.values()) > 0
+
+    # 2. streaming until hour H is closed (watermark past its end + the compaction margin)
+    run_streaming_until_caught_up(platform, len(values), hour + timedelta(hours=1, minutes=3))
+    status = platform.status()["queries"]
+    assert status[TICKS.name]["totals"]["late"] == status[BARS_1M.name]["totals"]["late"] == 0
+
+    # 3. Airflow: sensor, compaction of ticks and bars, dbt build of the hour
+    dag_log = run_airflow_dag(platform, hour)
+    for table in (TICKS, BARS_1M):
+        view = committed_hour(platform.lake, table, hour.strftime("%Y-%m-%d"), hour.strftime("%H"))
+        assert view.manifest is not None, f"{table.name} hour not compacted:\n{dag_log[-4000:]}"
+
+    # 4. the lake, read by DuckDB through the reader rule, equals the independent computation
+    assert platform.lake.s3 is not None
+    con = DashboardLake(DashboardSettings(lake_root=platform.lake.root), platform.lake.s3)
+    every_hour = [hour - timedelta(hours=1), hour, hour + timedelta(hours=1)]
+    tick_columns = "symbol, seq, ts_us, price, size, bid, ask"
+    assert duckdb_rows(con, committed_urls(platform.lake, TICKS.name, [hour]), tick_columns) == (
+        expected.ticks_between(hour_us, end_us)
+    )
+    all_ticks = duckdb_rows(con, committed_urls(platform.lake, TICKS.name, every_hour), tick_columns)
+    assert len(all_ticks) == len(expected.ticks) and len(set(all_ticks)) == len(all_ticks)
+    bar_columns = "symbol, epoch_us(window_start), open, high, low, close, volume, vwap, trade_count"
+    assert duckdb_rows(con, committed_urls(platform.lake, BARS_1M.name, [hour]), bar_columns) == (
+        expected.bars_between(hour_us, end_us)
+    )
+    # quarantine is partitioned by Kafka time (when the records were produced), not event time
+    quarantine_urls = [f"s3://{info.path}" for info in list_objects(platform.lake, QUARANTINE.prefix, True)]
+    quarantined = duckdb_rows(con, quarantine_urls, "reason")
+    assert Counter(reason for (reason,) in quarantined) == expected.rejected_reasons
+
+    # 5. dbt: the hour's trading activity mart published to the lake
+    activity = duckdb_rows(
+        con,
+        [platform.lake.url("marts/fct_activity_hourly/data.parquet")],
+        "symbol, trade_date, trade_hour, trade_count, volume_shares",
+    )
+    frame = pl.DataFrame(
+        expected.ticks_between(hour_us, end_us), orient="row", schema=tick_columns.split(", ")
+    )
+    per_symbol = frame.group_by("symbol").agg(n=pl.len(), volume=pl.col("size").sum()).sort("symbol")
+    assert [row for row in activity if row[1] == hour.date() and row[2] == hour.hour] == [
+        (r["symbol"], hour.date(), hour.hour, r["n"], r["volume"]) for r in per_symbol.iter_rows(named=True)
+    ]
+
+    # 6. the dashboard's data layer shows the same bars
+    shown = con.bars([hour]).sort("symbol", "window_start")
+    assert [
+        (
+            r["symbol"],
+            round(r["window_start"].timestamp() * 1_000_000),
+            *(r[c] for c in ("open", "high", "low", "close", "volume", "trade_count")),
+        )
+        for r in shown.iter_rows(named=True)
+    ] == [bar[:7] + bar[8:] for bar in expected.bars_between(hour_us, end_us)]
