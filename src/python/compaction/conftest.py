@@ -14,6 +14,8 @@ from streaming.settings import StreamingSettings
 from streaming.spark_session import build_spark_session, spark_conf
 from tickstream.settings import S3Settings
 from tickstream.testing.services import (  # noqa: F401  (fixtures for the integration tests)
+    kafka_bootstrap,
+    kafka_service,
     s3_service,
     s3_settings,
     services_paths,

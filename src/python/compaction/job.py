@@ -380,7 +380,7 @@ def run(request: Request) -> tuple[int, dict[str, Any]]:
 # --- command line ----------------------------------------------------------------------------------------
 
 
-def _hour_arg(value: str) -> datetime:
+def hour_arg(value: str) -> datetime:
     """An hour as YYYY-MM-DDTHH (or any ISO timestamp), UTC unless it says otherwise."""
     try:
         return parse_timestamp(value if len(value) > 13 else f"{value}:00")
@@ -398,8 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--table", required=True, choices=[*COMPACTABLE, "all"], help="table to compact")
     parser.add_argument("--date", help="date of one hour (YYYY-MM-DD), with --hour")
     parser.add_argument("--hour", help="hour (0-23) of --date")
-    parser.add_argument("--from", dest="start", type=_hour_arg, help="first hour of a range (YYYY-MM-DDTHH)")
-    parser.add_argument("--to", dest="end", type=_hour_arg, help="end of a range, exclusive (YYYY-MM-DDTHH)")
+    parser.add_argument("--from", dest="start", type=hour_arg, help="first hour of a range (YYYY-MM-DDTHH)")
+    parser.add_argument("--to", dest="end", type=hour_arg, help="end of a range, exclusive (YYYY-MM-DDTHH)")
     parser.add_argument("--lake-root", help="s3://bucket[/prefix] or a local directory (default: the bucket)")
     parser.add_argument("--master", help=CompactionSettings.model_fields["master"].description)
     parser.add_argument(

@@ -17,6 +17,8 @@ from tickstream.settings import S3Settings
 from tickstream.testing.services import (  # noqa: F401  (fixtures for the integration tests)
     kafka_bootstrap,
     kafka_service,
+    private_kafka,
+    private_s3,
     s3_service,
     s3_settings,
     services_paths,

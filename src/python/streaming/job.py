@@ -9,7 +9,8 @@ Two queries in one Spark application, each with its own Kafka source and checkpo
 
 Both write through `streaming.writers.write_batch` (idempotent object names per epoch). Options override
 the TICKSTREAM_STREAMING_* environment. SIGINT/SIGTERM to the driver (not its process group: the JVM
-must outlive the request) stop the queries gracefully between batches.
+must outlive the request) stop the queries gracefully between batches. A failed query (Kafka or S3 down,
+a broken batch) is restarted from its checkpoint with back-off (`supervise`).
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ from tickstream.settings import KafkaSettings, S3Settings
 
 QUERY_ID_PROPERTY = "sql.streaming.queryId"
 """Spark local property holding the running query's id inside foreachBatch."""
+
+SUPERVISE_POLL_S = 0.5
+"""How often the supervisor looks at the queries."""
 
 log = get_logger("streaming.job")
 
@@ -148,24 +152,79 @@ class StopFlag:
         signal.signal(signal.SIGTERM, handle)
 
 
-def await_queries(spark: SparkSession, stop: StopFlag, deadline: float | None) -> int:
-    """Wait until a query fails (exit code 1), or a stop is requested (0); then stop every query."""
+def error_summary(error: object) -> str | None:
+    """The telling line of a query's exception: the last line of a Python traceback, else the first line."""
+    lines = [line.strip() for line in str(error or "").splitlines() if line.strip()]
+    if not lines:
+        return None
+    return lines[-1][:500] if "Traceback" in lines[0] else lines[0][:500]
+
+
+def restart_delay_s(failures: int, first_s: float, max_s: float) -> float:
+    """Back-off before restarting a query that failed `failures` times in a row: doubling, capped."""
+    return float(min(max_s, first_s * 2 ** max(0, failures - 1)))
+
+
+def supervise(
+    spark: SparkSession,
+    starters: dict[str, Callable[[], StreamingQuery]],
+    stop: StopFlag,
+    deadline: float | None,
+    settings: StreamingSettings,
+) -> int:
+    """Run the queries until a stop is requested (exit code 0); restart a failed query from its checkpoint.
+
+    A query fails when a source or the lake is unreachable (Kafka or S3 restarting, a network cut) or a
+    batch breaks; it is restarted after a doubling back-off (`restart_delay_s`), so the job recovers on
+    its own once the outage ends, and replays the failed batch idempotently. A query that fails
+    `max_restarts` times in a row (if set) ends the job with exit code 1.
+    """
+    queries = {name: start() for name, start in starters.items()}
+    failures = dict.fromkeys(starters, 0)
+    next_start: dict[str, float] = {}
     code = 0
-    try:
-        while stop.reason is None:
-            if spark.streams.awaitAnyTermination(1):
-                log.error("query_stopped_unexpectedly")
-                code = 1
-                break
-            if deadline is not None and time.monotonic() >= deadline:
-                stop.reason = "run_seconds elapsed"
-    except StreamingQueryException as exc:
-        log.error("query_failed", error=str(exc).splitlines()[0])
-        code = 1
+    while stop.reason is None:
+        for name, query in queries.items():
+            if query.isActive:
+                if query.lastProgress is not None and query.lastProgress.get("numInputRows", 0) > 0:
+                    failures[name] = 0  # it works again
+                continue
+            if name not in next_start:
+                failures[name] += 1
+                delay = restart_delay_s(
+                    failures[name], settings.restart_delay_s, settings.restart_max_delay_s
+                )
+                error = query.exception()
+                log.error(
+                    "query_failed",
+                    query=name,
+                    error=error_summary(error),
+                    consecutive_failures=failures[name],
+                    restart_in_s=delay,
+                )
+                if settings.max_restarts is not None and failures[name] > settings.max_restarts:
+                    stop.reason = f"query {name} failed {failures[name]} times in a row"
+                    code = 1
+                    break
+                next_start[name] = time.monotonic() + delay
+            elif time.monotonic() >= next_start[name]:
+                del next_start[name]
+                try:
+                    queries[name] = starters[name]()
+                    log.info("query_restarted", query=name)
+                except Exception as exc:  # e.g. the checkpoint store is unreachable too: try again later
+                    log.error("query_restart_failed", query=name, error=str(exc).splitlines()[0])
+                    next_start[name] = time.monotonic() + settings.restart_max_delay_s
+        if deadline is not None and time.monotonic() >= deadline:
+            stop.reason = "run_seconds elapsed"
+        time.sleep(SUPERVISE_POLL_S)
     for query in spark.streams.active:
-        query.stop()
+        try:
+            query.stop()
+        except StreamingQueryException as exc:
+            log.warning("query_stop_failed", error=str(exc).splitlines()[0])
     spark.stop()
-    log.info("stopped", reason=stop.reason or "query failure", exit_code=code)
+    log.info("stopped", reason=stop.reason, exit_code=code)
     return code
 
 
@@ -186,13 +245,16 @@ def run(
     spark.streams.addListener(StatusListener(book))
     stop = StopFlag()
     stop.install()
-    for name in names:
+
+    def starter(name: str) -> Callable[[], StreamingQuery]:
         query = QUERIES[name]
         sink = LakeSink(query.route, lake, book, settings.write_partitions)
-        start_query(kafka_records(spark, settings, kafka), query, settings, sink)
-    log.info("started", queries=list(names), master=settings.master, lake=lake.root)
+        return lambda: start_query(kafka_records(spark, settings, kafka), query, settings, sink)
+
+    starters = {name: starter(name) for name in names}
+    log.info("starting", queries=list(names), master=settings.master, lake=lake.root)
     deadline = time.monotonic() + run_seconds if run_seconds else None
-    return await_queries(spark, stop, deadline)
+    return supervise(spark, starters, stop, deadline, settings)
 
 
 # --- command line ------------------------------------------------------------------------------------
@@ -208,6 +270,7 @@ _OVERRIDES = {
     "write_partitions": int,
     "driver_memory": str,
     "topic": str,
+    "max_restarts": int,
 }
 
 

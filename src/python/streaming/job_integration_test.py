@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -33,7 +34,8 @@ from confluent_kafka import Producer
 from streaming.status import StatusStore
 from tickstream.contracts import Rejection, Tick, decode_tick, encode_tick, make_tick
 from tickstream.lake import BARS_1M, QUARANTINE, TICKS, LakeLocation, epoch_of
-from tickstream.services.kafka import ensure_topics
+from tickstream.services.kafka import KafkaService, ensure_topics
+from tickstream.services.seaweedfs import SeaweedFSService
 from tickstream.settings import S3Settings
 from tickstream.topology import Topic
 
@@ -405,3 +407,101 @@ def test_exactly_once_in_s3_across_kill_9(
     assert set(status[TICKS.name]["totals"]["quarantined_by_reason"]) == reasons
     print(f"status totals: ticks {status[TICKS.name]['totals']}, bars {status[BARS_1M.name]['totals']}")
     print(f"expected late: {late.late}; runs: {job.runs}")
+
+
+def send_paced(
+    bootstrap: str, topic: str, records: list[tuple[bytes, bytes]], chunks: int, pause_s: float
+) -> None:
+    """Produce records in `chunks` pieces `pause_s` apart (a steady load), then wait for every ack.
+
+    The idempotent producer buffers and retries while the broker restarts; nothing is lost or doubled.
+    """
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "enable.idempotence": True,
+            "linger.ms": 5,
+            "message.timeout.ms": 180_000,
+        }
+    )
+    size = -(-len(records) // chunks)
+    for start in range(0, len(records), size):
+        for key, value in records[start : start + size]:
+            producer.produce(topic, value=value, key=key)
+        producer.poll(0)
+        time.sleep(pause_s)
+    assert producer.flush(180) == 0
+
+
+def test_recovers_from_kafka_and_s3_restarts_under_load(
+    private_kafka: KafkaService,
+    private_s3: SeaweedFSService,
+    spark_connector_jars: list[Path],
+    tmp_path: Path,
+) -> None:
+    """Restart the broker, then the S3 server, while ticks flow: the job recovers by itself, lake exact."""
+    bootstrap, s3 = private_kafka.settings.bootstrap_servers, private_s3.s3
+    topic = f"ticks-faults-{uuid.uuid4().hex[:8]}"
+    ensure_topics(bootstrap, [Topic(topic, 3, 86_400_000, "fault test")])
+    root = f"s3://{s3.bucket}/faults"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(SRC),
+        "PYSPARK_PYTHON": sys.executable,
+        "TICKSTREAM_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "TICKSTREAM_S3_ENDPOINT_URL": s3.endpoint_url,
+        "TICKSTREAM_S3_ACCESS_KEY_ID": s3.access_key_id,
+        "TICKSTREAM_S3_SECRET_ACCESS_KEY": s3.secret_access_key,
+        "TICKSTREAM_S3_BUCKET": s3.bucket,
+        "TICKSTREAM_STREAMING_JARS": ",".join(str(jar) for jar in spark_connector_jars),
+        "TICKSTREAM_STREAMING_RESTART_DELAY_S": "1",
+        "TICKSTREAM_STREAMING_RESTART_MAX_DELAY_S": "5",
+    }
+    argv = [
+        sys.executable, "-m", "streaming.job",
+        "--topic", topic,
+        "--lake-root", root,
+        "--checkpoint-dir", str(tmp_path / "checkpoints"),
+        "--max-offsets-per-trigger", "1500",
+        "--trigger-seconds", "0.5",
+        "--watermark-delay", WATERMARK,
+    ]  # fmt: skip
+    job, lake = Job(argv, env, tmp_path), Lake(LakeLocation(root, s3))
+    seqs = dict.fromkeys(SYMBOLS, 0)
+    feed = valid_phase(0, 9_000, T0, 40_000, seqs)  # 6 minutes of event time
+    flush = _tick("SPY", seqs["SPY"] + 1, T0 + 30 * MINUTE, 0)  # closes every earlier bar
+    records = [*feed.records, (b"SPY", encode_tick(flush))]
+    sender = threading.Thread(target=send_paced, args=(bootstrap, topic, records, 40, 1.0))
+    job.start()
+    try:
+        wait_for("the first committed batch", lambda: last_batch(lake) >= 0, job)
+        sender.start()
+        time.sleep(5)
+        private_kafka.down()  # broker restart under load
+        time.sleep(5)
+        private_kafka.up()
+        before = last_batch(lake)
+        wait_for("a batch after the broker restart", lambda: last_batch(lake) > before, job)
+        private_s3.down()  # S3 restart under load: batch writes and status updates fail meanwhile
+        time.sleep(5)
+        private_s3.up()
+        sender.join(300)
+        assert not sender.is_alive()
+        wait_for("everything processed", caught_up(lake, len(records), "2024-03-01T10:25"), job, 300)
+        assert job.runs == 1 and job.process is not None and job.process.poll() is None  # no manual restart
+    finally:
+        job.stop()
+
+    con = duckdb_for(s3)
+    accepted = [*feed.accepted, flush]
+    ticks = read_lake(con, root, TICKS.prefix, "schema_version, symbol, seq, ts_us, price, size, bid, ask")
+    assert ticks == sorted(tuple(t.values()) for t in accepted)
+    bars = read_lake(
+        con, root, BARS_1M.prefix,
+        "symbol, epoch_us(window_start), open, high, low, close, volume, vwap, trade_count",
+    )  # fmt: skip
+    assert bars == expected_bars(accepted, closed_before_us=T0 + 30 * MINUTE)
+    quarantined = read_lake(con, root, QUARANTINE.prefix, "raw_value")
+    assert sorted(bytes(raw) for (raw,) in quarantined) == sorted(feed.malformed)
+    log = (tmp_path / "job-1.log").read_text(errors="replace")
+    print(f"query failures while services restarted: {log.count('query_failed')}")

@@ -8,14 +8,18 @@ the CLI's argument errors.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pyarrow.dataset as ds
 import pytest
 from pyspark.sql import SparkSession
 
+from streaming import job
 from streaming.job import QUERIES, LakeSink, parse_args, start_query
 from streaming.settings import StreamingSettings
 from streaming.status import StatusBook, StatusListener, StatusStore
@@ -171,3 +175,88 @@ def test_cli_overrides_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     )
     assert lake.root.startswith("s3://")
     assert settings.checkpoint_for("ticks").endswith("/ticks")
+
+
+class FakeQuery:
+    """A streaming query that fails after `fail_after` polls (None: never), and records being stopped."""
+
+    def __init__(self, fail_after: int | None) -> None:
+        self.polls = 0
+        self.fail_after = fail_after
+        self.stopped = False
+        self.lastProgress: dict[str, int] | None = None
+
+    @property
+    def isActive(self) -> bool:
+        self.polls += 1
+        if self.fail_after is not None and self.polls > self.fail_after:
+            return False
+        self.lastProgress = {"numInputRows": 10}
+        return not self.stopped
+
+    def exception(self) -> Exception:
+        return RuntimeError("S3 unreachable\nstack")
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+class FakeSpark:
+    def __init__(self) -> None:
+        self.started: list[FakeQuery] = []
+        self.stopped = False
+
+    @property
+    def streams(self) -> Any:
+        return SimpleNamespace(active=[q for q in self.started if not q.stopped and q.fail_after is None])
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+def test_supervise_restarts_a_failed_query_with_back_off_until_stopped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(job, "SUPERVISE_POLL_S", 0.001)
+    spark = FakeSpark()
+    plans = iter([2, 1, None])  # fails twice (two outages), then keeps running
+
+    def start() -> FakeQuery:
+        query = FakeQuery(next(plans))
+        spark.started.append(query)
+        return query
+
+    stop = job.StopFlag()
+    settings = StreamingSettings(restart_delay_s=0.01, restart_max_delay_s=0.02)
+    deadline = time.monotonic() + 1.0
+    code = job.supervise(spark, {"ticks": start}, stop, deadline, settings)  # type: ignore[arg-type,dict-item]
+    assert code == 0 and stop.reason == "run_seconds elapsed"
+    assert len(spark.started) == 3 and spark.started[-1].stopped and spark.stopped
+
+
+def test_supervise_exits_1_after_max_restarts_consecutive_failures(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(job, "SUPERVISE_POLL_S", 0.001)
+    spark = FakeSpark()
+
+    def start() -> FakeQuery:
+        query = FakeQuery(0)  # fails at once, every time
+        spark.started.append(query)
+        return query
+
+    settings = StreamingSettings(restart_delay_s=0.001, restart_max_delay_s=0.001, max_restarts=2)
+    code = job.supervise(spark, {"ticks": start}, job.StopFlag(), time.monotonic() + 30, settings)  # type: ignore[arg-type,dict-item]
+    assert code == 1 and len(spark.started) == 3  # the first start and two restarts
+
+
+def test_restart_delay_doubles_up_to_the_cap() -> None:
+    assert [job.restart_delay_s(n, 2.0, 60.0) for n in (1, 2, 3, 5, 9)] == [2.0, 4.0, 8.0, 32.0, 60.0]
+
+
+def test_error_summary_names_the_python_error_not_the_proxy() -> None:
+    proxy = (
+        "An exception was raised by the Python Proxy. Return Message: Traceback (most recent call last):\n"
+    )
+    proxy += '  File "writers.py", line 9\nOSError: When uploading part: Connection refused\n'
+    assert job.error_summary(RuntimeError(proxy)) == "OSError: When uploading part: Connection refused"
+    assert job.error_summary("Kafka timeout\n\tat x.y") == "Kafka timeout"
+    assert job.error_summary(None) is None

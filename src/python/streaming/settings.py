@@ -53,6 +53,15 @@ class StreamingSettings(BaseSettings):
     shuffle_partitions: int = Field(default=4, ge=1, description="spark.sql.shuffle.partitions (state).")
     write_partitions: int = Field(default=2, ge=1, description="Spark tasks writing Parquet per batch.")
     driver_memory: str = Field(default="1g", description="spark.driver.memory.")
+    restart_delay_s: float = Field(
+        default=2.0, gt=0.0, description="First back-off before restarting a failed query (doubles)."
+    )
+    restart_max_delay_s: float = Field(default=60.0, gt=0.0, description="Longest restart back-off.")
+    max_restarts: int | None = Field(
+        default=None,
+        ge=0,
+        description="Consecutive failures of a query before the job exits 1; unset = never.",
+    )
     jars: str = Field(
         default="",
         description="Comma-separated connector jars; empty = the local cache (tickstream services).",

@@ -7,6 +7,7 @@ builds the components' PEXes first, or as `python -m tickstream.cli ...`.
 
 from __future__ import annotations
 
+import subprocess
 import time
 from enum import Enum
 from pathlib import Path
@@ -187,6 +188,36 @@ def platform_status() -> None:
         running = False
     if not running:
         raise typer.Exit(1)
+
+
+PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
+"""Context settings of commands that hand every argument to a PEX."""
+
+
+def run_pex(pex: str, args: list[str]) -> None:
+    """Run one of the platform's PEXes (from TICKSTREAM_PEX_DIR) with `args`; exit with its code."""
+    path = ComponentsSettings().pex_dir / pex
+    if not path.is_file():
+        raise fail(ServiceError(f"{path} not found; build it with `./tickstream up` or `./pants package`"))
+    raise typer.Exit(subprocess.call([str(path), *args]))
+
+
+@app.command("rebuild-lake", context_settings=PASSTHROUGH)
+def rebuild_lake(ctx: typer.Context) -> None:
+    """Rebuild closed hours of the lake from Kafka: --from YYYY-MM-DDTHH --to YYYY-MM-DDTHH [--topic ...].
+
+    Runs `python -m compaction.rebuild` (its PEX); see docs/compaction.md.
+    """
+    run_pex("src.python.compaction/rebuild.pex", list(ctx.args))
+
+
+@app.command("analytics", context_settings=PASSTHROUGH)
+def analytics(ctx: typer.Context) -> None:
+    """Run the dbt project, e.g. `analytics build --start 2026-11-20 --end 2026-11-21` (re-run a range).
+
+    Runs `python -m analytics.run` (its PEX); see docs/analytics.md.
+    """
+    run_pex("src.python.analytics/bin.pex", list(ctx.args))
 
 
 if __name__ == "__main__":

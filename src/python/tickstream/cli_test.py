@@ -49,3 +49,30 @@ def test_logs_follow_needs_one_service(tmp_path: Path) -> None:
 def test_unknown_service_is_rejected(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["services", "up", "zookeeper"], env=env_for(tmp_path, 39092))
     assert result.exit_code == 2
+
+
+def test_rebuild_lake_and_analytics_pass_their_arguments_to_the_pex(tmp_path: Path) -> None:
+    calls = tmp_path / "calls"
+    for pex in ("src.python.compaction/rebuild.pex", "src.python.analytics/bin.pex"):
+        path = tmp_path / "dist" / pex
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f'#!/bin/sh\necho "{pex} $*" >> {calls}\nexit 3\n')
+        path.chmod(0o755)
+    env = {**env_for(tmp_path, 39092), "TICKSTREAM_PEX_DIR": str(tmp_path / "dist")}
+    rebuild = CliRunner().invoke(
+        app, ["rebuild-lake", "--from", "2026-11-20T09", "--to", "2026-11-20T12"], env=env
+    )
+    analytics = CliRunner().invoke(
+        app, ["analytics", "build", "--start", "2026-11-20", "--end", "2026-11-21"], env=env
+    )
+    assert (rebuild.exit_code, analytics.exit_code) == (3, 3)  # the PEX's exit code
+    assert calls.read_text().splitlines() == [
+        "src.python.compaction/rebuild.pex --from 2026-11-20T09 --to 2026-11-20T12",
+        "src.python.analytics/bin.pex build --start 2026-11-20 --end 2026-11-21",
+    ]
+
+
+def test_passthrough_without_its_pex_says_how_to_build_it(tmp_path: Path) -> None:
+    env = {**env_for(tmp_path, 39092), "TICKSTREAM_PEX_DIR": str(tmp_path / "none")}
+    result = CliRunner().invoke(app, ["analytics", "build"], env=env)
+    assert result.exit_code == 1 and "./tickstream up" in result.output
