@@ -68,6 +68,8 @@ PASSED_SETTINGS = tuple(
 """Settings the job reads from its environment; an Airflow Variable of the same name overrides the env."""
 EXIT_REFUSED = 3
 JOB_TIMEOUT = timedelta(hours=1)
+RETRY_DELAY = timedelta(seconds=float(os.environ.get("TICKSTREAM_COMPACTION_RETRY_DELAY_S", "120")))
+"""First retry delay of the compaction tasks (doubles up to 30 min); env at DAG parse time, default 2 min."""
 
 
 def setting(name: str, default: str | None = None) -> str | None:
@@ -136,7 +138,7 @@ def wait_until_closed(data_interval_start: datetime | None = None) -> PokeReturn
 
 @task(
     retries=4,
-    retry_delay=timedelta(minutes=2),
+    retry_delay=RETRY_DELAY,
     retry_exponential_backoff=2.0,
     max_retry_delay=timedelta(minutes=30),
     execution_timeout=JOB_TIMEOUT + timedelta(minutes=5),

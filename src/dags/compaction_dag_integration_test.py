@@ -100,6 +100,11 @@ def test_dag_run_compacts_its_hour_then_builds_its_analytics(
         "TICKSTREAM_DBT_LAKE_ROOT": root,
         "TICKSTREAM_DBT_STATE_DIR": str(tmp_path / "dbt"),
         "TICKSTREAM_DBT_DUCKDB_PATH": str(tmp_path / "dbt" / "marts.duckdb"),
+        # the first compaction attempt is killed after writing its objects, before its manifest; the
+        # task's retry (after 1 s here instead of 2 min) must finish the hour
+        "TICKSTREAM_COMPACTION_FAIL_POINT": "after_write",
+        "TICKSTREAM_COMPACTION_FAIL_ONCE_FILE": str(tmp_path / "failed-once"),
+        "TICKSTREAM_COMPACTION_RETRY_DELAY_S": "1",
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -133,6 +138,9 @@ def test_dag_run_compacts_its_hour_then_builds_its_analytics(
     initdb()
     run = dag.test(logical_date=run_after)
     assert run.state == "success", [(ti.task_id, ti.state) for ti in run.get_task_instances()]
+    tries = {ti.task_id: ti.try_number for ti in run.get_task_instances()}
+    assert (tmp_path / "failed-once").exists()
+    assert sorted((tries["compact_ticks"], tries["compact_bars_1m"])) == [1, 2], tries  # one retried
 
     after = harness("summary", "--lake-root", root, "--date", date, "--hour", hour, env=dict(os.environ))
     assert after["ticks_summary"] == before["ticks_summary"]

@@ -73,6 +73,22 @@ COMPACTABLE = (TICKS.name, BARS_1M.name)
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED = 0, 1, 2, 3
 FAIL_POINT_ENV = "TICKSTREAM_COMPACTION_FAIL_POINT"
 """Test hook: `after_write` SIGKILLs the job after the new objects are written, before the manifest."""
+FAIL_ONCE_ENV = "TICKSTREAM_COMPACTION_FAIL_ONCE_FILE"
+"""Test hook: with a fail point, fail only while this file does not exist (the failing run creates it)."""
+
+
+def fail_point_armed(point: str) -> bool:
+    """Whether the test hook asks to fail at `point` now (see FAIL_POINT_ENV, FAIL_ONCE_ENV)."""
+    if os.environ.get(FAIL_POINT_ENV) != point:
+        return False
+    once = os.environ.get(FAIL_ONCE_ENV)
+    if not once:
+        return True
+    try:
+        with open(once, "x"):
+            return True  # first time: created the marker, fail
+    except FileExistsError:
+        return False
 
 
 class ConcurrentChangeError(RuntimeError):
@@ -168,7 +184,7 @@ def compact(
         lap("write_s")
     finally:
         frame.unpersist()
-    if os.environ.get(FAIL_POINT_ENV) == "after_write":
+    if fail_point_armed("after_write"):
         log.warning("fail_point", point="after_write", partition=str(plan.partition))
         os.kill(os.getpid(), signal.SIGKILL)
     try:
