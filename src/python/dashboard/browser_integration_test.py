@@ -24,6 +24,7 @@ from playwright.sync_api import Page, sync_playwright
 from dashboard.browser import CHROMIUM_ARGS, ChromiumUnavailable, ensure_chromium
 from dashboard.testing import bars_from_ticks, tick, write_bars, write_status, write_ticks
 from tickstream.lake import LakeLocation
+from tickstream.services.seaweedfs import SeaweedFSService
 from tickstream.settings import S3Settings
 from tickstream.testing.services import free_port
 
@@ -68,48 +69,69 @@ def history(now: datetime) -> list[dict[str, Any]]:
     return rows
 
 
-@pytest.fixture
-def dashboard_url(s3_lake: LakeLocation, s3_settings: S3Settings, tmp_path: Path) -> Iterator[str]:
-    """The dashboard served by a subprocess (`python -m dashboard`) on a free port."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
-        "TICKSTREAM_DASHBOARD_PORT": str(port),
-        "TICKSTREAM_DASHBOARD_LAKE_ROOT": s3_lake.root,
-        "TICKSTREAM_DASHBOARD_REFRESH_SECONDS": "2",
-        "TICKSTREAM_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
-        "TICKSTREAM_DASHBOARD_KAFKA_TIMEOUT_SECONDS": "1",
-        **{f"TICKSTREAM_S3_{k.upper()}": str(v) for k, v in s3_settings.model_dump().items()},
-    }
-    log = (tmp_path / "dashboard.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dashboard"], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    url = f"http://127.0.0.1:{port}/"
-    try:
+class DashboardServer:
+    """The dashboard as a subprocess (`python -m dashboard`) on a fixed port; can be stopped and restarted."""
+
+    def __init__(self, lake: LakeLocation, s3: S3Settings, logs: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.logs = logs
+        self.process: subprocess.Popen[bytes] | None = None
+        self.env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
+            "TICKSTREAM_DASHBOARD_PORT": str(self.port),
+            "TICKSTREAM_DASHBOARD_LAKE_ROOT": lake.root,
+            "TICKSTREAM_DASHBOARD_REFRESH_SECONDS": "2",
+            "TICKSTREAM_DASHBOARD_HEALTH_REFRESH_SECONDS": "2",
+            "TICKSTREAM_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
+            "TICKSTREAM_DASHBOARD_KAFKA_TIMEOUT_SECONDS": "1",
+            **{f"TICKSTREAM_S3_{k.upper()}": str(v) for k, v in s3.model_dump().items()},
+        }
+
+    def start(self) -> None:
+        """Start the server and wait until it answers its health URL."""
+        log = (self.logs / "dashboard.log").open("a")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "dashboard"], env=self.env, stdout=log, stderr=subprocess.STDOUT
+        )
+        log.close()
         deadline = time.monotonic() + 60
         while True:
             try:
-                with urllib.request.urlopen(f"{url}_stcore/health", timeout=2) as response:
+                with urllib.request.urlopen(f"{self.url}_stcore/health", timeout=2) as response:
                     if response.status == 200:
-                        break
+                        return
             except OSError:
                 pass
-            if process.poll() is not None or time.monotonic() > deadline:
+            if self.process.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(
-                    f"the dashboard did not start: {(tmp_path / 'dashboard.log').read_text()[-3000:]}"
+                    f"the dashboard did not start: {(self.logs / 'dashboard.log').read_text()[-3000:]}"
                 )
             time.sleep(0.3)
-        yield url
-    finally:
-        process.terminate()
+
+    def stop(self) -> None:
+        """Terminate the server (kill after 15 s)."""
+        if self.process is None:
+            return
+        self.process.terminate()
         try:
-            process.wait(timeout=15)
+            self.process.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+
+@pytest.fixture
+def dashboard_url(s3_lake: LakeLocation, s3_settings: S3Settings, tmp_path: Path) -> Iterator[str]:
+    """The dashboard served by a subprocess on a free port."""
+    server = DashboardServer(s3_lake, s3_settings, tmp_path)
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
 
 
 def candle_count(page: Page) -> int:
@@ -161,3 +183,51 @@ def test_live_chart_updates_without_reload(
             assert candle_count(page) >= before + 2
         finally:
             browser.close()
+
+
+def test_health_page_shows_an_s3_outage_and_the_dashboard_survives_a_restart(
+    chromium: Path, private_s3: SeaweedFSService, tmp_path: Path
+) -> None:
+    """S3 down: the health page says so while it lasts, then recovers by itself; a restarted server serves."""
+    lake = LakeLocation(root=f"s3://{private_s3.s3.bucket}/outage", s3=private_s3.s3)
+    now = datetime.now(UTC)
+    ticks = history(now)
+    write_ticks(lake, ticks, epoch=0)
+    write_bars(lake, bars_from_ticks(ticks), epoch=0)
+    write_status(lake, {"updated_at": now.isoformat(), "queries": {}})
+    server = DashboardServer(lake, private_s3.s3, tmp_path)
+    server.start()
+    unavailable = "Data freshness: source unavailable"  # (Kafka is unreachable throughout: ignored)
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=str(chromium), args=list(CHROMIUM_ARGS), headless=True
+            )
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1300})
+                page.goto(server.url)
+                page.get_by_text("Pipeline health", exact=True).first.click()
+                page.get_by_text("Data freshness:").first.wait_for(timeout=60_000)
+                assert unavailable not in page.inner_text("body")
+
+                private_s3.down()  # the lake is unreachable: the page must say so, not go blank or stale
+                page.get_by_text(unavailable).first.wait_for(timeout=60_000)
+                page.screenshot(path=str(tmp_path / "health-s3-down.png"), full_page=True)
+
+                private_s3.up()  # and recover without a reload
+                page.wait_for_function(
+                    f"() => !document.body.innerText.includes('{unavailable}')", timeout=90_000
+                )
+                page.get_by_text("Data freshness:").first.wait_for(timeout=30_000)
+
+                server.stop()  # a dashboard restart: a new process serves the same page again
+                server.start()
+                page.goto(server.url)
+                page.wait_for_function(
+                    "() => document.querySelector('.js-plotly-plot')?.data?.[0]?.x?.length >= 27",
+                    timeout=60_000,
+                )
+            finally:
+                browser.close()
+    finally:
+        server.stop()

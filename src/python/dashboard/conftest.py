@@ -13,6 +13,7 @@ from dashboard.data import clear_caches
 from dashboard.testing import bars_from_ticks, compact_hour, tick, write_bars, write_status, write_ticks
 from tickstream.lake import BARS_1M, LakeLocation
 from tickstream.testing.services import (  # noqa: F401  (fixtures for the integration tests)
+    private_s3,
     s3_service,
     s3_settings,
     services_paths,
