@@ -97,9 +97,8 @@ def hour_of(data_interval_start: datetime) -> tuple[str, str]:
     return start.strftime("%Y-%m-%d"), start.strftime("%H")
 
 
-def run_job(arguments: list[str]) -> tuple[int, dict[str, Any]]:
-    """Run the compaction command with `arguments`; return its exit code and JSON report (logs stderr)."""
-    command = shlex.split(setting(COMMAND, DEFAULT_COMMAND) or DEFAULT_COMMAND) + arguments
+def run_command(command: list[str], label: str) -> subprocess.CompletedProcess[str]:
+    """Run a job's command line with the job environment; log it and the end of its output."""
     log.info("running %s", shlex.join(command))
     done = subprocess.run(
         command,
@@ -109,8 +108,15 @@ def run_job(arguments: list[str]) -> tuple[int, dict[str, Any]]:
         timeout=JOB_TIMEOUT.total_seconds(),
         check=False,
     )
-    for line in done.stderr.splitlines()[-200:]:
-        log.info("job: %s", line)
+    for line in (done.stdout + done.stderr).splitlines()[-200:]:
+        log.info("%s: %s", label, line)
+    return done
+
+
+def run_job(arguments: list[str]) -> tuple[int, dict[str, Any]]:
+    """Run the compaction command with `arguments`; return its exit code and JSON report."""
+    command = shlex.split(setting(COMMAND, DEFAULT_COMMAND) or DEFAULT_COMMAND) + arguments
+    done = run_command(command, "job")
     reports = [line for line in done.stdout.splitlines() if line.startswith("{")]
     report: dict[str, Any] = json.loads(reports[-1]) if reports else {}
     return done.returncode, report
@@ -173,17 +179,7 @@ def run_dbt(data_interval_start: datetime | None = None, data_interval_end: date
         "--end",
         data_interval_end.astimezone(UTC).isoformat(),
     ]
-    log.info("running %s", shlex.join(command))
-    done = subprocess.run(
-        command,
-        env=job_environment(),
-        capture_output=True,
-        text=True,
-        timeout=JOB_TIMEOUT.total_seconds(),
-        check=False,
-    )
-    for line in (done.stdout + done.stderr).splitlines()[-200:]:
-        log.info("dbt: %s", line)
+    done = run_command(command, "dbt")
     if done.returncode != 0:
         raise RuntimeError(
             f"dbt build for {data_interval_start}..{data_interval_end} failed (exit {done.returncode})"

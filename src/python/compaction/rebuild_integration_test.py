@@ -14,11 +14,9 @@ import subprocess
 import sys
 import uuid
 from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import polars as pl
 import pytest
 from confluent_kafka import Producer
 
@@ -27,6 +25,7 @@ from tickstream.contracts import Tick, encode_tick, make_tick
 from tickstream.lake import BARS_1M, TICKS, LakeLocation, committed_hour
 from tickstream.services.kafka import ensure_topics
 from tickstream.settings import S3Settings
+from tickstream.testing.expected import expected_bars
 from tickstream.topology import Topic
 
 pytestmark = pytest.mark.integration
@@ -34,7 +33,6 @@ pytestmark = pytest.mark.integration
 SRC = Path(__file__).resolve().parents[1]
 HOUR_START = datetime(2024, 3, 1, 9, tzinfo=UTC)
 H_US = int(HOUR_START.timestamp() * 1_000_000)
-MINUTE_US = 60_000_000
 SYMBOLS = ("AAPL", "MSFT", "SPY")
 
 
@@ -58,41 +56,6 @@ def records() -> tuple[list[tuple[bytes, bytes]], list[Tick]]:
         if i % 500 == 0:
             sent.append((b"AAPL", b'{"not": "a tick"}'))
     return sent, inside
-
-
-def expected_bars(ticks: list[Tick]) -> list[tuple[Any, ...]]:
-    """1-minute bars with polars: open/close by (ts_us, seq), VWAP from exact cents."""
-    frame = pl.DataFrame(ticks).with_columns(
-        window_us=(pl.col("ts_us") // MINUTE_US) * MINUTE_US,
-        notional_cents=(pl.col("price") * 100).round().cast(pl.Int64) * pl.col("size"),
-    )
-    bars = (
-        frame.sort("ts_us", "seq")
-        .group_by("symbol", "window_us")
-        .agg(
-            open=pl.col("price").first(),
-            high=pl.col("price").max(),
-            low=pl.col("price").min(),
-            close=pl.col("price").last(),
-            volume=pl.col("size").sum(),
-            notional_cents=pl.col("notional_cents").sum(),
-            trade_count=pl.len(),
-        )
-    )
-    return sorted(
-        (
-            b["symbol"],
-            b["window_us"],
-            b["open"],
-            b["high"],
-            b["low"],
-            b["close"],
-            b["volume"],
-            float(Decimal(b["notional_cents"]) / 100) / b["volume"],
-            b["trade_count"],
-        )
-        for b in bars.iter_rows(named=True)
-    )
 
 
 def rebuild(env: dict[str, str], *args: str) -> tuple[int, dict[str, Any], str]:

@@ -20,7 +20,6 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -44,13 +43,13 @@ from tickstream.lake import (
 )
 from tickstream.services.kafka import ensure_topics
 from tickstream.settings import PathsSettings, S3Settings
+from tickstream.testing.expected import expected_bars
 from tickstream.topology import Topic
 
 pytestmark = pytest.mark.integration
 
 TICK_COUNT = 30_000
 SPAN = timedelta(minutes=70)  # H - 2 min .. H + 68 min: hour H complete, the next one far enough to close it
-MINUTE_US = 60_000_000
 WATERMARK = "30 seconds"
 STEP_TIMEOUT_S = 420
 
@@ -137,39 +136,8 @@ class Expected:
         )
 
     def bars_between(self, start_us: int, end_us: int) -> list[tuple[Any, ...]]:
-        """1-minute bars (symbol, window start µs, OHLC, volume, VWAP, count) of minutes in [start, end)."""
-        frame = pl.DataFrame(self.ticks).with_columns(
-            window_us=(pl.col("ts_us") // MINUTE_US) * MINUTE_US,
-            notional_cents=(pl.col("price") * 100).round().cast(pl.Int64) * pl.col("size"),
-        )
-        bars = (
-            frame.filter((pl.col("ts_us") >= start_us) & (pl.col("ts_us") < end_us))
-            .sort("ts_us", "seq")
-            .group_by("symbol", "window_us", maintain_order=True)
-            .agg(
-                open=pl.col("price").first(),
-                high=pl.col("price").max(),
-                low=pl.col("price").min(),
-                close=pl.col("price").last(),
-                volume=pl.col("size").sum(),
-                notional_cents=pl.col("notional_cents").sum(),
-                trade_count=pl.len(),
-            )
-        )
-        return sorted(
-            (
-                b["symbol"],
-                b["window_us"],
-                b["open"],
-                b["high"],
-                b["low"],
-                b["close"],
-                b["volume"],
-                float(Decimal(b["notional_cents"]) / 100) / b["volume"],
-                b["trade_count"],
-            )
-            for b in bars.iter_rows(named=True)
-        )
+        """1-minute bars (symbol, window start µs, OHLC, volume, VWAP, count) of ticks in [start, end)."""
+        return expected_bars(t for t in self.ticks if start_us <= t["ts_us"] < end_us)
 
 
 # --- the platform's processes ----------------------------------------------------------------------

@@ -19,14 +19,12 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import duckdb_extension_httpfs
 import orjson
-import polars as pl
 import pyarrow.fs as pafs
 import pytest
 from confluent_kafka import Producer
@@ -37,6 +35,7 @@ from tickstream.lake import BARS_1M, QUARANTINE, TICKS, LakeLocation, epoch_of
 from tickstream.services.kafka import KafkaService, ensure_topics
 from tickstream.services.seaweedfs import SeaweedFSService
 from tickstream.settings import S3Settings
+from tickstream.testing.expected import expected_bars
 from tickstream.topology import Topic
 
 pytestmark = pytest.mark.integration
@@ -190,6 +189,34 @@ class Lake:
         return sorted(e for info in infos if (e := epoch_of(info.path)) is not None)
 
 
+def job_for(
+    bootstrap: str, s3: S3Settings, jars: list[Path], topic: str, root: str, work: Path, **env: str
+) -> Job:
+    """`python -m streaming.job` on `topic` into `root`: small batches, checkpoints under `work`."""
+    environment = {
+        **os.environ,
+        "PYTHONPATH": str(SRC),
+        "PYSPARK_PYTHON": sys.executable,
+        "TICKSTREAM_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "TICKSTREAM_S3_ENDPOINT_URL": s3.endpoint_url,
+        "TICKSTREAM_S3_ACCESS_KEY_ID": s3.access_key_id,
+        "TICKSTREAM_S3_SECRET_ACCESS_KEY": s3.secret_access_key,
+        "TICKSTREAM_S3_BUCKET": s3.bucket,
+        "TICKSTREAM_STREAMING_JARS": ",".join(str(jar) for jar in jars),
+        **env,
+    }
+    argv = [
+        sys.executable, "-m", "streaming.job",
+        "--topic", topic,
+        "--lake-root", root,
+        "--checkpoint-dir", str(work / "checkpoints"),
+        "--max-offsets-per-trigger", "1500",
+        "--trigger-seconds", "0.5",
+        "--watermark-delay", WATERMARK,
+    ]  # fmt: skip
+    return Job(argv, environment, work)
+
+
 def wait_for(what: str, condition: Callable[[], bool], job: Job, timeout_s: float = JOB_TIMEOUT_S) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
@@ -260,40 +287,9 @@ def read_lake(con: duckdb.DuckDBPyConnection, root: str, prefix: str, columns: s
     return sorted(con.execute(query).fetchall())
 
 
-def expected_bars(ticks: list[Tick], closed_before_us: int) -> list[tuple[Any, ...]]:
-    """1-minute bars from the accepted ticks, computed with polars (vwap from exact integer cents)."""
-    frame = pl.DataFrame(ticks).with_columns(
-        window_us=(pl.col("ts_us") // MINUTE) * MINUTE,
-        notional_cents=(pl.col("price") * 100).round().cast(pl.Int64) * pl.col("size"),
-    )
-    bars = (
-        frame.sort("ts_us", "seq")
-        .group_by("symbol", "window_us", maintain_order=True)
-        .agg(
-            open=pl.col("price").first(),
-            high=pl.col("price").max(),
-            low=pl.col("price").min(),
-            close=pl.col("price").last(),
-            volume=pl.col("size").sum(),
-            notional_cents=pl.col("notional_cents").sum(),
-            trade_count=pl.len(),
-        )
-        .filter(pl.col("window_us") + MINUTE <= closed_before_us)
-    )
-    return sorted(
-        (
-            b["symbol"],
-            b["window_us"],
-            b["open"],
-            b["high"],
-            b["low"],
-            b["close"],
-            b["volume"],
-            float(Decimal(b["notional_cents"]) / 100) / b["volume"],
-            b["trade_count"],
-        )
-        for b in bars.iter_rows(named=True)
-    )
+def bars_closed_before(ticks: list[Tick], closed_before_us: int) -> list[tuple[Any, ...]]:
+    """The independent 1-minute bars of `ticks` whose minute ended by `closed_before_us`."""
+    return [bar for bar in expected_bars(ticks) if bar[1] + MINUTE <= closed_before_us]
 
 
 # --- the test ----------------------------------------------------------------------------------------
@@ -307,27 +303,7 @@ def job_setup(
     topic = f"ticks-it-{run}"
     ensure_topics(kafka_bootstrap, [Topic(topic, 3, 86_400_000, "streaming integration test")])
     root = f"s3://{s3_settings.bucket}/it-{run}"
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(SRC),
-        "PYSPARK_PYTHON": sys.executable,
-        "TICKSTREAM_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-        "TICKSTREAM_S3_ENDPOINT_URL": s3_settings.endpoint_url,
-        "TICKSTREAM_S3_ACCESS_KEY_ID": s3_settings.access_key_id,
-        "TICKSTREAM_S3_SECRET_ACCESS_KEY": s3_settings.secret_access_key,
-        "TICKSTREAM_S3_BUCKET": s3_settings.bucket,
-        "TICKSTREAM_STREAMING_JARS": ",".join(str(jar) for jar in spark_connector_jars),
-    }
-    argv = [
-        sys.executable, "-m", "streaming.job",
-        "--topic", topic,
-        "--lake-root", root,
-        "--checkpoint-dir", str(tmp_path / "checkpoints"),
-        "--max-offsets-per-trigger", "1500",
-        "--trigger-seconds", "0.5",
-        "--watermark-delay", WATERMARK,
-    ]  # fmt: skip
-    job = Job(argv, env, tmp_path)
+    job = job_for(kafka_bootstrap, s3_settings, spark_connector_jars, topic, root, tmp_path)
     try:
         yield job, Lake(LakeLocation(root, s3_settings)), topic
     finally:
@@ -393,7 +369,7 @@ def test_exactly_once_in_s3_across_kill_9(
         con, root, BARS_1M.prefix,
         "symbol, epoch_us(window_start), open, high, low, close, volume, vwap, trade_count",
     )  # fmt: skip
-    assert bars == expected_bars(accepted, closed_before_us=T0 + 30 * MINUTE)
+    assert bars == bars_closed_before(accepted, T0 + 30 * MINUTE)
 
     quarantined = read_lake(con, root, QUARANTINE.prefix, "raw_value, reason, epoch_us(kafka_ts)")
     assert sorted(bytes(raw) for raw, _, _ in quarantined) == sorted(malformed)
@@ -444,29 +420,17 @@ def test_recovers_from_kafka_and_s3_restarts_under_load(
     topic = f"ticks-faults-{uuid.uuid4().hex[:8]}"
     ensure_topics(bootstrap, [Topic(topic, 3, 86_400_000, "fault test")])
     root = f"s3://{s3.bucket}/faults"
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(SRC),
-        "PYSPARK_PYTHON": sys.executable,
-        "TICKSTREAM_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "TICKSTREAM_S3_ENDPOINT_URL": s3.endpoint_url,
-        "TICKSTREAM_S3_ACCESS_KEY_ID": s3.access_key_id,
-        "TICKSTREAM_S3_SECRET_ACCESS_KEY": s3.secret_access_key,
-        "TICKSTREAM_S3_BUCKET": s3.bucket,
-        "TICKSTREAM_STREAMING_JARS": ",".join(str(jar) for jar in spark_connector_jars),
-        "TICKSTREAM_STREAMING_RESTART_DELAY_S": "1",
-        "TICKSTREAM_STREAMING_RESTART_MAX_DELAY_S": "5",
-    }
-    argv = [
-        sys.executable, "-m", "streaming.job",
-        "--topic", topic,
-        "--lake-root", root,
-        "--checkpoint-dir", str(tmp_path / "checkpoints"),
-        "--max-offsets-per-trigger", "1500",
-        "--trigger-seconds", "0.5",
-        "--watermark-delay", WATERMARK,
-    ]  # fmt: skip
-    job, lake = Job(argv, env, tmp_path), Lake(LakeLocation(root, s3))
+    job = job_for(
+        bootstrap,
+        s3,
+        spark_connector_jars,
+        topic,
+        root,
+        tmp_path,
+        TICKSTREAM_STREAMING_RESTART_DELAY_S="1",
+        TICKSTREAM_STREAMING_RESTART_MAX_DELAY_S="5",
+    )
+    lake = Lake(LakeLocation(root, s3))
     seqs = dict.fromkeys(SYMBOLS, 0)
     feed = valid_phase(0, 9_000, T0, 40_000, seqs)  # 6 minutes of event time
     flush = _tick("SPY", seqs["SPY"] + 1, T0 + 30 * MINUTE, 0)  # closes every earlier bar
@@ -500,7 +464,7 @@ def test_recovers_from_kafka_and_s3_restarts_under_load(
         con, root, BARS_1M.prefix,
         "symbol, epoch_us(window_start), open, high, low, close, volume, vwap, trade_count",
     )  # fmt: skip
-    assert bars == expected_bars(accepted, closed_before_us=T0 + 30 * MINUTE)
+    assert bars == bars_closed_before(accepted, T0 + 30 * MINUTE)
     quarantined = read_lake(con, root, QUARANTINE.prefix, "raw_value")
     assert sorted(bytes(raw) for (raw,) in quarantined) == sorted(feed.malformed)
     log = (tmp_path / "job-1.log").read_text(errors="replace")
