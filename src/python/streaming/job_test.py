@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -105,6 +105,21 @@ def read_table(lake: LakeLocation, prefix: str) -> list[dict]:
     return ds.dataset(str(root), format="parquet", partitioning="hive").to_table().to_pylist()
 
 
+def settled_status(lake: LakeLocation, done: Callable[[dict[str, Any]], bool], timeout_s: float = 30) -> dict:
+    """The status object once `done` holds for it (it is written by the asynchronous progress listener)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        path = Path(lake.root) / STATUS_KEY
+        status: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+        try:
+            if done(status) or time.monotonic() > deadline:
+                return status
+        except (KeyError, TypeError):
+            if time.monotonic() > deadline:
+                return status
+        time.sleep(0.1)
+
+
 def test_dedup_late_quarantine_and_bars(running_job) -> None:  # type: ignore[no-untyped-def]
     source, lake, queries = running_job
     # batch 0: a tick, its duplicate, a tick 70 s later (watermark -> 60 s), two bad records
@@ -132,7 +147,11 @@ def test_dedup_late_quarantine_and_bars(running_job) -> None:  # type: ignore[no
     )
     assert bars == [("09:59", 100.0, 100.0, 1), ("10:00", 99.0, 101.0, 2)]  # 10:02 is still open
 
-    status = json.loads((Path(lake.root) / STATUS_KEY).read_text())
+    # Spark reports progress to listeners asynchronously: wait for the last batch's report
+    status = settled_status(
+        lake,
+        lambda s: all(s["queries"][q]["watermark"] >= "2024-03-01T10:02:10" for q in ("ticks", "bars_1m")),
+    )
     ticks_status = status["queries"]["ticks"]
     assert ticks_status["totals"]["late"] == 1
     assert ticks_status["totals"]["quarantined"] == 3
