@@ -22,8 +22,11 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tickstream.logs import get_logger
 from tickstream.services.process import ServiceError
 from tickstream.settings import PathsSettings
+
+log = get_logger("airflow")
 
 VENV_STAMP = ".built-from"
 """File in the virtualenv holding the sha256 of the PEX it was built from."""
@@ -77,6 +80,7 @@ def ensure_venv(pex: Path, venv: Path) -> Path:
     stamp = venv / VENV_STAMP
     if stamp.is_file() and stamp.read_text().strip() == digest and (venv / "bin" / "airflow").exists():
         return venv
+    log.info("building_airflow_venv", pex=str(pex), venv=str(venv), note="first run after a build: ~30 s")
     shutil.rmtree(venv, ignore_errors=True)
     venv.parent.mkdir(parents=True, exist_ok=True)
     done = subprocess.run(
