@@ -22,13 +22,11 @@ from tickstream.lake import (
     LakeObject,
     Manifest,
     TableSpec,
-    compacted_dir,
     date_hour,
     object_key,
-    parquet_bytes,
-    put_object,
     write_manifest,
 )
+from tickstream.testing.lake import compacted_hour, write_object
 
 QUERY_ID = "8a04952a-0000-4000-8000-000000000000"
 MINUTE_US = 60_000_000
@@ -93,14 +91,6 @@ def bars_table(ticks: Sequence[FixtureTick]) -> pa.Table:
     return pa.table(columns, schema=BARS_1M_ARROW_SCHEMA)
 
 
-def write_object(location: LakeLocation, key: str, table: pa.Table) -> LakeObject:
-    """Write `table` as the object `key` of the lake."""
-    payload = parquet_bytes(table)
-    filesystem, _ = location.filesystem()
-    put_object(filesystem, location.path(key), payload)
-    return LakeObject(key, len(payload), table.num_rows)
-
-
 def hour_of(tick: FixtureTick) -> tuple[str, str]:
     """(date, hour) partition of a tick (event time)."""
     return date_hour(tick.ts_us)
@@ -133,18 +123,8 @@ def compact_hour(
     publish: bool = True,
 ) -> Manifest:
     """Write one compacted object of an hour and (with `publish`) its manifest, as compaction does."""
-    obj = write_object(location, f"{compacted_dir(spec, date, hour, run_id)}/part-00000.parquet", table)
-    manifest = Manifest(
-        table=spec.name,
-        date=date,
-        hour=hour,
-        run_id=run_id,
-        created_at="2024-03-01T12:00:00Z",
-        objects=(obj,),
-        rows=table.num_rows,
-        checksum={},
-        replaced=tuple(sorted(replaced)),
-    )
+    created_at = "2024-03-01T12:00:00Z"
+    manifest = compacted_hour(location, spec, date, hour, table, sorted(replaced), run_id, created_at)
     if publish:
         write_manifest(location, manifest)
     return manifest

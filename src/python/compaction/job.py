@@ -49,7 +49,6 @@ from compaction.plan import (
 from compaction.settings import CompactionSettings
 from tickstream.lake import (
     BARS_1M,
-    STATUS_KEY,
     TICKS,
     LakeLocation,
     LakeObject,
@@ -59,6 +58,7 @@ from tickstream.lake import (
     list_objects,
     partition_dir,
     read_manifest,
+    read_status,
     write_manifest,
 )
 from tickstream.logs import configure_logging, get_logger
@@ -117,23 +117,6 @@ class HourReport:
 
 
 # --- reading lake state ----------------------------------------------------------------------------------
-
-
-def read_status(location: LakeLocation, attempts: int = 5) -> dict[str, Any]:
-    """The streaming job's status object (empty if absent); retried if a read races its next PUT."""
-    filesystem, base = location.filesystem()
-    for attempt in range(attempts):
-        try:
-            with filesystem.open_input_stream(f"{base}/{STATUS_KEY}") as stream:
-                loaded = json.loads(stream.read())
-            return loaded if isinstance(loaded, dict) else {}
-        except FileNotFoundError:
-            return {}
-        except ValueError:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.05)
-    return {}
 
 
 def listed(location: LakeLocation, prefix: str, recursive: bool) -> list[Listed]:
@@ -330,11 +313,13 @@ def spark_session_factory(settings: CompactionSettings, s3: S3Settings) -> Calla
     return get
 
 
-def check_closed(request: Request) -> list[Closedness]:
-    """Closedness of every requested hour."""
-    status = read_status(request.location)
-    margin = timedelta(seconds=request.settings.closed_margin_seconds)
-    return [closedness(status, partition, margin) for partition in request.partitions]
+def check_closed(
+    location: LakeLocation, settings: CompactionSettings, hours: Sequence[HourPartition]
+) -> list[Closedness]:
+    """Closedness of every hour by the streaming status (watermark past hour end + the closed margin)."""
+    status = read_status(location)
+    margin = timedelta(seconds=settings.closed_margin_seconds)
+    return [closedness(status, partition, margin) for partition in hours]
 
 
 def run(request: Request) -> tuple[int, dict[str, Any]]:
@@ -342,7 +327,7 @@ def run(request: Request) -> tuple[int, dict[str, Any]]:
     started = time.perf_counter()
     result: dict[str, Any] = {"mode": request.mode, "lake": request.location.root, "hours": []}
     if request.mode in ("compact", "check-closed"):
-        checks = check_closed(request)
+        checks = check_closed(request.location, request.settings, request.partitions)
         result["closed"] = [
             {"partition": str(c.partition), "closed": c.closed, "reason": c.reason} for c in checks
         ]
@@ -474,16 +459,20 @@ def parse_args(argv: Sequence[str] | None) -> Request:
     return Request(settings, location, tuple(partitions(tables, start, end)), mode)
 
 
+def finish(code: int, result: dict[str, Any]) -> int:
+    """Say a refusal on stderr, print the JSON report on stdout; return the exit code."""
+    if code == EXIT_REFUSED:
+        print(f"refused: {result['error']}", file=sys.stderr)
+    print(json.dumps(result, sort_keys=True))
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; prints the JSON report and returns the exit code."""
     request = parse_args(argv)
     configure_logging()
     logging.getLogger("py4j").setLevel(logging.WARNING)
-    code, result = run(request)
-    if code == EXIT_REFUSED:
-        print(f"refused: {result['error']}", file=sys.stderr)
-    print(json.dumps(result, sort_keys=True))
-    return code
+    return finish(*run(request))
 
 
 if __name__ == "__main__":

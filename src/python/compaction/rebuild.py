@@ -34,12 +34,13 @@ from compaction.job import (
     EXIT_OK,
     EXIT_REFUSED,
     ConcurrentChangeError,
+    check_closed,
     collect_garbage,
+    finish,
     hour_arg,
-    read_status,
     spark_session_factory,
 )
-from compaction.plan import HourPartition, closedness, partitions
+from compaction.plan import HourPartition, partitions
 from compaction.settings import CompactionSettings
 from tickstream.lake import (
     BARS_1M,
@@ -186,9 +187,8 @@ def run(request: RebuildRequest) -> tuple[int, dict[str, Any]]:
     started = time.perf_counter()
     hours = partitions(list(TABLES), request.start, request.end)
     result: dict[str, Any] = {"lake": request.location.root, "topic": request.topic, "hours": []}
-    status = read_status(request.location)
-    margin = timedelta(seconds=request.settings.closed_margin_seconds)
-    open_hours = [c.reason for c in (closedness(status, p, margin) for p in hours) if not c.closed]
+    checks = check_closed(request.location, request.settings, hours)
+    open_hours = [c.reason for c in checks if not c.closed]
     if open_hours:
         result.update(status="refused", error="; ".join(open_hours))
         return EXIT_REFUSED, result
@@ -256,11 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     request = parse_args(argv)
     configure_logging()
     logging.getLogger("py4j").setLevel(logging.WARNING)
-    code, result = run(request)
-    if code == EXIT_REFUSED:
-        print(f"refused: {result['error']}", file=sys.stderr)
-    print(json.dumps(result, sort_keys=True))
-    return code
+    return finish(*run(request))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from dashboard.data import (
     age_state,
     consumer_lag,
     overview,
+    parse_time,
     quote,
     with_moving_averages,
 )
@@ -389,17 +390,6 @@ def batches_panel(status: dict[str, Any]) -> None:
     if rows:
         st.subheader("Streaming batches")
         st.dataframe(pl.DataFrame(rows), hide_index=True, key="batches")
-
-
-def parse_time(value: Any) -> datetime | None:
-    """An ISO-8601 timestamp (with Z) as an aware datetime, or None."""
-    if not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 PAGES: dict[str, Callable[[Sources], None]] = {

@@ -337,7 +337,8 @@ class Lake:
         raise NoData("No ticks in the lake yet.")
 
 
-def _parse_time(value: Any) -> datetime | None:
+def parse_time(value: Any) -> datetime | None:
+    """An ISO-8601 timestamp (with Z) as an aware datetime (UTC if it has no zone), or None."""
     if not value:
         return None
     try:
@@ -719,7 +720,7 @@ class Sources:
             watermark = (self.status().get("queries", {}).get(BARS_1M.name) or {}).get("watermark")
         except (NoData, SourceUnavailable):
             watermark = None
-        parsed = _parse_time(watermark)
+        parsed = parse_time(watermark)
         return parsed if parsed is not None else self.now() - CLOSED_HOUR_MARGIN
 
     def status(self) -> dict[str, Any]:

@@ -22,17 +22,14 @@ from tickstream.lake import (
     TICKS,
     TICKS_ARROW_SCHEMA,
     LakeLocation,
-    LakeObject,
-    Manifest,
     TableSpec,
-    compacted_dir,
     date_hour,
     object_key,
-    parquet_bytes,
     put_object,
     stream_objects,
     write_manifest,
 )
+from tickstream.testing.lake import compacted_hour, write_object
 
 QUERY_ID = "0a1b2c3d-0000-4000-8000-000000000000"
 US_PER_MINUTE = 60_000_000
@@ -91,15 +88,12 @@ def _write(
     by_hour: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         by_hour[hour_of(row)].append(row)
-    filesystem, base = lake.filesystem()
     keys = []
     for (date, hour), hour_rows in sorted(by_hour.items()):
         table = pa.Table.from_pylist(hour_rows, schema=schema).sort_by(
             [(k, "ascending") for k in spec.sort_keys]
         )
-        key = object_key(spec, date, hour, QUERY_ID, epoch)
-        put_object(filesystem, f"{base}/{key}", parquet_bytes(table))
-        keys.append(key)
+        keys.append(write_object(lake, object_key(spec, date, hour, QUERY_ID, epoch), table).key)
     return keys
 
 
@@ -126,20 +120,8 @@ def compact_hour(lake: LakeLocation, spec: TableSpec, date: str, hour: str, run_
     replaced = stream_objects(lake, spec, date, hour)
     table = pa.concat_tables(pq.read_table(f"{base}/{o.key}", filesystem=filesystem) for o in replaced)
     table = table.sort_by([(k, "ascending") for k in spec.sort_keys])
-    payload = parquet_bytes(table)
-    key = f"{compacted_dir(spec, date, hour, run_id)}/part-00000.parquet"
-    put_object(filesystem, f"{base}/{key}", payload)
-    manifest = Manifest(
-        table=spec.name,
-        date=date,
-        hour=hour,
-        run_id=run_id,
-        created_at=datetime.now(UTC).isoformat(),
-        objects=(LakeObject(key, len(payload), table.num_rows),),
-        rows=table.num_rows,
-        checksum={},
-        replaced=tuple(o.key for o in replaced),
-    )
+    created_at = datetime.now(UTC).isoformat()
+    manifest = compacted_hour(lake, spec, date, hour, table, [o.key for o in replaced], run_id, created_at)
     return write_manifest(lake, manifest)
 
 

@@ -10,7 +10,6 @@ record quarantined with its reason, bars, the dbt mart and the dashboard's bars 
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -34,12 +33,12 @@ from tickstream.contracts import Rejection, Tick, decode_tick
 from tickstream.lake import (
     BARS_1M,
     QUARANTINE,
-    STATUS_KEY,
     TICKS,
     LakeLocation,
     committed_hour,
     committed_objects,
     list_objects,
+    read_status,
 )
 from tickstream.services.kafka import ensure_topics
 from tickstream.settings import PathsSettings, S3Settings
@@ -165,11 +164,9 @@ class Platform:
 
     def status(self) -> dict[str, Any]:
         """The streaming job's status object ({} until written)."""
-        filesystem, _ = self.lake.filesystem()
         try:
-            with filesystem.open_input_stream(self.lake.path(STATUS_KEY)) as stream:
-                return json.loads(stream.read())  # type: ignore[no-any-return]
-        except (FileNotFoundError, OSError):
+            return read_status(self.lake)
+        except OSError:
             return {}
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,7 +19,7 @@ from typing import Any
 from pyspark.sql.streaming import StreamingQueryListener
 
 from streaming.writers import BatchOutput
-from tickstream.lake import QUARANTINE, STATUS_KEY, LakeLocation, put_object
+from tickstream.lake import QUARANTINE, STATUS_KEY, LakeLocation, put_object, read_status
 from tickstream.logs import get_logger
 
 log = get_logger("streaming.status")
@@ -147,25 +146,8 @@ class StatusStore:
         self._lake = lake
 
     def read(self, attempts: int = 5) -> dict[str, Any]:
-        """The current status object, or an empty one.
-
-        pyarrow reads an object with a HEAD then ranged GETs, so a read racing the job's next PUT can mix
-        two versions; such a read does not parse and is retried.
-        """
-        filesystem, base = self._lake.filesystem()
-        path = f"{base}/{STATUS_KEY}"
-        for attempt in range(attempts):
-            try:
-                with filesystem.open_input_stream(path) as stream:
-                    loaded = json.loads(stream.read())
-                return loaded if isinstance(loaded, dict) else {}
-            except FileNotFoundError:
-                return {}
-            except ValueError:
-                if attempt == attempts - 1:
-                    raise
-                time.sleep(0.05)
-        return {}
+        """The current status object, or an empty one (`tickstream.lake.read_status`)."""
+        return read_status(self._lake, attempts)
 
     def write(self, status: dict[str, Any]) -> None:
         """Replace the status object (one PUT)."""

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import urlparse
 
 import pyarrow as pa
@@ -168,6 +169,27 @@ def put_object(filesystem: pafs.FileSystem, path: str, payload: bytes | pa.Buffe
         return
     with filesystem.open_output_stream(path) as out:
         out.write(payload)
+
+
+def read_status(location: LakeLocation, attempts: int = 5) -> dict[str, Any]:
+    """The streaming job's status object (`STATUS_KEY`), or {} if absent.
+
+    pyarrow reads an object with a HEAD then ranged GETs, so a read racing the job's next PUT can mix two
+    versions; such a read does not parse and is retried (the last failure is raised).
+    """
+    filesystem, base = location.filesystem()
+    for attempt in range(attempts):
+        try:
+            with filesystem.open_input_stream(f"{base}/{STATUS_KEY}") as stream:
+                loaded = json.loads(stream.read())
+            return loaded if isinstance(loaded, dict) else {}
+        except FileNotFoundError:
+            return {}
+        except ValueError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.05)
+    return {}
 
 
 def s3_filesystem(s3: S3Settings) -> pafs.S3FileSystem:
