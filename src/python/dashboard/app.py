@@ -28,6 +28,7 @@ from dashboard.data import (
     overview,
     parse_time,
     quote,
+    reads_kafka,
     with_moving_averages,
 )
 from dashboard.settings import DashboardSettings
@@ -317,6 +318,8 @@ def lag_checks(sources: Sources, status: dict[str, Any]) -> list[Check]:
     end_offsets = sources.kafka_end_offsets()
     checks = []
     for name, query in sorted(status.get("queries", {}).items()):
+        if not reads_kafka(query):
+            continue  # the bars query reads the lake, not Kafka
         lag = sum(consumer_lag(end_offsets, query.get("end_offsets"), topic).values())
         limits = sources.settings
         state = (

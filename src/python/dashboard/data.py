@@ -502,6 +502,14 @@ def age_state(age_s: float, late_s: float, failing_s: float) -> str:
     return "late" if age_s < failing_s else "failing"
 
 
+def reads_kafka(query: dict[str, Any]) -> bool:
+    """Whether a query of the status object consumes Kafka (its `source` is Spark's Kafka source).
+
+    Status objects written before `source` existed had Kafka-reading queries only.
+    """
+    return str(query.get("source") or "Kafka").startswith("Kafka")
+
+
 def consumer_lag(end_offsets: dict[int, int], processed: Any, topic: str) -> dict[int, int]:
     """Records per partition that Kafka has and the streaming query had not processed yet.
 

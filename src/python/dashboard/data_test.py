@@ -18,6 +18,7 @@ from dashboard.data import (
     consumer_lag,
     empty_bars,
     from_us,
+    reads_kafka,
 )
 from dashboard.settings import DashboardSettings
 from dashboard.testing import compact_hour, write_status
@@ -30,6 +31,12 @@ def test_time_range_hours_cover_partial_hours() -> None:
         datetime(2024, 3, 1, 9, 47, tzinfo=UTC), datetime(2024, 3, 1, 11, 0, tzinfo=UTC)
     ).hours()
     assert hours == [datetime(2024, 3, 1, 9, tzinfo=UTC), datetime(2024, 3, 1, 10, tzinfo=UTC)]
+
+
+def test_only_queries_reading_kafka_have_a_consumer_lag() -> None:
+    assert reads_kafka({"source": "KafkaV2[Subscribe[ticks]]"})
+    assert not reads_kafka({"source": "FileStreamSource[s3a://lake/stream/_bar_partials]"})
+    assert reads_kafka({"end_offsets": {"ticks": {"0": 1}}})  # a status object from before `source`
 
 
 def test_consumer_lag_per_partition() -> None:

@@ -50,6 +50,7 @@ pytestmark = pytest.mark.integration
 TICK_COUNT = 30_000
 SPAN = timedelta(minutes=70)  # H - 2 min .. H + 68 min: hour H complete, the next one far enough to close it
 WATERMARK = "30 seconds"
+BARS_WATERMARK = "90 seconds"  # the least the job allows: WATERMARK + 1 minute
 STEP_TIMEOUT_S = 420
 
 
@@ -171,14 +172,14 @@ class Platform:
 
 
 def streaming_caught_up(status: dict[str, Any], records: int, watermark_at_least: datetime) -> bool:
-    """Both queries consumed every record and their watermark passed `watermark_at_least`."""
+    """The ticks query consumed every record and both queries' watermarks passed `watermark_at_least`."""
     queries = status.get("queries", {})
+    offsets = (queries.get(TICKS.name, {}).get("end_offsets") or {}).values()
+    if sum(int(v) for partitions in offsets for v in partitions.values()) < records:
+        return False
     for name in (TICKS.name, BARS_1M.name):
-        entry = queries.get(name, {})
-        offsets = (entry.get("end_offsets") or {}).values()
-        consumed = sum(int(v) for partitions in offsets for v in partitions.values())
-        watermark = entry.get("watermark")
-        if consumed < records or not watermark:
+        watermark = queries.get(name, {}).get("watermark")
+        if not watermark:
             return False
         if datetime.fromisoformat(watermark.replace("Z", "+00:00")) < watermark_at_least:
             return False
@@ -194,6 +195,8 @@ def run_streaming_until_caught_up(platform: Platform, records: int, watermark_at
         "--checkpoint-dir", str(platform.work / "checkpoints"),
         "--trigger-seconds", "1",
         "--watermark-delay", WATERMARK,
+        "--bars-watermark-delay", BARS_WATERMARK,
+        "--bars-trigger-seconds", "1",
     ]  # fmt: skip
     log = (platform.work / "streaming.log").open("wb")
     job = subprocess.Popen(

@@ -1,13 +1,17 @@
 """The streaming job: `python -m streaming.job [options]` runs the ticks and bars queries until stopped.
 
-Two queries in one Spark application, each with its own Kafka source and checkpoint:
+Two queries in one Spark application, each with its own checkpoint, in a bronze-to-silver chain:
 
 * `ticks`: Kafka -> parse/validate -> watermark -> dedup -> valid rows to stream/ticks, rejected rows to
-  quarantine (raw value, reason, Kafka coordinates);
-* `bars_1m`: Kafka -> parse -> valid -> watermark -> dedup -> 1-minute window per symbol (append mode) ->
-  stream/bars_1m.
+  quarantine (raw value, reason, Kafka coordinates). The only Kafka consumer: every record is parsed and
+  de-duplicated once.
+* `bars_1m`: the partial bars the ticks query's writers compute from the ticks they write (one row per
+  symbol and minute per task, stream/_bar_partials) -> watermark on the minute -> exact merge per
+  (symbol, minute) (append mode) -> stream/bars_1m. It handles a few hundred rows per batch, so bars cost
+  next to nothing and do not slow the ticks query.
 
-Both write through `streaming.writers.write_batch` (idempotent object names per epoch). Options override
+Both write through `streaming.writers.write_batch` (idempotent object names per epoch and task), and run
+in their own fair-scheduler pools, the ticks query first. Options override
 the TICKSTREAM_STREAMING_* environment. SIGINT/SIGTERM to the driver (not its process group: the JVM
 must outlive the request) stop the queries gracefully between batches. A failed query (Kafka or S3 down,
 a broken batch) is restarted from its checkpoint with back-off (`supervise`).
@@ -33,21 +37,24 @@ from streaming.settings import StreamingSettings
 from streaming.spark_session import build_spark_session, cached_connector_jars, spark_conf
 from streaming.status import StatusBook, StatusListener, StatusStore
 from streaming.transforms import (
-    bars_1m,
+    BAR_PARTIALS_DDL,
+    bars_from_partials,
     dedup_within_watermark,
     from_kafka,
-    is_valid,
     parse_ticks,
     route_bars_batch,
     route_ticks_batch,
 )
 from streaming.writers import write_batch
-from tickstream.lake import BARS_1M, TICKS, LakeLocation
+from tickstream.lake import BAR_PARTIALS, BARS_1M, TICKS, LakeLocation, put_object
 from tickstream.logs import configure_logging, get_logger
 from tickstream.settings import KafkaSettings, S3Settings
 
 QUERY_ID_PROPERTY = "sql.streaming.queryId"
 """Spark local property holding the running query's id inside foreachBatch."""
+
+SOURCE_MARKER = "_source"
+"""Empty object that makes the bar partials' prefix exist before the first partial (Spark requires it)."""
 
 SUPERVISE_POLL_S = 0.5
 """How often the supervisor looks at the queries."""
@@ -58,15 +65,54 @@ log = get_logger("streaming.job")
 # --- the two pipelines -------------------------------------------------------------------------------
 
 
-def ticks_pipeline(records: DataFrame, watermark_delay: str) -> DataFrame:
-    """Every record parsed and validated; valid ticks de-duplicated within the watermark."""
-    return dedup_within_watermark(parse_ticks(from_kafka(records)), watermark_delay)
+def ticks_pipeline(records: DataFrame, settings: StreamingSettings) -> DataFrame:
+    """Every Kafka record parsed and validated; valid ticks de-duplicated within the watermark."""
+    return dedup_within_watermark(parse_ticks(from_kafka(records)), settings.watermark_delay)
 
 
-def bars_pipeline(records: DataFrame, watermark_delay: str) -> DataFrame:
-    """1-minute bars from the valid, de-duplicated ticks."""
-    valid = parse_ticks(from_kafka(records)).where(is_valid())
-    return bars_1m(dedup_within_watermark(valid, watermark_delay))
+def bars_pipeline(partials: DataFrame, settings: StreamingSettings) -> DataFrame:
+    """1-minute bars merged from the partial bars the ticks query wrote (valid, de-duplicated ticks)."""
+    return bars_from_partials(partials, settings.bars_watermark_delay)
+
+
+def kafka_records(
+    spark: SparkSession, settings: StreamingSettings, kafka: KafkaSettings, lake: LakeLocation
+) -> DataFrame:
+    """The Kafka source of the ticks query."""
+    reader = (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", kafka.bootstrap_servers)
+        .option("subscribe", settings.topic)
+        .option("startingOffsets", settings.starting_offsets)
+        .option("failOnDataLoss", str(settings.fail_on_data_loss).lower())
+    )
+    if settings.max_offsets_per_trigger:
+        reader = reader.option("maxOffsetsPerTrigger", str(settings.max_offsets_per_trigger))
+    return reader.load()
+
+
+def lake_bar_partials(
+    spark: SparkSession, settings: StreamingSettings, kafka: KafkaSettings, lake: LakeLocation
+) -> DataFrame:
+    """The partial bars the ticks query writes, as a Parquet file stream: the source of the bars query.
+
+    Objects appear whole (one PUT, or a rename locally) and a replayed epoch rewrites the same name with
+    the same rows, which the file source does not read twice. Read objects are deleted (`cleanSource`), so
+    the listing stays short.
+    """
+    filesystem, base = lake.filesystem()
+    marker = (
+        f"{base}/{BAR_PARTIALS.prefix}/{SOURCE_MARKER}"  # the directory must exist; '_' files are skipped
+    )
+    if not filesystem.get_file_info(marker).is_file:
+        put_object(filesystem, marker, b"")
+    return (
+        spark.readStream.schema(BAR_PARTIALS_DDL)
+        .option("recursiveFileLookup", "true")  # date=/hour= directories, listed (not globbed)
+        .option("pathGlobFilter", "part-*.parquet")
+        .option("cleanSource", "delete")
+        .parquet(lake.hadoop_url(BAR_PARTIALS.prefix))
+    )
 
 
 @dataclass(frozen=True)
@@ -74,14 +120,24 @@ class Query:
     """How one streaming query is built and where its batches go."""
 
     name: str
-    pipeline: Callable[[DataFrame, str], DataFrame]
+    source: Callable[[SparkSession, StreamingSettings, KafkaSettings, LakeLocation], DataFrame]
+    pipeline: Callable[[DataFrame, StreamingSettings], DataFrame]
     route: Callable[[DataFrame], DataFrame]
-    output_mode: str
+    trigger_setting: str
+    """The StreamingSettings field holding the query's trigger interval in seconds."""
+    small_output: bool = False
+    """Write batches from the driver (`write_batch(in_driver=True)`): a few rows per batch."""
+
+    def trigger_seconds(self, settings: StreamingSettings) -> float:
+        """The query's micro-batch trigger interval."""
+        return float(getattr(settings, self.trigger_setting))
 
 
 QUERIES: dict[str, Query] = {
-    TICKS.name: Query(TICKS.name, ticks_pipeline, route_ticks_batch, "append"),
-    BARS_1M.name: Query(BARS_1M.name, bars_pipeline, route_bars_batch, "append"),
+    TICKS.name: Query(TICKS.name, kafka_records, ticks_pipeline, route_ticks_batch, "trigger_seconds"),
+    BARS_1M.name: Query(
+        BARS_1M.name, lake_bar_partials, bars_pipeline, route_bars_batch, "bars_trigger_seconds", True
+    ),
 }
 
 
@@ -95,42 +151,28 @@ class LakeSink:
     route: Callable[[DataFrame], DataFrame]
     lake: LakeLocation
     book: StatusBook
-    partitions: int
+    in_driver: bool = False
 
     def __call__(self, batch: DataFrame, epoch_id: int) -> None:
         """Write one micro-batch (idempotently: a replay overwrites the same objects)."""
         query_id = batch.sparkSession.sparkContext.getLocalProperty(QUERY_ID_PROPERTY)
         if not query_id:
             raise RuntimeError(f"Spark did not set {QUERY_ID_PROPERTY}; cannot name the batch's objects")
-        output = write_batch(self.route(batch), self.lake, query_id, epoch_id, self.partitions)
+        output = write_batch(self.route(batch), self.lake, query_id, epoch_id, self.in_driver)
         self.book.record_output(query_id, output)
 
 
-def kafka_records(spark: SparkSession, settings: StreamingSettings, kafka: KafkaSettings) -> DataFrame:
-    """The Kafka source of one query."""
-    reader = (
-        spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", kafka.bootstrap_servers)
-        .option("subscribe", settings.topic)
-        .option("startingOffsets", settings.starting_offsets)
-        .option("failOnDataLoss", str(settings.fail_on_data_loss).lower())
-    )
-    if settings.max_offsets_per_trigger:
-        reader = reader.option("maxOffsetsPerTrigger", str(settings.max_offsets_per_trigger))
-    return reader.load()
-
-
 def start_query(
-    records: DataFrame, query: Query, settings: StreamingSettings, sink: LakeSink
+    source: DataFrame, query: Query, settings: StreamingSettings, sink: LakeSink
 ) -> StreamingQuery:
-    """Start one query on a Kafka-shaped source, with its own checkpoint."""
-    stream = query.pipeline(records, settings.watermark_delay)
+    """Start one query on its source, with its own checkpoint."""
+    stream = query.pipeline(source, settings)
     return (
         stream.writeStream.queryName(query.name)
-        .outputMode(query.output_mode)
+        .outputMode("append")
         .foreachBatch(sink)
         .option("checkpointLocation", settings.checkpoint_for(query.name))
-        .trigger(processingTime=f"{round(settings.trigger_seconds * 1000)} milliseconds")
+        .trigger(processingTime=f"{round(query.trigger_seconds(settings) * 1000)} milliseconds")
         .start()
     )
 
@@ -248,8 +290,8 @@ def run(
 
     def starter(name: str) -> Callable[[], StreamingQuery]:
         query = QUERIES[name]
-        sink = LakeSink(query.route, lake, book, settings.write_partitions)
-        return lambda: start_query(kafka_records(spark, settings, kafka), query, settings, sink)
+        sink = LakeSink(query.route, lake, book, query.small_output)
+        return lambda: start_query(query.source(spark, settings, kafka, lake), query, settings, sink)
 
     starters = {name: starter(name) for name in names}
     log.info("starting", queries=list(names), master=settings.master, lake=lake.root)
@@ -266,9 +308,11 @@ _OVERRIDES = {
     "starting_offsets": str,
     "checkpoint_dir": str,
     "watermark_delay": str,
+    "bars_watermark_delay": str,
+    "bars_trigger_seconds": float,
     "shuffle_partitions": int,
-    "write_partitions": int,
     "driver_memory": str,
+    "state_store": str,
     "topic": str,
     "max_restarts": int,
 }

@@ -44,6 +44,9 @@ SYMBOLS = ("AAPL", "MSFT", "BRK.B", "NVDA", "SPY")
 T0 = int(datetime(2024, 3, 1, 9, 56, tzinfo=UTC).timestamp() * 1_000_000)
 MINUTE = 60_000_000
 WATERMARK = "30 seconds"
+BARS_WATERMARK = "90 seconds"  # the least the job allows: WATERMARK + 1 minute
+FLUSHED_WATERMARKS = ("2024-03-01T10:25", "2024-03-01T10:24")
+"""Ticks and bars watermarks once the flush tick (10:26) is in: 10:25:30 and 10:26 - 90 s = 10:24:30."""
 SRC = Path(__file__).resolve().parents[1]
 JOB_TIMEOUT_S = 240
 
@@ -213,6 +216,8 @@ def job_for(
         "--max-offsets-per-trigger", "1500",
         "--trigger-seconds", "0.5",
         "--watermark-delay", WATERMARK,
+        "--bars-watermark-delay", BARS_WATERMARK,
+        "--bars-trigger-seconds", "1",
     ]  # fmt: skip
     return Job(argv, environment, work)
 
@@ -227,20 +232,18 @@ def wait_for(what: str, condition: Callable[[], bool], job: Job, timeout_s: floa
         time.sleep(0.05)
 
 
-def caught_up(lake: Lake, total_records: int, watermark_at_least: str | None = None) -> Callable[[], bool]:
-    """Both queries have consumed every record (and passed a watermark)."""
+def caught_up(
+    lake: Lake, total_records: int, ticks_watermark: str | None = None, bars_watermark: str | None = None
+) -> Callable[[], bool]:
+    """The ticks query has consumed every record, and the queries' watermarks passed the given instants."""
 
     def check() -> bool:
         status = lake.status()
-        for name in (TICKS.name, BARS_1M.name):
-            entry = status.get(name, {})
-            offsets = (entry.get("end_offsets") or {}).values()
-            consumed = sum(int(v) for partitions in offsets for v in partitions.values())
-            if consumed < total_records:
-                return False
-            if watermark_at_least and (entry.get("watermark") or "") < watermark_at_least:
-                return False
-        return True
+        offsets = (status.get(TICKS.name, {}).get("end_offsets") or {}).values()
+        if sum(int(v) for partitions in offsets for v in partitions.values()) < total_records:
+            return False
+        wanted = {TICKS.name: ticks_watermark, BARS_1M.name: bars_watermark}
+        return all((status.get(name, {}).get("watermark") or "") >= at for name, at in wanted.items() if at)
 
     return check
 
@@ -338,7 +341,7 @@ def test_exactly_once_in_s3_across_kill_9(
 
     job.start()
     phase_a_end = datetime.fromtimestamp((T0 + 12_000 * 40_000) / 1e6 - 60, tz=UTC).isoformat()[:19]
-    wait_for("phase A processed", caught_up(lake, sent, watermark_at_least=phase_a_end), job)
+    wait_for("phase A processed", caught_up(lake, sent, ticks_watermark=phase_a_end), job)
 
     late = late_phase(phase_a, seqs)  # strictly behind the watermark both queries have passed
     phase_b = valid_phase(12_000, 3_000, T0 + 8 * MINUTE, 40_000, seqs)
@@ -352,7 +355,7 @@ def test_exactly_once_in_s3_across_kill_9(
     flush = _tick("SPY", seqs["SPY"] + 1, T0 + 30 * MINUTE, 0)  # closes every earlier bar
     send(kafka_bootstrap, topic, [(b"SPY", encode_tick(flush))])
     sent += 1
-    wait_for("everything processed", caught_up(lake, sent, watermark_at_least="2024-03-01T10:25"), job)
+    wait_for("everything processed", caught_up(lake, sent, *FLUSHED_WATERMARKS), job)
     job.stop()
     print(f"kills: {kills}")
 
@@ -451,7 +454,7 @@ def test_recovers_from_kafka_and_s3_restarts_under_load(
         private_s3.up()
         sender.join(300)
         assert not sender.is_alive()
-        wait_for("everything processed", caught_up(lake, len(records), "2024-03-01T10:25"), job, 300)
+        wait_for("everything processed", caught_up(lake, len(records), *FLUSHED_WATERMARKS), job, 300)
         assert job.runs == 1 and job.process is not None and job.process.poll() is None  # no manual restart
     finally:
         job.stop()

@@ -20,11 +20,12 @@ import pytest
 from pyspark.sql import SparkSession
 
 from streaming import job
-from streaming.job import QUERIES, LakeSink, parse_args, start_query
+from streaming.job import QUERIES, LakeSink, lake_bar_partials, parse_args, start_query
 from streaming.settings import StreamingSettings
 from streaming.status import StatusBook, StatusListener, StatusStore
 from tickstream.contracts import encode_tick, make_tick
 from tickstream.lake import STATUS_KEY, LakeLocation, epoch_of
+from tickstream.settings import KafkaSettings
 
 KAFKA_SCHEMA = (
     "key binary, value binary, topic string, partition int, offset bigint, timestamp timestamp, "
@@ -70,20 +71,30 @@ class KafkaLikeFiles:
 
 @pytest.fixture
 def running_job(spark: SparkSession, tmp_path: Path) -> Iterator[tuple[KafkaLikeFiles, LakeLocation, list]]:
-    """Both queries on a file source, writing to a local lake, with the status listener."""
+    """The ticks query on a file source, the bars query on its partial bars, a local lake, the listener."""
     (tmp_path / "in").mkdir()
     source = KafkaLikeFiles(spark, tmp_path / "in")
     lake = LakeLocation(str(tmp_path / "lake"))
     settings = StreamingSettings(
-        checkpoint_dir=str(tmp_path / "checkpoints"), watermark_delay="10 seconds", trigger_seconds=0.1
+        checkpoint_dir=str(tmp_path / "checkpoints"),
+        watermark_delay="10 seconds",
+        bars_watermark_delay="70 seconds",
+        trigger_seconds=0.1,
+        bars_trigger_seconds=0.1,
     )
     store = StatusStore(lake)
     book = StatusBook(store)
     listener = StatusListener(book)
     spark.streams.addListener(listener)
+    ticks, bars = QUERIES["ticks"], QUERIES["bars_1m"]
     queries = [
-        start_query(source.stream(), query, settings, LakeSink(query.route, lake, book, 2))
-        for query in QUERIES.values()
+        start_query(source.stream(), ticks, settings, LakeSink(ticks.route, lake, book)),
+        start_query(
+            lake_bar_partials(spark, settings, KafkaSettings(), lake),
+            bars,
+            settings,
+            LakeSink(bars.route, lake, book, bars.small_output),
+        ),
     ]
     try:
         yield source, lake, queries
@@ -94,7 +105,7 @@ def running_job(spark: SparkSession, tmp_path: Path) -> Iterator[tuple[KafkaLike
 
 
 def process(queries: list) -> None:
-    for query in queries:
+    for query in queries:  # ticks first: the bars query reads what it wrote
         query.processAllAvailable()
 
 
@@ -150,7 +161,8 @@ def test_dedup_late_quarantine_and_bars(running_job) -> None:  # type: ignore[no
     # Spark reports progress to listeners asynchronously: wait for the last batch's report
     status = settled_status(
         lake,
-        lambda s: all(s["queries"][q]["watermark"] >= "2024-03-01T10:02:10" for q in ("ticks", "bars_1m")),
+        lambda s: s["queries"]["ticks"]["watermark"] >= "2024-03-01T10:02:10"
+        and s["queries"]["bars_1m"]["watermark"] >= "2024-03-01T10:00:50",  # 10:02 (minute) - 70 s
     )
     ticks_status = status["queries"]["ticks"]
     assert ticks_status["totals"]["late"] == 1
@@ -158,7 +170,7 @@ def test_dedup_late_quarantine_and_bars(running_job) -> None:  # type: ignore[no
     assert ticks_status["totals"]["quarantined_by_reason"] == {"missing_field": 1, "not_json": 2}
     assert ticks_status["totals"]["rows_written"] == 4
     assert ticks_status["watermark"].startswith("2024-03-01T10:02:10")  # 09:59:00 + 200 s - 10 s
-    assert status["queries"]["bars_1m"]["totals"]["late"] >= 1
+    assert status["queries"]["bars_1m"]["totals"]["late"] == 0  # late ticks never reach the ticks table
     epochs = {epoch_of(str(p)) for p in Path(lake.root, "stream").rglob("*.parquet")}
     assert None not in epochs
 
@@ -167,6 +179,8 @@ def test_dedup_late_quarantine_and_bars(running_job) -> None:  # type: ignore[no
     ("argv", "message"),
     [
         (["--watermark-delay", "soon"], "watermark_delay"),
+        (["--bars-watermark-delay", "60 seconds"], "bars_watermark_delay"),  # < 30 s + 1 minute
+        (["--state-store", "disk"], "state_store"),
         (["--starting-offsets", "yesterday"], "starting_offsets"),
         (["--shuffle-partitions", "0"], "shuffle_partitions"),
         (["--queries", "ticks,candles"], "candles"),

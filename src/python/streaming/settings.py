@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tickstream.settings import PathsSettings
@@ -16,6 +17,15 @@ from tickstream.topology import TICKS_TOPIC
 
 _DELAY = re.compile(r"^\d+ (second|minute|hour)s?$")
 _MEMORY = re.compile(r"^\d+[kmgt]$")
+
+
+_UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600}
+
+
+def delay_seconds(delay: str) -> int:
+    """Seconds in a delay such as '30 seconds' or '2 minutes'."""
+    count, unit = delay.split()
+    return int(count) * _UNIT_SECONDS[unit.rstrip("s")]
 
 
 def _default_checkpoint_dir() -> str:
@@ -50,9 +60,31 @@ class StreamingSettings(BaseSettings):
     watermark_delay: str = Field(
         default="30 seconds", description="How late (event time) a tick may arrive, e.g. '30 seconds'."
     )
-    shuffle_partitions: int = Field(default=4, ge=1, description="spark.sql.shuffle.partitions (state).")
-    write_partitions: int = Field(default=2, ge=1, description="Spark tasks writing Parquet per batch.")
-    driver_memory: str = Field(default="1g", description="spark.driver.memory.")
+    bars_watermark_delay: str = Field(
+        default="2 minutes",
+        description=(
+            "Lateness the bars query allows on partial bars (by minute): at least watermark_delay + 1 "
+            "minute, plus a margin for the event time one ticks micro-batch spans."
+        ),
+    )
+    bars_trigger_seconds: float = Field(
+        default=60.0,
+        gt=0.0,
+        description="Micro-batch trigger interval of the bars query (bars close once a minute anyway).",
+    )
+    state_store: Literal["memory", "rocksdb"] = Field(
+        default="memory",
+        description=(
+            "State store of the de-duplication and bar state: 'memory' (JVM heap, checkpointed as files; "
+            "fastest for the keys of one watermark on a small machine) or 'rocksdb' (off-heap, for state "
+            "larger than driver_memory). Fixed per checkpoint."
+        ),
+    )
+    shuffle_partitions: int = Field(default=2, ge=1, description="spark.sql.shuffle.partitions (state).")
+    driver_memory: str = Field(
+        default="3g",
+        description="spark.driver.memory (holds the 'memory' state store: one watermark of keys).",
+    )
     restart_delay_s: float = Field(
         default=2.0, gt=0.0, description="First back-off before restarting a failed query (doubles)."
     )
@@ -67,12 +99,21 @@ class StreamingSettings(BaseSettings):
         description="Comma-separated connector jars; empty = the local cache (tickstream services).",
     )
 
-    @field_validator("watermark_delay")
+    @field_validator("watermark_delay", "bars_watermark_delay")
     @classmethod
     def _check_delay(cls, value: str) -> str:
         if not _DELAY.match(value.strip()):
             raise ValueError(f"expected '<n> seconds|minutes|hours', got {value!r}")
         return value.strip()
+
+    @model_validator(mode="after")
+    def _bars_allow_the_ticks_lateness(self) -> StreamingSettings:
+        if delay_seconds(self.bars_watermark_delay) < delay_seconds(self.watermark_delay) + 60:
+            raise ValueError(
+                f"bars_watermark_delay ({self.bars_watermark_delay}) must be at least watermark_delay "
+                f"({self.watermark_delay}) + 1 minute, or the bars query drops ticks the ticks query accepted"
+            )
+        return self
 
     @field_validator("driver_memory")
     @classmethod

@@ -19,6 +19,12 @@ from tickstream.services.spark_jars import spark_jars_dir
 from tickstream.settings import PathsSettings, S3Settings
 
 REQUIRED_JARS = ("spark-sql-kafka-0-10", "hadoop-aws")
+_STATE = "org.apache.spark.sql.execution.streaming.state"
+STATE_STORE_PROVIDERS = {
+    "memory": f"{_STATE}.HDFSBackedStateStoreProvider",
+    "rocksdb": f"{_STATE}.RocksDBStateStoreProvider",
+}
+"""Spark's state store implementations, by the name the `state_store` setting uses."""
 
 
 class MissingJarsError(RuntimeError):
@@ -70,10 +76,8 @@ def spark_conf(settings: StreamingSettings, s3: S3Settings, jars: list[str]) -> 
         "spark.jars": ",".join(jars),
         "spark.sql.shuffle.partitions": str(settings.shuffle_partitions),
         "spark.sql.session.timeZone": "UTC",
-        "spark.sql.streaming.stateStore.providerClass": (
-            "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
-        ),
-        # commit a batch's state as a changelog (not a RocksDB snapshot per partition): short commits
+        "spark.sql.streaming.stateStore.providerClass": STATE_STORE_PROVIDERS[settings.state_store],
+        # RocksDB: commit a batch's state as a changelog (not a snapshot per partition): short commits
         "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
         "spark.sql.streaming.stateStore.rocksdb.trackTotalNumberOfRows": "false",
         "spark.sql.streaming.metricsEnabled": "false",

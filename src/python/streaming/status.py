@@ -19,7 +19,7 @@ from typing import Any
 from pyspark.sql.streaming import StreamingQueryListener
 
 from streaming.writers import BatchOutput
-from tickstream.lake import QUARANTINE, STATUS_KEY, LakeLocation, put_object, read_status
+from tickstream.lake import BARS_1M, QUARANTINE, STATUS_KEY, TICKS, LakeLocation, put_object, read_status
 from tickstream.logs import get_logger
 
 log = get_logger("streaming.status")
@@ -83,13 +83,16 @@ class BatchReport:
     processed_rows_per_second: float
     watermark: str | None
     end_offsets: Any
+    source: str
     batch_timestamp: str
     reasons: dict[str, int]
 
     @classmethod
     def from_progress(cls, progress: dict[str, Any], output: BatchOutput | None) -> BatchReport:
         """Build from a StreamingQueryProgress JSON dict and the batch's output (None if unknown)."""
-        written = sum(o.rows for o in output.objects if o.table != QUARANTINE.name) if output else 0
+        written = (
+            sum(o.rows for o in output.objects if o.table in (TICKS.name, BARS_1M.name)) if output else 0
+        )
         sources = progress.get("sources") or [{}]
         return cls(
             query=str(progress.get("name") or progress["id"]),
@@ -106,6 +109,7 @@ class BatchReport:
             processed_rows_per_second=_rate(progress.get("processedRowsPerSecond")),
             watermark=progress.get("eventTime", {}).get("watermark"),
             end_offsets=sources[0].get("endOffset"),
+            source=str(sources[0].get("description", "")),
             batch_timestamp=str(progress.get("timestamp", "")),
             reasons=dict(output.reasons()) if output else {},
         )
@@ -228,6 +232,7 @@ class StatusBook:
             "batch_duration_ms": report.duration_ms,
             "durations_ms": report.durations_ms,
             "watermark": report.watermark,
+            "source": report.source,
             "end_offsets": report.end_offsets,
             "totals": totals.as_dict(),
             "updated_at": _iso(now),

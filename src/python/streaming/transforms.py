@@ -1,43 +1,24 @@
 """Pure DataFrame transformations of the streaming job: parse/validate, dedup, bars, lake routing.
 
-Nothing here starts a query or touches S3, so every function runs on static DataFrames in tests. The
-validation mirrors `tickstream.contracts.decode_tick` check by check (same reason codes, same order),
-with one deliberate difference: "absurd timestamp" is judged against the Kafka record timestamp, not the
-wall clock, so that a replayed batch classifies every record exactly as its first attempt did.
+Nothing here starts a query or touches S3, so every function runs on static DataFrames in tests.
+Validation is the contract's own (`tickstream.contracts.decode_tick_batch`, run on Arrow batches inside
+Spark's Python workers), with one deliberate choice: the "absurd timestamp" bound is the Kafka record
+timestamp, not the wall clock, so that a replayed batch classifies every record exactly as its first
+attempt did.
 """
 
 from __future__ import annotations
 
-import operator
-from dataclasses import dataclass
-from functools import reduce
+from collections.abc import Iterator
+from decimal import Decimal
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from tickstream.contracts import (
-    DEDUP_KEY_FIELDS,
-    FIELD_NAMES,
-    FLOAT_FIELDS,
-    INT_FIELDS,
-    POSITIVE_PRICE_FIELDS,
-    REJECT_ABSURD_TIMESTAMP,
-    REJECT_BAD_SCHEMA_VERSION,
-    REJECT_BAD_SEQ,
-    REJECT_BAD_SYMBOL,
-    REJECT_CROSSED_QUOTE,
-    REJECT_MISSING_FIELD,
-    REJECT_NON_POSITIVE_PRICE,
-    REJECT_NON_POSITIVE_SIZE,
-    REJECT_NOT_JSON,
-    REJECT_NOT_OBJECT,
-    REJECT_WRONG_TYPE,
-    SCHEMA_VERSION,
-    SYMBOL_PATTERN,
-    TICK_FIELDS,
-    TS_MAX_FUTURE_US,
-    TS_MIN_US,
-)
+from tickstream.contracts import DEDUP_KEY_FIELDS, FIELD_NAMES, TICK_FIELDS, decode_tick_batch
 from tickstream.lake import BARS_1M, QUARANTINE, TICKS
 
 EVENT_TIME = "event_time"
@@ -46,22 +27,21 @@ TABLE = "_table"
 """Routing column: which lake table a row of a micro-batch belongs to."""
 KAFKA_COLUMNS = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_ts")
 _SPARK_TYPES = {"int": "int", "long": "bigint", "double": "double", "string": "string"}
-_CHECK_TYPES = {**_SPARK_TYPES, "int": "bigint"}
-"""Types the checks read fields as: every integer as bigint, so an out-of-range value cannot become NULL."""
-_KINDS = {f.name: f.kind for f in TICK_FIELDS}
-_FAST = "_fast"
-JSON_OPTIONS = {"allowSingleQuotes": "false", "allowNonNumericNumbers": "false"}
-"""Spark JSON reader options that match a strict JSON parser (orjson, the contract's reference)."""
+PARSED_SCHEMA = ", ".join(
+    [
+        "raw_value binary",
+        "kafka_topic string",
+        "kafka_partition int",
+        "kafka_offset bigint",
+        "kafka_ts timestamp",
+        *(f"{f.name} {_SPARK_TYPES[f.kind]}" for f in TICK_FIELDS),
+        "reason string",
+        "detail string",
+        f"{EVENT_TIME} timestamp",
+    ]
+)
+"""Columns of `parse_ticks` output (Spark DDL)."""
 _DEDUP_COLUMNS = ("_dedup_a", "_dedup_b", "_dedup_c")
-
-
-@dataclass(frozen=True)
-class Check:
-    """One validation rule: rows where `failed` is true are rejected with `reason` and `detail`."""
-
-    failed: Column
-    reason: str
-    detail: Column
 
 
 # --- parsing and validation -------------------------------------------------------------------------
@@ -78,138 +58,51 @@ def from_kafka(records: DataFrame) -> DataFrame:
     )
 
 
-def _variant() -> Column:
-    """The record parsed as VARIANT (NULL if not JSON): exact JSON types, for the slow, explaining path."""
-    return F.try_parse_json(F.col("raw_value").cast("string"))
-
-
-def _field(name: str) -> Column:
-    return F.variant_get(_variant(), f"$.{name}", "variant")
-
-
-def _json_type(name: str) -> Column:
-    return F.schema_of_variant(_field(name))
-
-
-def _is_number(type_name: Column) -> Column:
-    return type_name.isin("BIGINT", "DOUBLE") | type_name.startswith("DECIMAL")
-
-
-def structure_checks() -> list[Check]:
-    """JSON-level rules, in contract order: parses, is an object, has every field of the right type."""
-    checks = [
-        Check(_variant().isNull(), REJECT_NOT_JSON, F.lit("value is not valid JSON")),
-        Check(
-            ~F.schema_of_variant(_variant()).startswith("OBJECT"),
-            REJECT_NOT_OBJECT,
-            F.concat(F.lit("JSON "), F.schema_of_variant(_variant()), F.lit(", expected an object")),
-        ),
-    ]
-    checks += [
-        Check(_field(name).isNull(), REJECT_MISSING_FIELD, F.lit(f"missing field '{name}'"))
-        for name in FIELD_NAMES
-    ]
-    expected = [(name, _json_type(name) != "BIGINT", "integer") for name in INT_FIELDS]
-    expected += [(name, ~_is_number(_json_type(name)), "number") for name in FLOAT_FIELDS]
-    expected += [("symbol", _json_type("symbol") != "STRING", "string")]
-    checks += [
-        Check(
-            bad,
-            REJECT_WRONG_TYPE,
-            F.concat(F.lit(f"'{name}' is "), _json_type(name), F.lit(f", expected {want}")),
-        )
-        for name, bad, want in expected
-    ]
-    return checks
-
-
-def value_checks() -> list[Check]:
-    """Rules on typed values, in contract order; timestamps are bounded by the Kafka record time."""
-    ts_max = F.unix_micros(F.col("kafka_ts")) + F.lit(TS_MAX_FUTURE_US)
-    ts = F.col("ts_us")
-    checks = [
-        Check(
-            F.col("schema_version") != SCHEMA_VERSION,
-            REJECT_BAD_SCHEMA_VERSION,
-            F.format_string(f"schema_version %d != {SCHEMA_VERSION}", F.col("schema_version")),
-        ),
-        Check(
-            ~F.col("symbol").rlike(SYMBOL_PATTERN),
-            REJECT_BAD_SYMBOL,
-            F.format_string(f"symbol '%s' does not match {SYMBOL_PATTERN}", F.col("symbol")),
-        ),
-        Check(F.col("seq") < 1, REJECT_BAD_SEQ, F.format_string("seq %d < 1", F.col("seq"))),
-        Check(
-            (ts < TS_MIN_US) | (ts > ts_max),
-            REJECT_ABSURD_TIMESTAMP,
-            F.format_string("ts_us %d outside [2000-01-01, Kafka timestamp + 1 day]", ts),
-        ),
-    ]
-    checks += [
-        Check(
-            ~(F.col(name) > 0.0) | F.isnan(F.col(name)),
-            REJECT_NON_POSITIVE_PRICE,
-            F.format_string(f"'{name}' %s <= 0", F.col(name).cast("string")),
-        )
-        for name in POSITIVE_PRICE_FIELDS
-    ]
-    checks += [
-        Check(F.col("size") <= 0, REJECT_NON_POSITIVE_SIZE, F.format_string("size %d <= 0", F.col("size"))),
-        Check(
-            F.col("bid") > F.col("ask"),
-            REJECT_CROSSED_QUOTE,
-            F.format_string("bid %s > ask %s", F.col("bid").cast("string"), F.col("ask").cast("string")),
-        ),
-    ]
-    return checks
-
-
-def first_failure(checks: list[Check]) -> tuple[Column, Column]:
-    """(reason, detail) of the first failing check, both NULL when every check passes."""
-    reason: Column = F.lit(None).cast("string")
-    detail: Column = F.lit(None).cast("string")
-    for check in reversed(checks):
-        failed = F.coalesce(check.failed, F.lit(True))  # a rule that cannot be evaluated rejects
-        reason = F.when(failed, F.lit(check.reason)).otherwise(reason)
-        detail = F.when(failed, check.detail).otherwise(detail)
-    return reason, detail
-
-
 def parse_ticks(records: DataFrame) -> DataFrame:
     """Parse and validate raw records (`from_kafka` output); keep every row, valid or not.
 
     Adds the contract's typed fields (NULL where unusable), `reason`/`detail` (NULL for valid ticks) and
     `event_time` (the tick's time for valid ticks, NULL for rejected ones so the watermark ignores them).
-
-    Fast path: `from_json` into the typed schema plus the value checks accepts a well-formed tick; only a
-    record that fails it is re-parsed as VARIANT to find the exact reason (JSON types, missing fields), so
-    the expensive explaining path runs for rejected records only. Known deviation from the contract's
-    strict parser: both Spark parsers ignore content after the first JSON value (`{...} x` is judged by
-    its object alone).
+    Only rejected rows keep `raw_value` and `kafka_topic` (the quarantine needs them, the ticks table does
+    not), so valid ticks carry less through the shuffles.
     """
-    schema = ", ".join(f"{f.name} {_CHECK_TYPES[f.kind]}" for f in TICK_FIELDS)
-    fast = records.select(
-        "*", F.from_json(F.col("raw_value").cast("string"), schema, JSON_OPTIONS).alias(_FAST)
-    )
-    typed = fast.select(*records.columns, *[F.col(f"{_FAST}.{name}").alias(name) for name in FIELD_NAMES])
-    value_reason, value_detail = first_failure(value_checks())
-    structure_reason, structure_detail = first_failure(structure_checks())
-    well_formed = reduce(operator.and_, [F.col(name).isNotNull() for name in FIELD_NAMES])
-    fast_ok = well_formed & value_reason.isNull()
-    validated = typed.select(
-        *typed.columns,
-        F.when(~fast_ok, F.coalesce(structure_reason, value_reason)).alias("reason"),
-        F.when(~fast_ok, F.coalesce(structure_detail, value_detail)).alias("detail"),
-    )
-    return validated.select(
-        *[_as_contract_type(c) for c in validated.columns],
-        F.when(is_valid(), F.timestamp_micros(F.col("ts_us"))).alias(EVENT_TIME),
-    )
+    return records.mapInArrow(decode_arrow_records, PARSED_SCHEMA)
 
 
-def _as_contract_type(column: str) -> Column:
-    kind = _KINDS.get(column)
-    return F.col(column).try_cast(_SPARK_TYPES[kind]).alias(column) if kind else F.col(column)
+def decode_arrow_records(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """The mapInArrow function of `parse_ticks`: each batch of Kafka records decoded by the contract."""
+    for batch in batches:
+        yield decode_record_batch(batch)
+
+
+def decode_record_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """One Arrow batch of `from_kafka` rows as `PARSED_SCHEMA` rows."""
+    kafka_ts = batch.column("kafka_ts")
+    decoded = decode_tick_batch(batch.column("raw_value"), pc.cast(kafka_ts, pa.int64()))
+    rejected = pc.is_valid(decoded.column("reason"))
+    ts_type = pa.timestamp("us", tz="UTC")
+
+    def rejected_only(name: str) -> pa.Array:
+        column = batch.column(name)
+        return (
+            pc.if_else(rejected, column, pa.scalar(None, column.type))
+            if decoded.column("reason").null_count < batch.num_rows
+            else pa.nulls(batch.num_rows, column.type)
+        )
+
+    columns = {
+        "raw_value": rejected_only("raw_value"),
+        "kafka_topic": rejected_only("kafka_topic"),
+        "kafka_partition": batch.column("kafka_partition"),
+        "kafka_offset": batch.column("kafka_offset"),
+        "kafka_ts": kafka_ts,
+        **{name: decoded.column(name) for name in (*FIELD_NAMES, "reason", "detail")},
+        EVENT_TIME: pc.cast(decoded.column("ts_us"), ts_type),
+    }
+    return pa.RecordBatch.from_arrays(
+        [c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c for c in columns.values()],
+        names=list(columns),
+    )
 
 
 def is_valid() -> Column:
@@ -249,9 +142,130 @@ def dedup_within_watermark(parsed: DataFrame, watermark_delay: str) -> DataFrame
 
 # --- 1-minute bars -----------------------------------------------------------------------------------
 
+MINUTE_US = 60_000_000
+PRICE_SCALE = 8
+"""VWAP notional is exact in units of 10^-PRICE_SCALE USD (prices rounded to 8 decimals, as decimal(18,8))."""
+_PRICED_BELOW = 1e10
+"""Prices from here on do not fit decimal(18,8): such a tick makes its bar's VWAP NULL (as in `bars_1m`)."""
+_INT64_MAX = 2**63 - 1
+_NOTIONAL_TYPE = pa.decimal128(38, PRICE_SCALE)
+BAR_PARTIALS_SCHEMA = pa.schema(
+    [
+        ("symbol", pa.string()),
+        ("window_start", pa.timestamp("us", tz="UTC")),
+        ("open", pa.float64()),
+        ("open_ts_us", pa.int64()),
+        ("open_seq", pa.int64()),
+        ("high", pa.float64()),
+        ("low", pa.float64()),
+        ("close", pa.float64()),
+        ("close_ts_us", pa.int64()),
+        ("close_seq", pa.int64()),
+        ("volume", pa.int64()),
+        ("notional", _NOTIONAL_TYPE),
+        ("priced_count", pa.int64()),
+        ("trade_count", pa.int64()),
+    ]
+)
+"""Columns of a partial bar: one (symbol, minute) over the ticks of one micro-batch task."""
+BAR_PARTIALS_DDL = (
+    "symbol string, window_start timestamp, open double, open_ts_us bigint, open_seq bigint, high double, "
+    "low double, close double, close_ts_us bigint, close_seq bigint, volume bigint, "
+    f"notional decimal(38,{PRICE_SCALE}), priced_count bigint, trade_count bigint"
+)
+
+
+def bar_partials(ticks: pa.Table) -> pa.Table:
+    """Partial 1-minute bars of some valid ticks (the ticks one writer task holds), for `bars_from_partials`.
+
+    Open/close carry their (ts_us, seq) so that partials merge in any order; volume and notional are exact
+    (Python integers; NULL when they overflow bigint / decimal(38,8)), so merging them is exact too.
+    """
+    if ticks.num_rows == 0:
+        return BAR_PARTIALS_SCHEMA.empty_table()
+    columns = ticks.select(["symbol", "ts_us", "seq", "price", "size"])
+    window = pc.multiply(pc.divide(columns["ts_us"], MINUTE_US), MINUTE_US)  # ts_us >= 2000: no rounding
+    ordered = columns.append_column("window_us", window).sort_by(
+        [("symbol", "ascending"), ("window_us", "ascending"), ("ts_us", "ascending"), ("seq", "ascending")]
+    )
+    symbol, window_us = ordered["symbol"].to_numpy(), ordered["window_us"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, (symbol[1:] != symbol[:-1]) | (window_us[1:] != window_us[:-1])])
+    ends = np.r_[starts[1:], len(symbol)] - 1
+    price = ordered["price"].to_numpy()
+    ts_us, seq = ordered["ts_us"].to_numpy(), ordered["seq"].to_numpy()
+    priced = np.isfinite(price) & (np.abs(price) < _PRICED_BELOW)
+    units = np.where(priced, np.rint(np.where(priced, price, 0.0) * 10**PRICE_SCALE), 0).astype(np.int64)
+    size = ordered["size"].to_numpy().astype(object)
+    volume = np.add.reduceat(size, starts)
+    notional = np.add.reduceat(units.astype(object) * size, starts)
+    return pa.table(
+        {
+            "symbol": pa.array(symbol[starts], pa.string()),
+            "window_start": pa.array(window_us[starts], pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+            "open": price[starts],
+            "open_ts_us": ts_us[starts],
+            "open_seq": seq[starts],
+            "high": np.maximum.reduceat(price, starts),
+            "low": np.minimum.reduceat(price, starts),
+            "close": price[ends],
+            "close_ts_us": ts_us[ends],
+            "close_seq": seq[ends],
+            "volume": pa.array([int(v) if abs(v) <= _INT64_MAX else None for v in volume], pa.int64()),
+            "notional": pa.array([_notional(int(n)) for n in notional], _NOTIONAL_TYPE),
+            "priced_count": np.add.reduceat(priced.astype(np.int64), starts),
+            "trade_count": np.diff(np.r_[starts, len(symbol)]),
+        },
+        schema=BAR_PARTIALS_SCHEMA,
+    )
+
+
+def _notional(units: int) -> Decimal | None:
+    return Decimal(units).scaleb(-PRICE_SCALE) if abs(units) < 10**38 else None
+
+
+def bars_from_partials(partials: DataFrame, watermark_delay: str) -> DataFrame:
+    """1-minute bars (append mode) merged from the partial bars of every micro-batch task (`bar_partials`).
+
+    The watermark runs on window_start: a bar is written once no partial of a later minute than
+    window_start + delay can still come. Merging is exact and order-free: open/close by (ts_us, seq), sums
+    of integers and decimals; a bar whose volume or notional overflowed in any partial gets NULL there.
+    """
+
+    def all_present(name: str) -> Column:
+        return F.count(F.col(name)) == F.count(F.lit(1))
+
+    merged = (
+        partials.withWatermark("window_start", watermark_delay)
+        .groupBy("symbol", "window_start")
+        .agg(
+            F.min_by("open", F.struct("open_ts_us", "open_seq")).alias("open"),
+            F.max("high").alias("high"),
+            F.min("low").alias("low"),
+            F.max_by("close", F.struct("close_ts_us", "close_seq")).alias("close"),
+            F.when(all_present("volume"), F.try_sum("volume")).alias("volume"),
+            F.when(all_present("notional"), F.try_sum("notional")).alias("_notional"),
+            F.sum("priced_count").alias("_priced"),
+            F.sum("trade_count").alias("trade_count"),
+        )
+    )
+    return merged.select(
+        "symbol",
+        "window_start",
+        (F.col("window_start") + F.expr("INTERVAL 1 MINUTE")).alias("window_end"),
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        F.when(
+            F.col("_priced") == F.col("trade_count"), F.col("_notional").cast("double") / F.col("volume")
+        ).alias("vwap"),
+        "trade_count",
+    )
+
 
 def bars_1m(ticks: DataFrame) -> DataFrame:
-    """1-minute OHLCV bars per symbol from valid, watermarked, de-duplicated ticks (append mode).
+    """1-minute OHLCV bars per symbol from valid, de-duplicated ticks with a watermark (append mode).
 
     Open/close are the prices of the earliest/latest tick by (ts_us, seq), so ties in time resolve the
     same way on every run; VWAP divides an exact decimal notional by the volume, so it does not depend on

@@ -1,27 +1,31 @@
-"""Executor-side Parquet writes of one micro-batch: one object per (table, date, hour), idempotent names.
+"""Executor-side Parquet writes of one micro-batch: one object per (table, date, hour, task), idempotent.
 
-`write_batch` repartitions the routed rows by (table, date, hour), so each hour of each table lands in
-exactly one Spark task, which writes it as ONE Parquet object named only from the query id and epoch
-(`tickstream.lake.object_key`), rows sorted by the table's key. A replayed epoch recomputes the same rows
-and overwrites the same keys with the same bytes; a single-object PUT is atomic, so plain S3 readers see
-every row once, whatever attempt wrote it.
+`write_batch` runs on the micro-batch as the query's last stateful operator partitioned it (by the
+de-duplication key or the bar key, a partitioning fixed by the checkpoint), without another shuffle: each
+Spark task writes each hour of each table it holds as ONE Parquet object named only from the query id, the
+epoch and the task's partition index (`tickstream.lake.object_key`), rows sorted by the table's key. A
+replayed epoch recomputes the same rows in the same partitions and overwrites the same keys with the same
+bytes; a single-object PUT is atomic, so plain S3 readers see every row once, whatever attempt wrote it.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from pyspark import TaskContext
 from pyspark.sql import DataFrame
 
-from streaming.transforms import TABLE, TABLE_COLUMNS
+from streaming.transforms import TABLE, TABLE_COLUMNS, bar_partials
 from tickstream.lake import (
+    BAR_PARTIALS,
     QUARANTINE,
     TABLES,
+    TICKS,
     LakeLocation,
     object_key,
     parquet_bytes,
@@ -99,13 +103,18 @@ class PartitionWriter:
 
     def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         """Write every (table, date, hour) group of this partition as one object."""
+        context = TaskContext.get()
+        yield from self.write(batches, context.partitionId() if context else 0)
+
+    def write(self, batches: Iterable[pa.RecordBatch], task: int | None) -> Iterator[pa.RecordBatch]:
+        """Write the rows of `batches` (all of task `task`, None for a whole batch at once)."""
         collected = list(batches)
         if not collected or not sum(b.num_rows for b in collected):
             return
         filesystem, base = self.lake.filesystem()
         written = []
         for table, date, hour, group in hour_groups(pa.Table.from_batches(collected)):
-            key = object_key(TABLES[table], date, hour, self.query_id, self.epoch_id)
+            key = object_key(TABLES[table], date, hour, self.query_id, self.epoch_id, task)
             payload = parquet_bytes(table_rows(table, group))
             put_object(filesystem, f"{base}/{key}", payload)
             written.append(
@@ -117,8 +126,16 @@ class PartitionWriter:
                     "reasons": _reason_counts(group) if table == QUARANTINE.name else {},
                 }
             )
+            if table == TICKS.name:  # the bars query's input: this task's partial bars of the hour
+                partials = bar_partials(group)
+                key = object_key(BAR_PARTIALS, date, hour, self.query_id, self.epoch_id, task)
+                payload = parquet_bytes(partials)
+                put_object(filesystem, f"{base}/{key}", payload)
+                written.append(
+                    {"table": BAR_PARTIALS.name, "key": key, "rows": partials.num_rows, "bytes": payload.size}
+                )
         yield pa.RecordBatch.from_pylist(
-            [{**w, "reasons": list(w["reasons"].items())} for w in written], schema=_WRITTEN_ARROW
+            [{**w, "reasons": list(w.get("reasons", {}).items())} for w in written], schema=_WRITTEN_ARROW
         )
 
 
@@ -128,15 +145,24 @@ def _reason_counts(rows: pa.Table) -> dict[str, int]:
 
 
 def write_batch(
-    routed: DataFrame, lake: LakeLocation, query_id: str, epoch_id: int, partitions: int
+    routed: DataFrame, lake: LakeLocation, query_id: str, epoch_id: int, in_driver: bool = False
 ) -> BatchOutput:
-    """Write a routed micro-batch (`transforms.route_*_batch`) to the lake; return what was written."""
+    """Write a routed micro-batch (`transforms.route_*_batch`) to the lake; return what was written.
+
+    `in_driver`: collect the batch and write it from the driver, one object per (table, hour) - for
+    small outputs (bars), where starting Python tasks would cost more than the rows.
+    """
     started = time.perf_counter()
     writer = PartitionWriter(lake, query_id, epoch_id)
-    written = routed.repartition(partitions, TABLE, "date", "hour").mapInArrow(writer, WRITTEN_SCHEMA)
+    if in_driver:
+        rows = routed.toArrow()
+        batches = pa.Table.from_batches(writer.write(rows.to_batches(), None), schema=_WRITTEN_ARROW)
+        written = batches.to_pylist()
+    else:
+        written = [row.asDict() for row in routed.mapInArrow(writer, WRITTEN_SCHEMA).collect()]
     objects = tuple(
-        WrittenObject(row.table, row.key, row.rows, row.bytes, dict(row.reasons or {}))
-        for row in written.collect()
+        WrittenObject(row["table"], row["key"], row["rows"], row["bytes"], dict(row["reasons"] or {}))
+        for row in written
     )
     write_ms = round((time.perf_counter() - started) * 1000)
     return BatchOutput(epoch_id, tuple(sorted(objects, key=lambda o: o.key)), write_ms)

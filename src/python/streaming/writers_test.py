@@ -31,14 +31,17 @@ def _objects(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*.parquet"))}
 
 
-def test_one_object_per_table_hour_named_by_epoch(kafka_rows: KafkaRows, tmp_path: Path) -> None:
+def test_one_object_per_table_hour_and_task_named_by_epoch(kafka_rows: KafkaRows, tmp_path: Path) -> None:
     lake = LakeLocation(str(tmp_path))
-    output = write_batch(_routed(kafka_rows), lake, QUERY_ID, 42, partitions=2)
+    output = write_batch(_routed(kafka_rows).coalesce(1), lake, QUERY_ID, 42)
     assert sorted(o.key for o in output.objects) == [
-        "quarantine/date=2024-03-01/hour=09/part-0123abcd-e000000000042.parquet",
-        "stream/ticks/date=2024-03-01/hour=09/part-0123abcd-e000000000042.parquet",
-        "stream/ticks/date=2024-03-01/hour=10/part-0123abcd-e000000000042.parquet",
+        "quarantine/date=2024-03-01/hour=09/part-0123abcd-e000000000042-p000.parquet",
+        "stream/_bar_partials/date=2024-03-01/hour=09/part-0123abcd-e000000000042-p000.parquet",
+        "stream/_bar_partials/date=2024-03-01/hour=10/part-0123abcd-e000000000042-p000.parquet",
+        "stream/ticks/date=2024-03-01/hour=09/part-0123abcd-e000000000042-p000.parquet",
+        "stream/ticks/date=2024-03-01/hour=10/part-0123abcd-e000000000042-p000.parquet",
     ]
+    assert output.rows("bar_partials") == 2  # one (symbol, minute) per tick here
     assert (output.rows("ticks"), output.rows("quarantine")) == (2, 2)
     assert dict(output.reasons()) == {"not_json": 1, "not_object": 1}
     quarantine = pq.read_table(tmp_path / output.objects[0].key)
@@ -57,14 +60,32 @@ def test_one_object_per_table_hour_named_by_epoch(kafka_rows: KafkaRows, tmp_pat
 
 def test_replayed_epoch_rewrites_identical_objects(kafka_rows: KafkaRows, tmp_path: Path) -> None:
     lake = LakeLocation(str(tmp_path))
-    write_batch(_routed(kafka_rows), lake, QUERY_ID, 3, partitions=2)
+    routed = _routed(kafka_rows).repartition(2, "kafka_offset")  # as a stateful operator partitions rows
+    output = write_batch(routed, lake, QUERY_ID, 3)
     first = _objects(tmp_path)
-    write_batch(_routed(kafka_rows), lake, QUERY_ID, 3, partitions=3)  # even with another write parallelism
+    assert {o.key.rsplit("-", 1)[1] for o in output.objects} == {"p000.parquet", "p001.parquet"}
+    assert (output.rows("ticks"), output.rows("quarantine")) == (2, 2)
+    write_batch(routed, lake, QUERY_ID, 3)
     assert _objects(tmp_path) == first
     assert not list(tmp_path.rglob("*.tmp"))
 
 
+def test_a_batch_written_from_the_driver_is_one_object_per_table_hour(
+    kafka_rows: KafkaRows, tmp_path: Path
+) -> None:
+    lake = LakeLocation(str(tmp_path))
+    output = write_batch(
+        _routed(kafka_rows).repartition(2, "kafka_offset"), lake, QUERY_ID, 5, in_driver=True
+    )
+    assert [o.key.rsplit("/", 1)[1] for o in output.objects] == ["part-0123abcd-e000000000005.parquet"] * 5
+    assert (output.rows("ticks"), output.rows("quarantine"), dict(output.reasons())) == (
+        2,
+        2,
+        {"not_json": 1, "not_object": 1},
+    )
+
+
 def test_empty_batch_writes_nothing(kafka_rows: KafkaRows, tmp_path: Path) -> None:
-    output = write_batch(_routed(kafka_rows).limit(0), LakeLocation(str(tmp_path)), QUERY_ID, 0, partitions=2)
+    output = write_batch(_routed(kafka_rows).limit(0), LakeLocation(str(tmp_path)), QUERY_ID, 0)
     assert output.objects == ()
     assert not _objects(tmp_path)

@@ -2,23 +2,27 @@
 
 Every component that writes or reads the `ticks` topic uses this module: the producer encodes with
 `encode_tick` / `encode_tick_columns`, Python consumers and tests decode with `decode_tick`, and the
-Spark streaming job builds its schema and validation expressions from `TICK_FIELDS`, `SYMBOL_PATTERN`,
-`TS_MIN_US`, `TS_MAX_FUTURE_US` and the `REJECT_*` reason codes, so nothing is defined twice.
-See docs/contracts.md for the human-readable contract and the versioning rule.
-
-This module depends only on the standard library and orjson so that any job can import it.
+Spark streaming job decodes whole Arrow batches with `decode_tick_batch` (same verdicts, same reason
+codes), so validation is defined once. See docs/contracts.md for the human-readable contract and the
+versioning rule.
 """
 
 from __future__ import annotations
 
+import io
 import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import reduce
 from typing import Any, Final, Literal, TypeAlias, TypedDict, cast
 
+import numpy as np
 import orjson
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pajson
 from numpy.typing import NDArray
 
 from tickstream.topology import TICKS_TOPIC, Topic
@@ -65,6 +69,10 @@ FIELD_NAMES: Final[tuple[str, ...]] = tuple(f.name for f in TICK_FIELDS)
 INT_FIELDS: Final[tuple[str, ...]] = tuple(f.name for f in TICK_FIELDS if f.kind in ("int", "long"))
 FLOAT_FIELDS: Final[tuple[str, ...]] = tuple(f.name for f in TICK_FIELDS if f.kind == "double")
 POSITIVE_PRICE_FIELDS: Final[tuple[str, ...]] = ("price", "bid", "ask")
+
+INT64_MIN: Final = -(2**63)
+INT64_MAX: Final = 2**63 - 1
+"""Integer fields must fit in 64 bits (their columnar type), whatever JSON allows."""
 
 DEDUP_KEY_FIELDS: Final[tuple[str, str, str]] = ("symbol", "seq", "ts_us")
 """A tick is a duplicate of another when these three fields are equal (producer retries, replays)."""
@@ -246,6 +254,8 @@ def _check_presence_and_types(obj: dict[str, object]) -> Rejection | None:
         value = obj[name]
         if not isinstance(value, int) or isinstance(value, bool):
             return Rejection(REJECT_WRONG_TYPE, f"{name!r} is {type(value).__name__}, expected integer")
+        if not INT64_MIN <= value <= INT64_MAX:
+            return Rejection(REJECT_WRONG_TYPE, f"{name!r} {value} is outside the 64-bit integer range")
     for name in FLOAT_FIELDS:
         value = obj[name]
         if not isinstance(value, int | float) or isinstance(value, bool):
@@ -272,3 +282,141 @@ def _check_values(tick: Tick, validator_now_us: int) -> Tick | Rejection:
     if tick["bid"] > tick["ask"]:
         return Rejection(REJECT_CROSSED_QUOTE, f"bid {tick['bid']} > ask {tick['ask']}")
     return tick
+
+
+# --- decoding whole batches ----------------------------------------------------------------------------
+
+ARROW_TYPES: Final[dict[FieldKind, pa.DataType]] = {
+    "int": pa.int32(),
+    "long": pa.int64(),
+    "double": pa.float64(),
+    "string": pa.string(),
+}
+"""The Arrow (and Parquet) type of each field kind."""
+_JSON_SCHEMA: Final = pa.schema(
+    [(f.name, pa.int64() if f.kind == "int" else ARROW_TYPES[f.kind]) for f in TICK_FIELDS]
+)
+"""Types the fast parser reads: every integer as int64, so an out-of-range version is judged, not lost."""
+_SINGLE_LINE_OBJECT: Final = (ord("{"), ord("}"), ord("\n"), ord("\r"))
+
+
+def decode_tick_batch(values: pa.Array, validator_now_us: pa.Array) -> pa.Table:
+    """`decode_tick` over a whole Arrow batch: typed fields (NULL when rejected), `reason` and `detail`.
+
+    Row i gets exactly the verdict of `decode_tick(values[i], validator_now_us[i])` (a NULL value is
+    `not_json`). Fast path: Arrow's JSON reader parses the batch at once into the typed schema and the
+    value rules run column-wise; a row the fast path cannot accept (not a one-line object, a parse error
+    in its batch, a failed or undecidable rule) is decoded by `decode_tick` itself, so every rejection
+    carries the contract's own reason and detail.
+    """
+    values = values.cast(pa.binary())
+    fast = _single_line_objects(values)
+    parsed = _parse_json_lines(values.filter(pa.array(fast))) if fast.any() else None
+    if parsed is None:
+        fast[:] = False
+    else:
+        passed = _passes_value_checks(parsed, pc.filter(validator_now_us, pa.array(fast)))
+        fast[fast] = passed.to_numpy(zero_copy_only=False)
+        parsed = parsed.filter(passed)
+    if parsed is not None and fast.all():  # the common case: nothing to decode one by one, nothing to reorder
+        columns = {f.name: parsed.column(f.name).cast(ARROW_TYPES[f.kind]) for f in TICK_FIELDS}
+        return pa.table(
+            {
+                **columns,
+                "reason": pa.nulls(len(fast), pa.string()),
+                "detail": pa.nulls(len(fast), pa.string()),
+            }
+        )
+    slow = pa.array(np.flatnonzero(~fast))
+    verdicts = [
+        decode_tick(value or b"", now)
+        for value, now in zip(
+            values.take(slow).to_pylist(), pc.take(validator_now_us, slow).to_pylist(), strict=True
+        )
+    ]
+    accepted = [None] * int(fast.sum())
+    columns = {
+        f.name: pa.concat_arrays(
+            [
+                (parsed.column(f.name).combine_chunks() if parsed else pa.array([], pa.null())).cast(
+                    ARROW_TYPES[f.kind]
+                ),
+                pa.array(
+                    [v.get(f.name) if isinstance(v, dict) else None for v in verdicts], ARROW_TYPES[f.kind]
+                ),
+            ]
+        )
+        for f in TICK_FIELDS
+    }
+    columns["reason"] = pa.array(accepted + [_reason(v, "reason") for v in verdicts], pa.string())
+    columns["detail"] = pa.array(accepted + [_reason(v, "detail") for v in verdicts], pa.string())
+    input_position = np.concatenate([np.flatnonzero(fast), slow.to_numpy()])
+    return pa.table(columns).take(pa.array(np.argsort(input_position, kind="stable")))
+
+
+def _reason(verdict: Tick | Rejection, attribute: str) -> str | None:
+    return cast(str, getattr(verdict, attribute)) if isinstance(verdict, Rejection) else None
+
+
+def _single_line_objects(values: pa.Array) -> NDArray[np.bool_]:
+    """Rows the fast path may try: non-NULL, one line, starting with '{' and holding one '}', at the end.
+
+    One '}' per row keeps the Arrow reader's rows aligned with the input (no row can hold two objects);
+    objects with nested objects simply take the exact path.
+    """
+    offsets = np.frombuffer(values.buffers()[1], dtype=np.int32)[
+        values.offset : values.offset + len(values) + 1
+    ]
+    data_buffer = values.buffers()[2]
+    data = np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer is not None else np.zeros(0, np.uint8)
+    data, offsets = data[offsets[0] : offsets[-1]], offsets - offsets[0]
+    opening, closing, newline, carriage = _SINGLE_LINE_OBJECT
+
+    def per_row(mask: NDArray[np.bool_]) -> NDArray[np.int64]:
+        return np.diff(np.searchsorted(np.flatnonzero(mask), offsets))
+
+    nonempty = offsets[1:] > offsets[:-1]
+    padded = np.append(data, 0)  # index len(data) stands in for the first/last byte of an empty row
+    first = padded[np.where(nonempty, offsets[:-1], len(data))]
+    last = padded[np.where(nonempty, offsets[1:] - 1, len(data))]
+    valid = ~np.asarray(values.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    return (
+        valid
+        & (first == opening)
+        & (last == closing)
+        & (per_row(data == closing) == 1)
+        & (per_row((data == newline) | (data == carriage)) == 0)
+    )
+
+
+def _parse_json_lines(values: pa.Array) -> pa.Table | None:
+    """The rows parsed into the typed schema, or None if the reader rejects any of them."""
+    lines = b"\n".join(cast(list[bytes], values.to_pylist()))
+    try:
+        table = pajson.read_json(
+            io.BytesIO(lines),
+            read_options=pajson.ReadOptions(use_threads=False, block_size=len(lines) + 1),
+            parse_options=pajson.ParseOptions(
+                explicit_schema=_JSON_SCHEMA, unexpected_field_behavior="ignore"
+            ),
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, UnicodeDecodeError):
+        return None
+    return table.combine_chunks() if table.num_rows == len(values) else None
+
+
+def _passes_value_checks(fields: pa.Table, validator_now_us: pa.Array) -> pa.Array:
+    """True where every value rule of the contract holds (NULL, NaN or infinite values never pass)."""
+    column = fields.column
+    rules = [
+        pc.equal(column("schema_version"), SCHEMA_VERSION),
+        pc.match_substring_regex(column("symbol"), SYMBOL_PATTERN),
+        pc.greater_equal(column("seq"), 1),
+        pc.greater_equal(column("ts_us"), TS_MIN_US),
+        pc.less_equal(column("ts_us"), pc.add(validator_now_us, TS_MAX_FUTURE_US)),
+        *(pc.and_(pc.greater(column(n), 0.0), pc.is_finite(column(n))) for n in POSITIVE_PRICE_FIELDS),
+        pc.greater(column("size"), 0),
+        pc.less_equal(column("bid"), column("ask")),
+    ]
+    passed = pc.fill_null(reduce(pc.and_, rules), False)
+    return passed.combine_chunks() if isinstance(passed, pa.ChunkedArray) else passed

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import random
 import re
 
 import numpy as np
 import orjson
+import pyarrow as pa
 import pytest
 
 from tickstream import contracts
@@ -17,6 +20,7 @@ from tickstream.contracts import (
     Rejection,
     Tick,
     decode_tick,
+    decode_tick_batch,
     dedup_key,
     encode_tick,
     encode_tick_columns,
@@ -99,6 +103,8 @@ def test_boundary_values_are_accepted() -> None:
         (with_field(price="408.91"), contracts.REJECT_WRONG_TYPE),
         (with_field(size=300.0), contracts.REJECT_WRONG_TYPE),
         (with_field(seq=True), contracts.REJECT_WRONG_TYPE),
+        (json.dumps(with_field(seq=2**63)).encode(), contracts.REJECT_WRONG_TYPE),
+        (json.dumps(with_field(size=-(2**63) - 1)).encode(), contracts.REJECT_WRONG_TYPE),
         (with_field(symbol=None), contracts.REJECT_WRONG_TYPE),
         (with_field(bid=None), contracts.REJECT_WRONG_TYPE),
         (with_field(schema_version=2), contracts.REJECT_BAD_SCHEMA_VERSION),
@@ -151,3 +157,94 @@ def test_field_specs_cover_the_typed_dict() -> None:
 def test_kafka_key_is_the_utf8_symbol() -> None:
     assert contracts.kafka_key("BRK.B") == b"BRK.B"
     assert contracts.TOPIC.name == "ticks"
+
+
+# --- decode_tick_batch: the same verdicts as decode_tick, row by row -----------------------------------
+
+_MUTANTS: list[object] = [
+    None,
+    True,
+    0,
+    -1,
+    1.0,
+    2.5,
+    1e400,
+    -0.0,
+    "1",
+    "",
+    "AAPL",
+    "aapl",
+    "BRK.B",
+    "ABCDEFGHIJK",
+    [1],
+    {"a": 1},
+    2**63,
+    2**64,
+    NOW_US,
+    TS_MIN_US - 1,
+    NOW_US + TS_MAX_FUTURE_US,
+    NOW_US + TS_MAX_FUTURE_US + 1,
+]
+
+
+def _mutated_records(rng: random.Random, count: int) -> list[bytes | None]:
+    """Good ticks, a third of them changed: a field re-typed or dropped, bytes damaged, lines split."""
+    records: list[bytes | None] = []
+    for seq in range(1, count + 1):
+        tick: dict[str, object] = {**good_tick(), "seq": seq}
+        raw = orjson.dumps(tick)
+        roll = rng.random()
+        if roll < 0.12:
+            tick[rng.choice(FIELD_NAMES)] = rng.choice(_MUTANTS)
+            raw = json.dumps(tick, separators=(",", ":")).encode()  # also 2**64 and Infinity
+        elif roll < 0.16:
+            del tick[rng.choice(FIELD_NAMES)]
+            raw = orjson.dumps(tick)
+        elif roll < 0.20:
+            position = rng.randrange(len(raw))
+            raw = raw[:position] + bytes([rng.randrange(256)]) + raw[position + 1 :]
+        elif roll < 0.22:
+            raw = raw.replace(b",", b",\n", 1) if rng.random() < 0.5 else raw[: rng.randrange(len(raw))]
+        elif roll < 0.24:
+            raw = rng.choice(
+                [b"", b"  ", b"[]", b"{}", b"null", raw + raw, b" " + raw, raw.replace(b"408.91", b"NaN")]
+            )
+        elif roll < 0.25:
+            raw = None  # type: ignore[assignment]
+        records.append(raw)
+    return records
+
+
+def _verdict(row: dict[str, object]) -> object:
+    return (row["reason"], row["detail"]) if row["reason"] else {name: row[name] for name in FIELD_NAMES}
+
+
+def _expected(raw: bytes | None, now: int) -> object:
+    result = decode_tick(raw or b"", now_us_override=now)
+    return (result.reason, result.detail) if isinstance(result, Rejection) else dict(result)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_batch_decoder_gives_each_row_the_verdict_of_decode_tick(seed: int) -> None:
+    rng = random.Random(seed)
+    records = _mutated_records(rng, 3_000)
+    nows = [NOW_US + rng.choice((0, -TS_MAX_FUTURE_US)) for _ in records]
+    decoded = decode_tick_batch(pa.array(records, pa.binary()), pa.array(nows, pa.int64())).to_pylist()
+    assert [_verdict(row) for row in decoded] == [_expected(r, n) for r, n in zip(records, nows, strict=True)]
+
+
+def test_batch_decoder_on_a_slice_and_on_a_batch_the_fast_parser_rejects() -> None:
+    good = [orjson.dumps({**good_tick(), "seq": seq}) for seq in range(1, 101)]
+    duplicate_key = good[0].replace(b'"seq":1', b'"seq":1,"seq":2')  # the fast parser refuses the batch
+    records = pa.array([b"x", *good, duplicate_key, *good], pa.binary()).slice(1, 201)
+    nows = pa.array([NOW_US] * len(records), pa.int64())
+    decoded = decode_tick_batch(records, nows).to_pylist()
+    assert [_verdict(row) for row in decoded] == [_expected(r, NOW_US) for r in records.to_pylist()]
+    assert decoded[100]["seq"] == 2  # the last duplicate key wins, as in orjson
+
+
+def test_batch_decoder_keeps_field_types() -> None:
+    decoded = decode_tick_batch(pa.array([encode_tick(good_tick())]), pa.array([NOW_US]))
+    assert [decoded.schema.field(name).type for name in FIELD_NAMES] == [
+        contracts.ARROW_TYPES[f.kind] for f in contracts.TICK_FIELDS
+    ]

@@ -43,6 +43,8 @@ class TableSpec:
 TICKS = TableSpec("ticks", "stream/ticks", ("symbol", "ts_us", "seq"))
 BARS_1M = TableSpec("bars_1m", "stream/bars_1m", ("symbol", "window_start"))
 QUARANTINE = TableSpec("quarantine", "quarantine", ("kafka_partition", "kafka_offset"))
+BAR_PARTIALS = TableSpec("bar_partials", "stream/_bar_partials", ("symbol", "window_start"))
+"""Internal: per micro-batch partial bars, the bars query's input; deleted once the bars query read them."""
 
 # Arrow schemas of the ticks and bars_1m objects (docs/lake.md): for non-Spark writers and test lakes.
 TICKS_ARROW_SCHEMA = pa.schema(
@@ -74,9 +76,9 @@ BARS_1M_ARROW_SCHEMA = pa.schema(
     ]
 )
 QUERY_ID = "8a04952a-0000-4000-8000-000000000000"
-TABLES: dict[str, TableSpec] = {spec.name: spec for spec in (TICKS, BARS_1M, QUARANTINE)}
+TABLES: dict[str, TableSpec] = {spec.name: spec for spec in (TICKS, BARS_1M, QUARANTINE, BAR_PARTIALS)}
 
-_OBJECT_NAME = re.compile(r"^part-(?P<query>[0-9a-f]{8})-e(?P<epoch>\d{12})\.parquet$")
+_OBJECT_NAME = re.compile(r"^part-(?P<query>[0-9a-f]{8})-e(?P<epoch>\d{12})(-p(?P<task>\d{3}))?\.parquet$")
 
 
 def partition_dir(spec: TableSpec, date: str, hour: str) -> str:
@@ -84,23 +86,30 @@ def partition_dir(spec: TableSpec, date: str, hour: str) -> str:
     return f"{spec.prefix}/date={date}/hour={hour}"
 
 
-def object_name(query_id: str, epoch_id: int) -> str:
-    """File name of a micro-batch's object in one hour partition.
+def object_name(query_id: str, epoch_id: int, task: int | None = None) -> str:
+    """File name of a micro-batch's object in one hour partition: part-<query>-e<epoch>[-p<task>].parquet.
 
-    Derived only from the streaming query's id (stable across restarts from the same checkpoint) and the
-    epoch (batch) id, so a replayed batch overwrites exactly the objects its first attempt wrote.
+    Derived only from the streaming query's id (stable across restarts from the same checkpoint), the
+    epoch (batch) id and the index of the Spark partition that wrote it (the partitioning of a stateful
+    query's output is fixed by its checkpoint), so a replayed batch overwrites exactly the objects its
+    first attempt wrote.
     """
     if epoch_id < 0:
         raise ValueError(f"epoch_id must be >= 0, got {epoch_id}")
+    if task is not None and not 0 <= task <= 999:
+        raise ValueError(f"task must be in [0, 999], got {task}")
     short_id = query_id.replace("-", "")[:8].lower()
     if not re.fullmatch(r"[0-9a-f]{8}", short_id):
         raise ValueError(f"query_id must be a UUID, got {query_id!r}")
-    return f"part-{short_id}-e{epoch_id:012d}.parquet"
+    suffix = "" if task is None else f"-p{task:03d}"
+    return f"part-{short_id}-e{epoch_id:012d}{suffix}.parquet"
 
 
-def object_key(spec: TableSpec, date: str, hour: str, query_id: str, epoch_id: int) -> str:
+def object_key(
+    spec: TableSpec, date: str, hour: str, query_id: str, epoch_id: int, task: int | None = None
+) -> str:
     """Full key (without bucket) of a micro-batch's object for one hour of a table."""
-    return f"{partition_dir(spec, date, hour)}/{object_name(query_id, epoch_id)}"
+    return f"{partition_dir(spec, date, hour)}/{object_name(query_id, epoch_id, task)}"
 
 
 def epoch_of(key: str) -> int | None:
@@ -143,6 +152,13 @@ class LakeLocation:
 
     def path(self, key: str) -> str:
         """Path of `key` inside `filesystem()`."""
+        return f"{self.filesystem()[1]}/{key}"
+
+    def hadoop_url(self, key: str) -> str:
+        """URL of `key` for Spark's own readers (Hadoop's s3a client; local: the file path)."""
+        parsed = urlparse(self.root)
+        if parsed.scheme == "s3":
+            return f"s3a://{parsed.netloc}{parsed.path.rstrip('/')}/{key}"
         return f"{self.filesystem()[1]}/{key}"
 
     def url(self, key: str) -> str:

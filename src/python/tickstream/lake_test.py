@@ -29,9 +29,11 @@ from tickstream.lake import (
 QUERY_ID = "8a04952a-1370-4d47-a976-c0c4423c8dcf"
 
 
-def test_object_name_depends_only_on_query_id_and_epoch() -> None:
+def test_object_name_depends_only_on_query_id_epoch_and_task() -> None:
     assert object_name(QUERY_ID, 7) == "part-8a04952a-e000000000007.parquet"
+    assert object_name(QUERY_ID, 7, 3) == "part-8a04952a-e000000000007-p003.parquet"
     assert object_name(QUERY_ID, 7) == object_name(QUERY_ID.upper(), 7)
+    assert epoch_of(f"stream/ticks/date=2024-03-01/hour=09/{object_name(QUERY_ID, 7, 3)}") == 7
 
 
 def test_object_key_is_hive_partitioned() -> None:
@@ -42,10 +44,12 @@ def test_object_key_is_hive_partitioned() -> None:
     assert epoch_of("compacted/ticks/date=2024-03-01/hour=09/run-1/part-0.parquet") is None
 
 
-@pytest.mark.parametrize(("query_id", "epoch"), [("not-a-uuid", 1), (QUERY_ID, -1)])
-def test_object_name_rejects_bad_input(query_id: str, epoch: int) -> None:
+@pytest.mark.parametrize(
+    ("query_id", "epoch", "task"), [("not-a-uuid", 1, None), (QUERY_ID, -1, None), (QUERY_ID, 1, 1000)]
+)
+def test_object_name_rejects_bad_input(query_id: str, epoch: int, task: int | None) -> None:
     with pytest.raises(ValueError):
-        object_name(query_id, epoch)
+        object_name(query_id, epoch, task)
 
 
 def test_date_hour_is_utc() -> None:

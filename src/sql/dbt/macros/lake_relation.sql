@@ -66,7 +66,7 @@
     stream_files as (
       {% for pattern in stream_globs -%}
         select file, {{ hour_of % 'file' }} as part_hour from glob({{ sql_string(pattern) }})
-        where regexp_matches(file, '/part-[0-9a-f]{8}-e[0-9]{12}\.parquet$')
+        where regexp_matches(file, '/part-[0-9a-f]{8}-e[0-9]{12}(-p[0-9]{3})?\.parquet$')
         {% if not loop.last %} union all {% endif %}
       {%- endfor %}
     ),
