@@ -21,8 +21,8 @@ STREAMING: dict[str, Any] = {
     "machine": {"cpus": 2, "platform": "Linux-test", "python": "3.11.7"},
     "load_average_at_start": [3.5, 2.0, 1.0],
     "backlog": {
-        "ticks": {"ticks_per_s": 120_000.0},
-        "bars_1m": {"ticks_per_s": 90_000.0},
+        "ticks": {"ticks_per_s": 90_000.0},
+        "bars_1m": {"caught_up_after_ticks_s": 31.5},
     },
     "latency": {"rate_ticks_per_s": 10_000.0, "p50_ms": 1200.0, "p95_ms": 2500.0},
     "targets": {"ticks_per_s": 100_000, "latency_p95_ms": 3_000},
@@ -111,10 +111,11 @@ def test_producer_above_both_targets_is_met(tmp_path: Path) -> None:
     assert producer["met"] is True
 
 
-def test_streaming_uses_slower_query_and_latency_in_seconds(results: Path) -> None:
+def test_streaming_reports_the_ticks_query_the_bars_lag_and_latency_in_seconds(results: Path) -> None:
     records = records_by_name(results)
     backlog = records["streaming.backlog_ticks_per_s"]
     assert backlog["measured"] == 90_000.0
+    assert records["streaming.bars_lag_s"]["measured"] == 31.5
     assert backlog["baseline"] is None and backlog["ratio"] is None
     assert backlog["met"] is False
     p95 = records["streaming.latency_p95_s"]
