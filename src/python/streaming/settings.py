@@ -44,7 +44,7 @@ class StreamingSettings(BaseSettings):
     topic: str = Field(default=TICKS_TOPIC.name, description="Kafka topic carrying the ticks.")
     trigger_seconds: float = Field(default=1.0, gt=0.0, description="Micro-batch trigger interval.")
     max_offsets_per_trigger: int | None = Field(
-        default=500_000, ge=1, description="Most Kafka records per micro-batch (all queries); unset = no cap."
+        default=1_000_000, ge=1, description="Most Kafka records per ticks micro-batch; unset = no cap."
     )
     starting_offsets: str = Field(
         default="earliest",
