@@ -125,7 +125,7 @@ class Query:
     route: Callable[[DataFrame], DataFrame]
     trigger_setting: str
     """The StreamingSettings field holding the query's trigger interval in seconds."""
-    small_output: bool = False
+    write_in_driver: bool = False
     """Write batches from the driver (`write_batch(in_driver=True)`): a few rows per batch."""
 
     def trigger_seconds(self, settings: StreamingSettings) -> float:
@@ -290,7 +290,7 @@ def run(
 
     def starter(name: str) -> Callable[[], StreamingQuery]:
         query = QUERIES[name]
-        sink = LakeSink(query.route, lake, book, query.small_output)
+        sink = LakeSink(query.route, lake, book, query.write_in_driver)
         return lambda: start_query(query.source(spark, settings, kafka, lake), query, settings, sink)
 
     starters = {name: starter(name) for name in names}

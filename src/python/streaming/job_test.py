@@ -93,7 +93,7 @@ def running_job(spark: SparkSession, tmp_path: Path) -> Iterator[tuple[KafkaLike
             lake_bar_partials(spark, settings, KafkaSettings(), lake),
             bars,
             settings,
-            LakeSink(bars.route, lake, book, bars.small_output),
+            LakeSink(bars.route, lake, book, bars.write_in_driver),
         ),
     ]
     try:

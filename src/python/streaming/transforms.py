@@ -146,7 +146,7 @@ MINUTE_US = 60_000_000
 PRICE_SCALE = 8
 """VWAP notional is exact in units of 10^-PRICE_SCALE USD (prices rounded to 8 decimals, as decimal(18,8))."""
 _PRICED_BELOW = 1e10
-"""Prices from here on do not fit decimal(18,8): such a tick makes its bar's VWAP NULL (as in `bars_1m`)."""
+"""Prices from here on do not fit decimal(18,8): such a tick makes its bar's VWAP NULL."""
 _INT64_MAX = 2**63 - 1
 _NOTIONAL_TYPE = pa.decimal128(38, PRICE_SCALE)
 BAR_PARTIALS_SCHEMA = pa.schema(
@@ -176,7 +176,7 @@ BAR_PARTIALS_DDL = (
 
 
 def bar_partials(ticks: pa.Table) -> pa.Table:
-    """Partial 1-minute bars of some valid ticks (the ticks one writer task holds), for `bars_from_partials`.
+    """Partial 1-minute bars of some valid ticks (a writer task's, an Arrow batch), for `merge_bar_partials`.
 
     Open/close carry their (ts_us, seq) so that partials merge in any order; volume and notional are exact
     (Python integers; NULL when they overflow bigint / decimal(38,8)), so merging them is exact too.
@@ -223,30 +223,32 @@ def _notional(units: int) -> Decimal | None:
     return Decimal(units).scaleb(-PRICE_SCALE) if abs(units) < 10**38 else None
 
 
-def bars_from_partials(partials: DataFrame, watermark_delay: str) -> DataFrame:
-    """1-minute bars (append mode) merged from the partial bars of every micro-batch task (`bar_partials`).
+def partial_bars_of_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """mapInArrow function: the partial bars (`bar_partials`) of each Arrow batch of ticks."""
+    for batch in batches:
+        yield from bar_partials(pa.Table.from_batches([batch])).to_batches()
 
-    The watermark runs on window_start: a bar is written once no partial of a later minute than
-    window_start + delay can still come. Merging is exact and order-free: open/close by (ts_us, seq), sums
-    of integers and decimals; a bar whose volume or notional overflowed in any partial gets NULL there.
+
+def merge_bar_partials(partials: DataFrame) -> DataFrame:
+    """1-minute bars merged from partial bars (`bar_partials`) of any slicing of the ticks.
+
+    Merging is exact and order-free: open/close by (ts_us, seq), sums of integers and decimals; a bar whose
+    volume or notional overflowed in any partial gets NULL there, and a bar with a price that does not fit
+    decimal(18,8) gets a NULL vwap.
     """
 
     def all_present(name: str) -> Column:
         return F.count(F.col(name)) == F.count(F.lit(1))
 
-    merged = (
-        partials.withWatermark("window_start", watermark_delay)
-        .groupBy("symbol", "window_start")
-        .agg(
-            F.min_by("open", F.struct("open_ts_us", "open_seq")).alias("open"),
-            F.max("high").alias("high"),
-            F.min("low").alias("low"),
-            F.max_by("close", F.struct("close_ts_us", "close_seq")).alias("close"),
-            F.when(all_present("volume"), F.try_sum("volume")).alias("volume"),
-            F.when(all_present("notional"), F.try_sum("notional")).alias("_notional"),
-            F.sum("priced_count").alias("_priced"),
-            F.sum("trade_count").alias("trade_count"),
-        )
+    merged = partials.groupBy("symbol", "window_start").agg(
+        F.min_by("open", F.struct("open_ts_us", "open_seq")).alias("open"),
+        F.max("high").alias("high"),
+        F.min("low").alias("low"),
+        F.max_by("close", F.struct("close_ts_us", "close_seq")).alias("close"),
+        F.when(all_present("volume"), F.try_sum("volume")).alias("volume"),
+        F.when(all_present("notional"), F.try_sum("notional")).alias("_notional"),
+        F.sum("priced_count").alias("_priced"),
+        F.sum("trade_count").alias("trade_count"),
     )
     return merged.select(
         "symbol",
@@ -264,44 +266,22 @@ def bars_from_partials(partials: DataFrame, watermark_delay: str) -> DataFrame:
     )
 
 
-def bars_1m(ticks: DataFrame) -> DataFrame:
-    """1-minute OHLCV bars per symbol from valid, de-duplicated ticks with a watermark (append mode).
+def bars_from_partials(partials: DataFrame, watermark_delay: str) -> DataFrame:
+    """The bars query: `merge_bar_partials` in append mode, with the watermark on window_start.
 
-    Open/close are the prices of the earliest/latest tick by (ts_us, seq), so ties in time resolve the
-    same way on every run; VWAP divides an exact decimal notional by the volume, so it does not depend on
-    the order Spark adds rows in.
+    A bar is written once no partial of a later minute than window_start + delay can still come.
     """
-    order = F.struct(F.col("ts_us"), F.col("seq"))
-    # ANSI mode: an overflow must yield NULL, never an exception that would stop (and on replay re-stop)
-    # the stream; prices >= 1e10 USD or per-minute notional >= 1e30 give a NULL vwap.
-    notional = F.col("price").try_cast("decimal(18,8)") * F.col("size").cast("decimal(19,0)")
-    return (
-        ticks.groupBy(F.window(F.col(EVENT_TIME), "1 minute"), F.col("symbol"))
-        .agg(
-            F.min_by("price", order).alias("open"),
-            F.max("price").alias("high"),
-            F.min("price").alias("low"),
-            F.max_by("price", order).alias("close"),
-            F.try_sum("size").alias("volume"),
-            F.try_sum(notional).alias("_notional"),
-            F.count(notional).alias("_priced"),
-            F.count(F.lit(1)).alias("trade_count"),
-        )
-        .select(
-            "symbol",
-            F.col("window.start").alias("window_start"),
-            F.col("window.end").alias("window_end"),
-            "open",
-            "high",
-            "low",
-            "close",
-            "volume",
-            F.when(
-                F.col("_priced") == F.col("trade_count"), F.col("_notional").cast("double") / F.col("volume")
-            ).alias("vwap"),
-            "trade_count",
-        )
-    )
+    return merge_bar_partials(partials.withWatermark("window_start", watermark_delay))
+
+
+def bars_1m(ticks: DataFrame) -> DataFrame:
+    """1-minute OHLCV bars of valid, de-duplicated ticks in a batch job (rebuilds), by the streaming rules.
+
+    The same code as the streaming bars: partial bars of each Arrow batch (`bar_partials`), merged
+    (`merge_bar_partials`), so a rebuilt hour holds exactly the bars streaming would have written.
+    """
+    columns = ticks.select("symbol", "ts_us", "seq", "price", "size")
+    return merge_bar_partials(columns.mapInArrow(partial_bars_of_batches, BAR_PARTIALS_DDL))
 
 
 # --- routing rows to lake tables ---------------------------------------------------------------------

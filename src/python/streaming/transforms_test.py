@@ -22,8 +22,8 @@ from streaming.transforms import (
     TICK_COLUMNS,
     bar_partials,
     bars_1m,
-    bars_from_partials,
     is_valid,
+    merge_bar_partials,
     parse_ticks,
     route_ticks_batch,
 )
@@ -136,12 +136,12 @@ def _bars_via_partials(ticks: DataFrame, chunks: int) -> DataFrame:
     size = max(1, -(-table.num_rows // chunks))
     partials = pa.concat_tables([bar_partials(table.slice(i, size)) for i in range(0, table.num_rows, size)])
     frame = ticks.sparkSession.createDataFrame(partials.to_pandas(), BAR_PARTIALS_DDL)
-    return bars_from_partials(frame, "1 minute")
+    return merge_bar_partials(frame)
 
 
 BAR_IMPLEMENTATIONS: dict[str, Callable[[DataFrame], DataFrame]] = {
-    "one_pass": bars_1m,  # batch rebuilds
-    "partials": lambda ticks: _bars_via_partials(ticks, 3),  # the streaming bars query
+    "batch_job": bars_1m,  # rebuilds: partials per Arrow batch, merged by Spark
+    "writer_slices": lambda ticks: _bars_via_partials(ticks, 3),  # as the streaming writers slice them
 }
 
 

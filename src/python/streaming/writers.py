@@ -27,6 +27,7 @@ from tickstream.lake import (
     TABLES,
     TICKS,
     LakeLocation,
+    TableSpec,
     object_key,
     parquet_bytes,
     put_object,
@@ -112,31 +113,28 @@ class PartitionWriter:
         if not collected or not sum(b.num_rows for b in collected):
             return
         filesystem, base = self.lake.filesystem()
-        written = []
-        for table, date, hour, group in hour_groups(pa.Table.from_batches(collected)):
-            key = object_key(TABLES[table], date, hour, self.query_id, self.epoch_id, task)
-            payload = parquet_bytes(table_rows(table, group))
+        written: list[dict[str, object]] = []
+
+        def put(spec: TableSpec, date: str, hour: str, rows: pa.Table, reasons: dict[str, int]) -> None:
+            key = object_key(spec, date, hour, self.query_id, self.epoch_id, task)
+            payload = parquet_bytes(rows)
             put_object(filesystem, f"{base}/{key}", payload)
             written.append(
                 {
-                    "table": table,
+                    "table": spec.name,
                     "key": key,
-                    "rows": group.num_rows,
+                    "rows": rows.num_rows,
                     "bytes": payload.size,
-                    "reasons": _reason_counts(group) if table == QUARANTINE.name else {},
+                    "reasons": list(reasons.items()),
                 }
             )
+
+        for table, date, hour, group in hour_groups(pa.Table.from_batches(collected)):
+            reasons = _reason_counts(group) if table == QUARANTINE.name else {}
+            put(TABLES[table], date, hour, table_rows(table, group), reasons)
             if table == TICKS.name:  # the bars query's input: this task's partial bars of the hour
-                partials = bar_partials(group)
-                key = object_key(BAR_PARTIALS, date, hour, self.query_id, self.epoch_id, task)
-                payload = parquet_bytes(partials)
-                put_object(filesystem, f"{base}/{key}", payload)
-                written.append(
-                    {"table": BAR_PARTIALS.name, "key": key, "rows": partials.num_rows, "bytes": payload.size}
-                )
-        yield pa.RecordBatch.from_pylist(
-            [{**w, "reasons": list(w.get("reasons", {}).items())} for w in written], schema=_WRITTEN_ARROW
-        )
+                put(BAR_PARTIALS, date, hour, bar_partials(group), {})
+        yield pa.RecordBatch.from_pylist(written, schema=_WRITTEN_ARROW)
 
 
 def _reason_counts(rows: pa.Table) -> dict[str, int]:
