@@ -169,6 +169,7 @@ def streaming_records(data: dict[str, Any]) -> list[Record]:
     latency = data["latency"]
     rate = f"{latency['rate_ticks_per_s']:,.0f} ticks/s"
     p95_target = targets.get("latency_p95_ms")
+    baseline_rate = float(data["kafka_consumer_perf_test"]["records_per_s"])
     return [
         Record(
             stage="streaming",
@@ -177,6 +178,8 @@ def streaming_records(data: dict[str, Any]) -> list[Record]:
             unit="ticks/s",
             better="higher",
             measured=float(backlog["ticks"]["ticks_per_s"] or 0.0),
+            baseline=baseline_rate,
+            baseline_name="kafka-consumer-perf-test, read only",
             target_measured=targets.get("ticks_per_s"),
         ),
         Record(

@@ -58,8 +58,9 @@ class Stage:
 STAGES = (
     # 5M ticks through our producer, then kafka-producer-perf-test: ~1 min.
     Stage("producer", "bench/producer_bench.py", ["--records", "5000000"], 1, True),
-    # 5M-tick backlog (~2 min incl. JVM start), then 60 s at 10k ticks/s + 15 s drain: ~4 min.
-    Stage("streaming", "bench/streaming_bench.py", ["--backlog", "5000000", "--seconds", "60"], 5, True),
+    # 10M-tick backlog (100 s of event time: the de-duplication state reaches its steady size, 2 x 30 s of
+    # keys; ~2.5 min incl. JVM start), then 60 s at 10k ticks/s + 15 s drain: ~5 min.
+    Stage("streaming", "bench/streaming_bench.py", ["--backlog", "10000000", "--seconds", "60"], 6, True),
     # One full hour as streaming writes it (18M ticks, 3,600 objects), compacted by the Spark job: ~6 min.
     Stage("compaction", "bench/compaction_bench.py", ["--rate", "5000", "--seconds", "3600"], 6, False),
     # One day at 100 ticks/s (8.64M ticks, 10k objects), dbt build full + hourly, queries: ~3.5 min.

@@ -19,7 +19,7 @@ def test_dry_run_prints_every_benchmark_in_order_then_the_report(capsys: pytest.
         "bench/report.py",
     ]
     assert all(line.split()[0].endswith("/pants") and line.split()[1] == "run" for line in lines)
-    assert lines[1].endswith("-- --backlog 5000000 --seconds 60")
+    assert lines[1].endswith("-- --backlog 10000000 --seconds 60")
 
 
 def test_only_selects_stages_in_the_fixed_order(capsys: pytest.CaptureFixture[str]) -> None:

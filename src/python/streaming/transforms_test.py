@@ -17,6 +17,7 @@ from streaming.transforms import (
     BAR_COLUMNS,
     BAR_PARTIALS_DDL,
     EVENT_TIME,
+    PARTITION_TIME,
     QUARANTINE_COLUMNS,
     TABLE,
     TICK_COLUMNS,
@@ -114,15 +115,16 @@ def test_rejected_rows_keep_raw_bytes_and_kafka_coordinates(kafka_rows: KafkaRow
     rows = {r[TABLE]: r for r in routed.collect()}
     bad, good = rows["quarantine"], rows["ticks"]
     assert (bytes(bad.raw_value), bad.reason, bad.kafka_offset) == (b"oops", "not_json", 0)
-    assert (bad.date, bad.hour) == ("2024-03-01", "09")  # quarantine: by Kafka timestamp
-    assert (good.date, good.hour, good.symbol) == ("2024-03-01", "09", "AAPL")  # ticks: by event time
+    assert bad[PARTITION_TIME] == bad.kafka_ts  # quarantine: by Kafka timestamp
+    event_time = datetime.fromtimestamp(T0 / 1e6, tz=UTC).replace(tzinfo=None)
+    assert (good[PARTITION_TIME], good.symbol) == (event_time, "AAPL")  # ticks: by event time
     assert set(TICK_COLUMNS) | set(QUARANTINE_COLUMNS) <= set(routed.columns)
 
 
 def test_valid_ticks_are_partitioned_by_event_time_not_kafka_time(kafka_rows: KafkaRows) -> None:
     early = make_tick("MSFT", 1, T0 - 3_600_000_000, 400.0, 10, 399.9, 400.1)  # 08:29
     routed = route_ticks_batch(parse_ticks(kafka_rows([encode_tick(early)])))
-    assert [(r.date, r.hour) for r in routed.collect()] == [("2024-03-01", "08")]
+    assert [r[PARTITION_TIME] for r in routed.collect()] == [datetime(2024, 3, 1, 8, 29)]
 
 
 def _ticks(kafka_rows: KafkaRows, ticks: list[tuple[str, int, int, float, int]]) -> DataFrame:

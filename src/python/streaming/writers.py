@@ -15,12 +15,13 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark import TaskContext
 from pyspark.sql import DataFrame
 
-from streaming.transforms import TABLE, TABLE_COLUMNS, bar_partials
+from streaming.transforms import PARTITION_TIME, TABLE, TABLE_COLUMNS, bar_partials
 from tickstream.lake import (
     BAR_PARTIALS,
     QUARANTINE,
@@ -28,11 +29,14 @@ from tickstream.lake import (
     TICKS,
     LakeLocation,
     TableSpec,
+    date_hour,
     object_key,
     parquet_bytes,
     put_object,
 )
 
+HOUR_US = 3_600_000_000
+_HOUR = "_hour"
 WRITTEN_SCHEMA = "table string, key string, rows bigint, bytes bigint, reasons map<string,bigint>"
 _WRITTEN_ARROW = pa.schema(
     [
@@ -77,14 +81,14 @@ class BatchOutput:
 
 
 def hour_groups(rows: pa.Table) -> Iterator[tuple[str, str, str, pa.Table]]:
-    """Split routed rows into (table, date, hour, rows of that table/hour) groups."""
-    keys = rows.group_by([TABLE, "date", "hour"]).aggregate([]).to_pylist()
-    for key in keys:
-        mask = pc.and_(
-            pc.and_(pc.equal(rows[TABLE], key[TABLE]), pc.equal(rows["date"], key["date"])),
-            pc.equal(rows["hour"], key["hour"]),
-        )
-        yield key[TABLE], key["date"], key["hour"], rows.filter(mask)
+    """Split routed rows into (table, date, hour, rows of that table/hour) groups, hours in UTC."""
+    ts_us = rows[PARTITION_TIME].cast(pa.int64()).to_numpy()
+    hours = pa.array(np.floor_divide(ts_us, HOUR_US))
+    keyed = pa.table({TABLE: rows[TABLE], _HOUR: hours})
+    for key in keyed.group_by([TABLE, _HOUR]).aggregate([]).to_pylist():
+        mask = pc.and_(pc.equal(keyed[TABLE], key[TABLE]), pc.equal(hours, key[_HOUR]))
+        date, hour = date_hour(key[_HOUR] * HOUR_US)
+        yield key[TABLE], date, hour, rows.filter(mask)
 
 
 def table_rows(table: str, rows: pa.Table) -> pa.Table:

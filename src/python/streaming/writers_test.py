@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 from pyspark.sql import DataFrame
 
 from streaming.conftest import KAFKA_TS, KafkaRows
-from streaming.transforms import parse_ticks, route_ticks_batch
-from streaming.writers import write_batch
+from streaming.transforms import PARTITION_TIME, TABLE, parse_ticks, route_ticks_batch
+from streaming.writers import hour_groups, write_batch
 from tickstream.contracts import encode_tick, make_tick
 from tickstream.lake import LakeLocation
 
@@ -89,3 +90,21 @@ def test_empty_batch_writes_nothing(kafka_rows: KafkaRows, tmp_path: Path) -> No
     output = write_batch(_routed(kafka_rows).limit(0), LakeLocation(str(tmp_path)), QUERY_ID, 0)
     assert output.objects == ()
     assert not _objects(tmp_path)
+
+
+def test_hours_are_utc_hours_of_the_partition_time() -> None:
+    moments = [-1, 0, 3_599_999_999, 3_600_000_000, 1_709_287_200_000_000]  # 1969, 1970 00h/01h, 2024
+    rows = pa.table(
+        {
+            TABLE: ["ticks", "ticks", "ticks", "quarantine", "ticks"],
+            PARTITION_TIME: pa.array(moments, pa.timestamp("us", tz="UTC")),
+            "n": list(range(5)),
+        }
+    )
+    groups = {(t, d, h): g["n"].to_pylist() for t, d, h, g in hour_groups(rows)}
+    assert groups == {
+        ("ticks", "1969-12-31", "23"): [0],
+        ("ticks", "1970-01-01", "00"): [1, 2],
+        ("quarantine", "1970-01-01", "01"): [3],
+        ("ticks", "2024-03-01", "10"): [4],
+    }
