@@ -81,11 +81,8 @@ def measure_kafka_consumer_perf(bootstrap: str, topic: str, records: int) -> dic
         raise RuntimeError(
             f"{CONSUMER_PERF_CLASS} failed ({completed.returncode}): {completed.stderr[-2000:]}"
         )
-    summary = dict(
-        zip(
-            (h.strip() for h in lines[-2].split(",")), (v.strip() for v in lines[-1].split(",")), strict=False
-        )
-    )
+    header, values = (line.split(",") for line in lines[-2:])  # CSV: a header line, then the figures
+    summary = {name.strip(): value.strip() for name, value in zip(header, values, strict=True)}
     return {
         "records": int(summary["data.consumed.in.nMsg"]),
         "records_per_s": float(summary["nMsg.sec"]),
