@@ -37,7 +37,7 @@ from streaming.settings import StreamingSettings
 from streaming.spark_session import build_spark_session, cached_connector_jars, spark_conf
 from streaming.status import StatusBook, StatusListener, StatusStore
 from streaming.transforms import (
-    BAR_PARTIALS_DDL,
+    BAR_PARTIALS_SPARK_SCHEMA,
     bars_from_partials,
     dedup_within_watermark,
     from_kafka,
@@ -107,7 +107,7 @@ def lake_bar_partials(
     if not filesystem.get_file_info(marker).is_file:
         put_object(filesystem, marker, b"")
     return (
-        spark.readStream.schema(BAR_PARTIALS_DDL)
+        spark.readStream.schema(BAR_PARTIALS_SPARK_SCHEMA)
         .option("recursiveFileLookup", "true")  # date=/hour= directories, listed (not globbed)
         .option("pathGlobFilter", "part-*.parquet")
         .option("cleanSource", "delete")

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import from_arrow_schema
 
 from tickstream.contracts import DEDUP_KEY_FIELDS, FIELD_NAMES, TICK_FIELDS, decode_tick_batch
 from tickstream.lake import BARS_1M, QUARANTINE, TICKS
@@ -170,11 +171,8 @@ BAR_PARTIALS_SCHEMA = pa.schema(
     ]
 )
 """Columns of a partial bar: one (symbol, minute) over the ticks of one micro-batch task."""
-BAR_PARTIALS_DDL = (
-    "symbol string, window_start timestamp, open double, open_ts_us bigint, open_seq bigint, high double, "
-    "low double, close double, close_ts_us bigint, close_seq bigint, volume bigint, "
-    f"notional decimal(38,{PRICE_SCALE}), priced_count bigint, trade_count bigint"
-)
+BAR_PARTIALS_SPARK_SCHEMA = from_arrow_schema(BAR_PARTIALS_SCHEMA)
+"""The same columns as Spark types (the bars query's file source, rebuilds' mapInArrow)."""
 
 
 def bar_partials(ticks: pa.Table) -> pa.Table:
@@ -283,7 +281,7 @@ def bars_1m(ticks: DataFrame) -> DataFrame:
     (`merge_bar_partials`), so a rebuilt hour holds exactly the bars streaming would have written.
     """
     columns = ticks.select("symbol", "ts_us", "seq", "price", "size")
-    return merge_bar_partials(columns.mapInArrow(partial_bars_of_batches, BAR_PARTIALS_DDL))
+    return merge_bar_partials(columns.mapInArrow(partial_bars_of_batches, BAR_PARTIALS_SPARK_SCHEMA))
 
 
 # --- routing rows to lake tables ---------------------------------------------------------------------

@@ -15,7 +15,7 @@ from pyspark.sql import DataFrame
 from streaming.conftest import KAFKA_TS, KafkaRows
 from streaming.transforms import (
     BAR_COLUMNS,
-    BAR_PARTIALS_DDL,
+    BAR_PARTIALS_SPARK_SCHEMA,
     EVENT_TIME,
     PARTITION_TIME,
     QUARANTINE_COLUMNS,
@@ -137,7 +137,7 @@ def _bars_via_partials(ticks: DataFrame, chunks: int) -> DataFrame:
     table = ticks.toArrow()
     size = max(1, -(-table.num_rows // chunks))
     partials = pa.concat_tables([bar_partials(table.slice(i, size)) for i in range(0, table.num_rows, size)])
-    frame = ticks.sparkSession.createDataFrame(partials.to_pandas(), BAR_PARTIALS_DDL)
+    frame = ticks.sparkSession.createDataFrame(partials.to_pandas(), BAR_PARTIALS_SPARK_SCHEMA)
     return merge_bar_partials(frame)
 
 

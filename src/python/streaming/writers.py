@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark import TaskContext
 from pyspark.sql import DataFrame
+from pyspark.sql.pandas.types import from_arrow_schema
 
 from streaming.transforms import PARTITION_TIME, TABLE, TABLE_COLUMNS, bar_partials
 from tickstream.lake import (
@@ -37,7 +38,6 @@ from tickstream.lake import (
 
 HOUR_US = 3_600_000_000
 _HOUR = "_hour"
-WRITTEN_SCHEMA = "table string, key string, rows bigint, bytes bigint, reasons map<string,bigint>"
 _WRITTEN_ARROW = pa.schema(
     [
         ("table", pa.string()),
@@ -47,6 +47,7 @@ _WRITTEN_ARROW = pa.schema(
         ("reasons", pa.map_(pa.string(), pa.int64())),
     ]
 )
+WRITTEN_SCHEMA = from_arrow_schema(_WRITTEN_ARROW)
 
 
 @dataclass(frozen=True)
