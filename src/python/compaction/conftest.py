@@ -1,40 +1,29 @@
-"""Fixtures for the compaction tests: one local SparkSession per test session; the services fixtures."""
+"""Fixtures for the compaction tests: one local SparkSession per test process; services and test lakes."""
 
 from __future__ import annotations
 
-import os
-import sys
-import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from pyspark.sql import SparkSession
 
-from streaming.settings import StreamingSettings
-from streaming.spark_session import build_spark_session, spark_conf
-from tickstream.settings import S3Settings
 from tickstream.testing.services import (  # noqa: F401  (fixtures for the integration tests)
     kafka_bootstrap,
     kafka_service,
+    local_lake,
+    s3_lake,
     s3_service,
     s3_settings,
     services_paths,
     spark_connector_jars,
 )
+from tickstream.testing.spark import test_session
 
 
 @pytest.fixture(scope="session")
-def spark() -> Iterator[SparkSession]:
-    """A local[2] SparkSession with the job's settings but no connector jars (local lake directories)."""
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    os.environ["TZ"] = "UTC"
-    time.tzset()
-    settings = StreamingSettings(
-        master="local[2]", shuffle_partitions=2, app_name="tickstream-compaction-tests"
-    )
-    conf = spark_conf(settings, S3Settings(), jars=[])
-    conf["spark.sql.adaptive.enabled"] = "false"
-    session = build_spark_session(conf)
-    session.sparkContext.setLogLevel("ERROR")
+def spark(spark_connector_jars: list[Path]) -> Iterator[SparkSession]:
+    """A local[2] SparkSession with Iceberg; each test registers its own lake's catalog."""
+    session = test_session("tickstream-compaction-tests", spark_connector_jars)
     yield session
     session.stop()

@@ -1,29 +1,25 @@
 """The compaction job: `python -m compaction.job --table T (--date D --hour H | --from T --to T)`.
 
-For every requested closed hour of every table (see docs/compaction.md):
+Iceberg maintenance of the lake's tables (docs/compaction.md):
 
-1. refuse unless the hour is closed (streaming watermark in `_status/streaming.json` past its end + margin);
-2. plan from the committed view of the hour (`tickstream.lake.committed_hour`): nothing there, already
-   compacted (no-op), or compact the committed objects;
-3. read them with Spark, checksum them, write range-partitioned, key-sorted zstd objects of about the target
-   size to `compacted/<table>/date=D/hour=H/<run_id>/` (run id = hash of the inputs: a re-run after a
-   crash overwrites its own objects), read those back and checksum them: any difference aborts the hour,
-   deletes the new objects, keeps the old ones and exits non-zero;
-4. commit with one PUT of the hour's manifest;
-5. garbage-collect what the current manifest made unneeded, once the grace period has passed.
+1. refuse unless every requested hour is closed (the streaming status in `_status/streaming.json` shows its
+   watermark past the hour's end + margin): compacting an open hour is safe but wasted;
+2. per hour, rewrite the small data files the stream appended into few sorted ones of about the target size
+   (Iceberg's `rewrite_data_files`, sort strategy, filtered to the hour): one atomic commit that readers see
+   whole or not at all; an hour already compacted has no file to rewrite and is left as it is;
+3. per table, maintenance: expire old snapshots (deleting the files only they referenced), merge the
+   manifests, and delete orphan files (of commits that crashed) older than a safety age.
 
-Prints one JSON report on stdout (and one log line per hour on stderr). Exit codes: 0 done (or nothing to
-do), 1 failed (verification, concurrent change, error), 2 usage, 3 refused (an hour is still open).
+Streaming appends to the same tables meanwhile: Iceberg retries a commit that raced another.
+Prints one JSON report on stdout (and log lines on stderr). Exit codes: 0 done (or nothing to do),
+1 failed, 2 usage, 3 refused (an hour is still open).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
-import os
-import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -33,66 +29,19 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from compaction.plan import (
-    Closedness,
-    HourPartition,
-    HourPlan,
-    Listed,
-    VerificationError,
-    closedness,
-    garbage,
-    parse_timestamp,
-    partitions,
-    plan_hour,
-    verify,
-)
+from compaction.plan import Closedness, HourPartition, closedness, parse_timestamp, partitions
 from compaction.settings import CompactionSettings
-from tickstream.lake import (
-    BARS_1M,
-    TICKS,
-    LakeLocation,
-    LakeObject,
-    Manifest,
-    committed_hour,
-    compacted_hour_dir,
-    list_objects,
-    partition_dir,
-    read_manifest,
-    read_status,
-    write_manifest,
-)
+from tickstream.lake import BARS_1M, TICKS, LakeLocation, read_status
 from tickstream.logs import configure_logging, get_logger
-from tickstream.settings import S3Settings
+from tickstream.settings import CatalogSettings, S3Settings
 
-if TYPE_CHECKING:  # pyspark is imported lazily: `--check-closed` and `--gc` never start Spark
+if TYPE_CHECKING:  # pyspark is imported lazily: `--check-closed` never starts Spark
     from pyspark.sql import SparkSession
 
 log = get_logger("compaction.job")
 
 COMPACTABLE = (TICKS.name, BARS_1M.name)
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED = 0, 1, 2, 3
-FAIL_POINT_ENV = "TICKSTREAM_COMPACTION_FAIL_POINT"
-"""Test hook: `after_write` SIGKILLs the job after the new objects are written, before the manifest."""
-FAIL_ONCE_ENV = "TICKSTREAM_COMPACTION_FAIL_ONCE_FILE"
-"""Test hook: with a fail point, fail only while this file does not exist (the failing run creates it)."""
-
-
-def fail_point_armed(point: str) -> bool:
-    """Whether the test hook asks to fail at `point` now (see FAIL_POINT_ENV, FAIL_ONCE_ENV)."""
-    if os.environ.get(FAIL_POINT_ENV) != point:
-        return False
-    once = os.environ.get(FAIL_ONCE_ENV)
-    if not once:
-        return True
-    try:
-        with open(once, "x"):
-            return True  # first time: created the marker, fail
-    except FileExistsError:
-        return False
-
-
-class ConcurrentChangeError(RuntimeError):
-    """The hour's manifest changed while this run compacted it."""
 
 
 @dataclass
@@ -103,166 +52,116 @@ class HourReport:
     date: str
     hour: str
     action: str
-    run_id: str = ""
+    """compact (files rewritten), noop (already compacted), empty (no rows) or failed."""
     files_before: int = 0
     bytes_before: int = 0
     files_after: int = 0
     bytes_after: int = 0
     rows: int = 0
     duration_s: float = 0.0
-    deleted: int = 0
     error: str | None = None
-    checksum: dict[str, str] = field(default_factory=dict)
-    phases_s: dict[str, float] = field(default_factory=dict)
 
 
-# --- reading lake state ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class HourFiles:
+    """The data files of one hour in a table's current snapshot."""
+
+    files: int
+    rows: int
+    bytes: int
 
 
-def listed(location: LakeLocation, prefix: str, recursive: bool) -> list[Listed]:
-    """Objects under `prefix` with their modification times."""
-    base = location.filesystem()[1]
-    found = []
-    for info in list_objects(location, prefix, recursive=recursive):
-        modified = info.mtime or datetime.now(UTC)
-        modified = modified if modified.tzinfo else modified.replace(tzinfo=UTC)
-        found.append(Listed(info.path[len(base) + 1 :], int(info.size or 0), modified))
-    return found
+def hour_files(spark: SparkSession, catalog: CatalogSettings, partition: HourPartition) -> HourFiles:
+    """Count the hour's data files, rows and bytes from the table's `files` metadata table."""
+    table = partition.table
+    row = spark.sql(
+        f"SELECT count(*) AS files, coalesce(sum(record_count), 0) AS rows, "
+        f"coalesce(sum(file_size_in_bytes), 0) AS bytes FROM {catalog.spark_identifier(table.name)}.files "
+        f"WHERE partition.{table.partition_column}_hour = {partition.ordinal}"
+    ).collect()[0]
+    return HourFiles(int(row["files"]), int(row["rows"]), int(row["bytes"]))
 
 
-# --- one hour --------------------------------------------------------------------------------------------
+def _sql_time(moment: datetime) -> str:
+    return f"TIMESTAMP '{moment.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S')}'"
 
-Writer = Callable[..., list[LakeObject]]
 
+def rewrite_hour(
+    spark: SparkSession, catalog: CatalogSettings, partition: HourPartition, settings: CompactionSettings
+) -> dict[str, int]:
+    """Rewrite the hour's small files into sorted files of about the target size (one atomic commit).
 
-def compact(
-    spark: SparkSession,
-    location: LakeLocation,
-    plan: HourPlan,
-    write: Writer | None = None,
-    now: Callable[[], datetime] = lambda: datetime.now(UTC),
-) -> tuple[Manifest, dict[str, float]]:
-    """Rewrite, verify and commit one planned hour; return the published manifest and phase timings (s)."""
-    from pyspark import StorageLevel
-
-    from compaction import spark_io
-
-    spec, date, hour = plan.partition.spec, plan.partition.date, plan.partition.hour
-    phases: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        phases[name] = round(time.perf_counter() - clock, 3)
-        clock = time.perf_counter()
-
-    keys = [o.key for o in plan.inputs]
-    schema = spark_io.table_schema(location, keys[0])
-    # read the small objects once: the checksum pass fills the cache, the write reads from it
-    frame = spark_io.read_objects(spark, location, keys, schema).persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        before = spark_io.checksum(frame, spec)
-        lap("read_checksum_s")
-        written = (write or spark_io.write_sorted)(frame, spec, location, plan.output_dir, plan.files, schema)
-        lap("write_s")
-    finally:
-        frame.unpersist()
-    if fail_point_armed("after_write"):
-        log.warning("fail_point", point="after_write", partition=str(plan.partition))
-        os.kill(os.getpid(), signal.SIGKILL)
-    try:
-        if not written:
-            raise VerificationError(f"{plan.partition}: no compacted object was written")
-        after = spark_io.checksum(
-            spark_io.read_objects(spark, location, [o.key for o in written], schema), spec
-        )
-        verify(plan.partition, before, after, sum(o.rows or 0 for o in written))
-        lap("verify_s")
-        current = read_manifest(location, spec, date, hour)
-        if (current.run_id if current else None) != (plan.previous.run_id if plan.previous else None):
-            raise ConcurrentChangeError(
-                f"{plan.partition}: the manifest changed while compacting (another compaction run?); "
-                "nothing was published, re-run to fold in its result"
-            )
-    except Exception:
-        delete_keys(location, [o.key for o in written if o.key.startswith(plan.output_dir + "/")])
-        raise
-    stamp = now().astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    manifest = Manifest(
-        table=spec.name,
-        date=date,
-        hour=hour,
-        run_id=plan.run_id,
-        created_at=stamp,
-        objects=tuple(written),
-        rows=int(before["rows"]),
-        checksum=before,
-        replaced=plan.replaced,
+    Files already near the target size are not rewritten, so a compacted hour is a no-op. The table's sort
+    order (its sort keys) orders the rows inside every new file.
+    """
+    table = partition.table
+    where = (
+        f"{table.partition_column} >= {_sql_time(partition.start)} AND "
+        f"{table.partition_column} < {_sql_time(partition.end)}"
     )
-    write_manifest(location, manifest)
-    lap("commit_s")
-    return manifest, phases
-
-
-def delete_keys(location: LakeLocation, keys: Sequence[str]) -> int:
-    """Delete objects (missing ones are fine); return how many were asked for."""
-    filesystem, _ = location.filesystem()
-    for key in keys:
-        with contextlib.suppress(FileNotFoundError):
-            filesystem.delete_file(location.path(key))
-    return len(keys)
-
-
-def collect_garbage(location: LakeLocation, partition: HourPartition, grace: timedelta, now: datetime) -> int:
-    """Delete what no reader of this hour needs any more (see `compaction.plan.garbage`)."""
-    spec, date, hour = partition.spec, partition.date, partition.hour
-    manifest = read_manifest(location, spec, date, hour)
-    stream = listed(location, partition_dir(spec, date, hour), recursive=False)
-    compacted = listed(location, compacted_hour_dir(spec, date, hour), recursive=True)
-    found = garbage(partition, manifest, stream, compacted, now, grace)
-    if found.keys:
-        log.info(
-            "garbage_collected",
-            partition=str(partition),
-            replaced_stream=len(found.replaced_stream),
-            superseded=len(found.superseded),
-        )
-    return delete_keys(location, found.keys)
+    options = {
+        "target-file-size-bytes": str(settings.target_bytes),
+        "min-input-files": "2",
+        "partial-progress.enabled": "false",
+        "rewrite-job-order": "files-desc",
+    }
+    option_map = ", ".join(f"'{key}', '{value}'" for key, value in options.items())
+    row = spark.sql(
+        f"CALL {catalog.name}.system.rewrite_data_files(table => '{catalog.identifier(table.name)}', "
+        f"strategy => 'sort', where => \"{where}\", options => map({option_map}))"
+    ).collect()[0]
+    return {key: int(value) for key, value in row.asDict().items()}
 
 
 def compact_hour(
-    location: LakeLocation,
-    partition: HourPartition,
-    settings: CompactionSettings,
-    spark: Callable[[], SparkSession],
+    spark: SparkSession, catalog: CatalogSettings, partition: HourPartition, settings: CompactionSettings
 ) -> HourReport:
-    """Plan, compact (if needed) and garbage-collect one closed hour."""
+    """Compact one closed hour; report the files before and after."""
     started = time.perf_counter()
-    committed = committed_hour(location, partition.spec, partition.date, partition.hour)
-    plan = plan_hour(partition, committed, settings.target_bytes)
+    before = hour_files(spark, catalog, partition)
     report = HourReport(
-        partition.spec.name,
+        partition.table.name,
         partition.date,
         partition.hour,
-        plan.action,
-        plan.run_id,
-        files_before=len(plan.inputs),
-        bytes_before=plan.input_bytes,
+        "empty",
+        files_before=before.files,
+        bytes_before=before.bytes,
+        rows=before.rows,
     )
-    if plan.action == "compact":
-        manifest, phases = compact(spark(), location, plan)
-        report.files_after = len(manifest.objects)
-        report.bytes_after = sum(o.bytes for o in manifest.objects)
-        report.rows = manifest.rows
-        report.checksum = manifest.checksum
-        report.phases_s = phases
-    elif plan.action == "noop" and plan.previous is not None:
-        report.files_after, report.rows = len(plan.previous.objects), plan.previous.rows
-        report.bytes_after = plan.input_bytes
-    grace = timedelta(seconds=settings.grace_seconds)
-    report.deleted = collect_garbage(location, partition, grace, datetime.now(UTC))
+    if before.files:
+        counts = rewrite_hour(spark, catalog, partition, settings)
+        after = hour_files(spark, catalog, partition)
+        report.action = "compact" if counts.get("rewritten_data_files_count") else "noop"
+        report.files_after, report.bytes_after, report.rows = after.files, after.bytes, after.rows
+        if after.rows < before.rows:
+            raise RuntimeError(f"{partition}: {before.rows} rows before the rewrite, {after.rows} after")
     report.duration_s = round(time.perf_counter() - started, 3)
     return report
+
+
+def maintain_table(
+    spark: SparkSession, catalog: CatalogSettings, table: str, settings: CompactionSettings, now: datetime
+) -> dict[str, Any]:
+    """Expire old snapshots, merge manifests and delete old orphan files of one table."""
+    from streaming.iceberg import expire_snapshots, remove_orphan_files, rewrite_manifests
+
+    started = time.perf_counter()
+    expired = expire_snapshots(
+        spark,
+        catalog,
+        table,
+        now - timedelta(minutes=settings.snapshot_retention_minutes),
+        settings.retain_snapshots,
+    )
+    manifests = rewrite_manifests(spark, catalog, table)
+    orphans = remove_orphan_files(spark, catalog, table, now - timedelta(hours=settings.orphan_age_hours))
+    return {
+        "table": table,
+        "expired": expired,
+        "manifests": manifests,
+        "orphan_files_deleted": orphans,
+        "duration_s": round(time.perf_counter() - started, 3),
+    }
 
 
 # --- the run ---------------------------------------------------------------------------------------------
@@ -273,44 +172,43 @@ class Request:
     """A validated command line."""
 
     settings: CompactionSettings
-    location: LakeLocation
+    catalog: CatalogSettings
+    s3: S3Settings
+    status_location: LakeLocation
     partitions: tuple[HourPartition, ...]
-    mode: str  # compact | gc | check-closed
+    mode: str  # compact | check-closed
+    maintain: bool = True
 
 
-def spark_session_factory(settings: CompactionSettings, s3: S3Settings) -> Callable[[], SparkSession]:
-    """A function that starts the SparkSession on first use (no-op and GC runs never start one)."""
-    session: list[SparkSession] = []
+@dataclass
+class SparkOnDemand:
+    """Starts the job's SparkSession on first use (a refused or check-only run never starts one)."""
 
-    def get() -> SparkSession:
-        if not session:
-            from streaming.settings import StreamingSettings
-            from streaming.spark_session import (
-                MissingJarsError,
-                build_spark_session,
-                cached_connector_jars,
-                spark_conf,
+    settings: CompactionSettings
+    s3: S3Settings
+    catalog: CatalogSettings
+    app_name: str = "tickstream-compaction"
+    session: list[SparkSession] = field(default_factory=list)
+
+    def __call__(self) -> SparkSession:
+        """The session, started on the first call."""
+        if not self.session:
+            from streaming.spark_session import base_conf, build_spark_session, cached_connector_jars
+
+            jars = [j for j in self.settings.jars.split(",") if j] or [str(j) for j in cached_connector_jars()]
+            conf = base_conf(
+                self.settings.master, self.app_name, self.settings.driver_memory, self.s3, self.catalog, jars
             )
+            conf["spark.sql.shuffle.partitions"] = "4"
+            self.session.append(build_spark_session(conf))
+            self.session[0].sparkContext.setLogLevel("WARN")
+        return self.session[0]
 
-            jars = [j for j in settings.jars.split(",") if j]
-            if not jars:  # objects are read and written with pyarrow: s3a jars are optional
-                with contextlib.suppress(MissingJarsError):
-                    jars = [str(j) for j in cached_connector_jars()]
-            base = StreamingSettings(
-                master=settings.master,
-                app_name="tickstream-compaction",
-                driver_memory=settings.driver_memory,
-                shuffle_partitions=4,
-            )
-            conf = spark_conf(base, s3, jars)
-            conf["spark.sql.execution.arrow.maxRecordsPerBatch"] = "100000"
-            conf["spark.sql.adaptive.enabled"] = "false"  # exactly `files` range partitions, never coalesced
-            session.append(build_spark_session(conf))
-            session[0].sparkContext.setLogLevel("WARN")
-        return session[0]
-
-    get.session = session  # type: ignore[attr-defined]
-    return get
+    def stop(self) -> None:
+        """Stop the session if it was started."""
+        for session in self.session:
+            session.stop()
+        self.session.clear()
 
 
 def check_closed(
@@ -322,56 +220,52 @@ def check_closed(
     return [closedness(status, partition, margin) for partition in hours]
 
 
-def run(request: Request) -> tuple[int, dict[str, Any]]:
+def run(request: Request, spark: Callable[[], SparkSession] | None = None) -> tuple[int, dict[str, Any]]:
     """Execute a request; return the exit code and the JSON report."""
     started = time.perf_counter()
-    result: dict[str, Any] = {"mode": request.mode, "lake": request.location.root, "hours": []}
-    if request.mode in ("compact", "check-closed"):
-        checks = check_closed(request.location, request.settings, request.partitions)
-        result["closed"] = [
-            {"partition": str(c.partition), "closed": c.closed, "reason": c.reason} for c in checks
-        ]
-        open_hours = [c for c in checks if not c.closed]
-        for check in open_hours:
-            log.warning("partition_open", partition=str(check.partition), reason=check.reason)
-        if open_hours:
-            result["status"] = "refused"
-            result["error"] = "; ".join(c.reason for c in open_hours)
-            return EXIT_REFUSED, result
-        if request.mode == "check-closed":
-            result["status"] = "closed"
-            return EXIT_OK, result
-    spark = spark_session_factory(request.settings, request.location.s3 or S3Settings())
+    result: dict[str, Any] = {"mode": request.mode, "catalog": request.catalog.identifier("*"), "hours": []}
+    checks = check_closed(request.status_location, request.settings, request.partitions)
+    result["closed"] = [{"partition": str(c.partition), "closed": c.closed, "reason": c.reason} for c in checks]
+    open_hours = [c for c in checks if not c.closed]
+    for check in open_hours:
+        log.warning("partition_open", partition=str(check.partition), reason=check.reason)
+    if open_hours:
+        result["status"] = "refused"
+        result["error"] = "; ".join(c.reason for c in open_hours)
+        return EXIT_REFUSED, result
+    if request.mode == "check-closed":
+        result["status"] = "closed"
+        return EXIT_OK, result
+    session = spark or SparkOnDemand(request.settings, request.s3, request.catalog)
     code = EXIT_OK
     try:
         for partition in request.partitions:
-            if request.mode == "gc":
-                grace = timedelta(seconds=request.settings.grace_seconds)
-                deleted = collect_garbage(request.location, partition, grace, datetime.now(UTC))
-                result["hours"].append({"partition": str(partition), "deleted": deleted})
-                continue
             try:
-                report = compact_hour(request.location, partition, request.settings, spark)
-            except (VerificationError, ConcurrentChangeError) as exc:
-                report = HourReport(
-                    partition.spec.name, partition.date, partition.hour, "failed", error=str(exc)
-                )
+                report = compact_hour(session(), request.catalog, partition, request.settings)
             except Exception as exc:
                 log.exception("hour_failed", partition=str(partition))
                 report = HourReport(
-                    partition.spec.name, partition.date, partition.hour, "failed", error=repr(exc)
+                    partition.table.name, partition.date, partition.hour, "failed", error=repr(exc)[:500]
                 )
-            fields = asdict(report)
-            fields.pop("checksum")
-            if report.error:
-                log.error("hour_failed", **fields)
-                result["hours"].append(asdict(report))
                 code = EXIT_FAILED
-                break
-            log.info("hour_compacted" if report.action == "compact" else f"hour_{report.action}", **fields)
+            log.info(f"hour_{report.action}", **asdict(report))
             result["hours"].append(asdict(report))
+            if code:
+                break
+        if not code and request.maintain:
+            now = datetime.now(UTC)
+            tables = sorted({p.table.name for p in request.partitions})
+            result["maintenance"] = []
+            for table in tables:
+                maintained = maintain_table(session(), request.catalog, table, request.settings, now)
+                log.info("table_maintained", **maintained)
+                result["maintenance"].append(maintained)
+    except Exception as exc:
+        log.exception("maintenance_failed")
+        result["error"] = repr(exc)[:500]
+        code = EXIT_FAILED
     finally:
-        for session in getattr(spark, "session", []):
+        if isinstance(session, SparkOnDemand):
             session.stop()
     result["status"] = "failed" if code else "ok"
     result["duration_s"] = round(time.perf_counter() - started, 3)
@@ -393,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The CLI."""
     parser = argparse.ArgumentParser(
         prog="python -m compaction.job",
-        description="Compact closed hours of the lake into few large objects, committed by a manifest.",
+        description="Compact closed hours of the lake's Iceberg tables and maintain the tables.",
         epilog="Options override TICKSTREAM_COMPACTION_* variables; see docs/compaction.md.",
     )
     parser.add_argument("--table", required=True, choices=[*COMPACTABLE, "all"], help="table to compact")
@@ -401,22 +295,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--hour", help="hour (0-23) of --date")
     parser.add_argument("--from", dest="start", type=hour_arg, help="first hour of a range (YYYY-MM-DDTHH)")
     parser.add_argument("--to", dest="end", type=hour_arg, help="end of a range, exclusive (YYYY-MM-DDTHH)")
-    parser.add_argument("--lake-root", help="s3://bucket[/prefix] or a local directory (default: the bucket)")
+    parser.add_argument("--lake-root", help="where the streaming status is: s3://bucket[/prefix] or a directory")
     parser.add_argument("--master", help=CompactionSettings.model_fields["master"].description)
     parser.add_argument(
         "--target-file-mb", type=int, help=CompactionSettings.model_fields["target_file_mb"].description
-    )
-    parser.add_argument(
-        "--grace-seconds", type=int, help=CompactionSettings.model_fields["grace_seconds"].description
     )
     parser.add_argument(
         "--closed-margin-seconds",
         type=int,
         help=CompactionSettings.model_fields["closed_margin_seconds"].description,
     )
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--gc", action="store_true", help="only delete objects past their grace period")
-    mode.add_argument(
+    parser.add_argument("--no-maintenance", action="store_true", help="only rewrite the hours' files")
+    parser.add_argument(
         "--check-closed", action="store_true", help="only check closedness: exit 0 closed, 3 open"
     )
     return parser
@@ -428,7 +318,7 @@ def parse_args(argv: Sequence[str] | None) -> Request:
     args = parser.parse_args(argv)
     overrides = {
         name: value
-        for name in ("master", "target_file_mb", "grace_seconds", "closed_margin_seconds")
+        for name in ("master", "target_file_mb", "closed_margin_seconds")
         if (value := getattr(args, name)) is not None
     }
     try:
@@ -455,8 +345,16 @@ def parse_args(argv: Sequence[str] | None) -> Request:
     s3 = S3Settings()
     root = args.lake_root or settings.lake_root
     location = LakeLocation(root, s3) if root else LakeLocation.for_bucket(s3)
-    mode = "gc" if args.gc else "check-closed" if args.check_closed else "compact"
-    return Request(settings, location, tuple(partitions(tables, start, end)), mode)
+    mode = "check-closed" if args.check_closed else "compact"
+    return Request(
+        settings,
+        CatalogSettings(),
+        s3,
+        location,
+        tuple(partitions(tables, start, end)),
+        mode,
+        maintain=not args.no_maintenance,
+    )
 
 
 def finish(code: int, result: dict[str, Any]) -> int:

@@ -1,4 +1,5 @@
-"""Compaction with local Spark on a local lake directory: rows kept, idempotence, late data, aborts."""
+"""Compaction with local Spark on a local test lake: rows kept, sorted files, idempotence, late rows,
+maintenance, refusal of open hours and the command line."""
 
 from __future__ import annotations
 
@@ -6,148 +7,131 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 
-from compaction import spark_io
-from compaction.job import EXIT_REFUSED, Request, compact_hour, parse_args, run
-from compaction.plan import HourPartition, VerificationError
+from compaction.job import EXIT_REFUSED, Request, compact_hour, maintain_table, parse_args, run
+from compaction.plan import HourPartition
 from compaction.settings import CompactionSettings
-from compaction.testdata import StreamWriter, write_status
-from tickstream.lake import (
-    BARS_1M,
-    TICKS,
-    LakeLocation,
-    LakeObject,
-    committed_hour,
-    committed_objects,
-    read_manifest,
-    stream_objects,
-)
+from compaction.testdata import fill_hour, hour_start, synthetic_ticks, write_status
+from tickstream.catalog import load_table
+from tickstream.lake import BARS_1M, TICKS, LakeLocation, LakeTable
+from tickstream.testing.lake import TestLake
+from tickstream.testing.spark import register_lake
 
 DATE, HOUR = "2024-03-01", "09"
-SETTINGS = CompactionSettings(grace_seconds=3600)
+SETTINGS = CompactionSettings()
 
 
-def read_rows(location: LakeLocation, table: str) -> pa.Table:
-    keys = committed_objects(location, table, DATE, HOUR)
-    rows = pa.concat_tables([pq.read_table(location.path(k)) for k in keys])
-    spec = TICKS if table == TICKS.name else BARS_1M
-    return rows.sort_by([(k, "ascending") for k in spec.sort_keys])
+def sorted_rows(lake: TestLake, table: LakeTable) -> pa.Table:
+    return lake.read(table).sort_by([(key, "ascending") for key in table.sort_keys])
 
 
 @pytest.fixture
-def lake(tmp_path: Path) -> LakeLocation:
-    location = LakeLocation(str(tmp_path / "lake"))
-    write_status(location, datetime(2024, 3, 1, 11, tzinfo=UTC))
-    return location
+def lake(spark: SparkSession, local_lake: TestLake) -> TestLake:
+    return register_lake(spark, local_lake)
 
 
-def test_compaction_keeps_rows_and_is_idempotent(spark: SparkSession, lake: LakeLocation) -> None:
-    writer = StreamWriter(lake, DATE, HOUR)
-    written = writer.ticks(batches=40, rows_per_batch=250)
-    before = read_rows(lake, TICKS.name)
-    assert before.num_rows == written.num_rows == 10_000
+def test_compaction_keeps_rows_sorted_and_is_idempotent(spark: SparkSession, lake: TestLake) -> None:
+    written = fill_hour(lake, DATE, HOUR, batches=40, rows_per_batch=250)
+    before = sorted_rows(lake, TICKS)
+    assert before.num_rows == written.num_rows == 10_000 and lake.files(TICKS) == 40
 
-    report = compact_hour(lake, HourPartition.of(TICKS, DATE, HOUR), SETTINGS, lambda: spark)
+    partition = HourPartition.of(TICKS, DATE, HOUR)
+    report = compact_hour(spark, lake.settings, partition, SETTINGS)
     assert (report.action, report.files_before, report.files_after, report.rows) == ("compact", 40, 1, 10_000)
-    manifest = read_manifest(lake, TICKS, DATE, HOUR)
-    assert manifest is not None and len(manifest.replaced) == 40
-    assert committed_objects(lake, TICKS, DATE, HOUR) == [o.key for o in manifest.objects]
-    after = read_rows(lake, TICKS.name)
-    assert after.equals(before)
-    compacted = pq.read_table(lake.path(manifest.objects[0].key))
-    assert compacted.equals(compacted.sort_by([(k, "ascending") for k in TICKS.sort_keys]))  # sorted by key
-    assert (
-        pq.ParquetFile(lake.path(manifest.objects[0].key)).metadata.row_group(0).column(0).compression
-        == "ZSTD"
-    )
+    assert sorted_rows(lake, TICKS).equals(before)
+    (path,) = lake.read_files(TICKS)
+    compacted = pq.read_table(path)
+    assert compacted.equals(compacted.sort_by([(k, "ascending") for k in TICKS.sort_keys]))  # the sort order
+    assert pq.ParquetFile(path).metadata.row_group(0).column(0).compression == "ZSTD"
+    replace = load_table(lake.catalog, lake.settings, TICKS).current_snapshot()
+    assert replace is not None and replace.summary is not None and replace.summary.operation.value == "replace"
 
-    again = compact_hour(lake, HourPartition.of(TICKS, DATE, HOUR), SETTINGS, lambda: spark)
-    assert again.action == "noop"
-    assert read_manifest(lake, TICKS, DATE, HOUR) == manifest
-    assert read_rows(lake, TICKS.name).equals(before)
+    again = compact_hour(spark, lake.settings, partition, SETTINGS)
+    assert (again.action, again.files_before, again.files_after) == ("noop", 1, 1)
+    assert load_table(lake.catalog, lake.settings, TICKS).current_snapshot() == replace  # no new commit
+    assert sorted_rows(lake, TICKS).equals(before)
 
 
-def test_late_stream_objects_are_read_then_folded_in(spark: SparkSession, lake: LakeLocation) -> None:
-    writer = StreamWriter(lake, DATE, HOUR)
-    writer.ticks(batches=5, rows_per_batch=100)
-    compact_hour(lake, HourPartition.of(TICKS, DATE, HOUR), SETTINGS, lambda: spark)
-    first = read_manifest(lake, TICKS, DATE, HOUR)
-    writer.ticks(batches=2, rows_per_batch=100)  # the hour was not really closed
-    view = committed_hour(lake, TICKS, DATE, HOUR)
-    assert len(view.stream) == 2 and view.manifest == first
-    assert read_rows(lake, TICKS.name).num_rows == 700
+def test_rows_arriving_after_compaction_are_folded_in_next_time(spark: SparkSession, lake: TestLake) -> None:
+    fill_hour(lake, DATE, HOUR, batches=5, rows_per_batch=100)
+    partition = HourPartition.of(TICKS, DATE, HOUR)
+    compact_hour(spark, lake.settings, partition, SETTINGS)
+    late = synthetic_ticks(hour_start(DATE, HOUR), 500, 200, 700)
+    lake.append(TICKS, late.slice(0, 100))
+    lake.append(TICKS, late.slice(100))
+    assert lake.read(TICKS).num_rows == 700 and lake.files(TICKS) == 3
 
-    report = compact_hour(lake, HourPartition.of(TICKS, DATE, HOUR), SETTINGS, lambda: spark)
-    second = read_manifest(lake, TICKS, DATE, HOUR)
-    assert first is not None and second is not None
-    assert (report.action, report.rows, report.files_before) == ("compact", 700, 3)
-    assert second.run_id != first.run_id and len(second.replaced) == 7
-    assert committed_hour(lake, TICKS, DATE, HOUR).stream == ()
-    assert read_rows(lake, TICKS.name).num_rows == 700
+    report = compact_hour(spark, lake.settings, partition, SETTINGS)
+    assert (report.action, report.files_before, report.files_after, report.rows) == ("compact", 3, 1, 700)
+    assert lake.read(TICKS).num_rows == 700
 
 
-def test_bars_are_compacted_with_timestamps_intact(spark: SparkSession, lake: LakeLocation) -> None:
-    StreamWriter(lake, DATE, HOUR).bars(batches=12)
-    before = read_rows(lake, BARS_1M.name)
-    report = compact_hour(lake, HourPartition.of(BARS_1M, DATE, HOUR), SETTINGS, lambda: spark)
-    assert (report.action, report.files_after, report.rows) == ("compact", 1, 120)
-    after = read_rows(lake, BARS_1M.name)
+def test_bars_are_compacted_with_timestamps_intact(spark: SparkSession, lake: TestLake) -> None:
+    fill_hour(lake, DATE, HOUR, batches=12, rows_per_batch=10)
+    before = sorted_rows(lake, BARS_1M)
+    report = compact_hour(spark, lake.settings, HourPartition.of(BARS_1M, DATE, HOUR), SETTINGS)
+    assert (report.action, report.files_before, report.files_after, report.rows) == ("compact", 12, 1, 120)
+    after = sorted_rows(lake, BARS_1M)
     assert after.schema == before.schema and after.equals(before)
 
 
-def test_several_right_sized_files(spark: SparkSession, lake: LakeLocation) -> None:
-    StreamWriter(lake, DATE, HOUR).ticks(batches=8, rows_per_batch=20_000)
-    input_bytes = sum(o.bytes for o in stream_objects(lake, TICKS, DATE, HOUR))
-    settings = CompactionSettings(target_file_mb=1, grace_seconds=0)
-    report = compact_hour(lake, HourPartition.of(TICKS, DATE, HOUR), settings, lambda: spark)
-    assert report.files_after == -(-input_bytes // (1024 * 1024)) > 1
-    keys = committed_objects(lake, TICKS, DATE, HOUR)
-    firsts = [pq.read_table(lake.path(k), columns=["symbol"])["symbol"][0].as_py() for k in keys]
-    assert firsts == sorted(firsts)  # range-partitioned: files follow the key order
-    assert report.deleted == 8 and stream_objects(lake, TICKS, DATE, HOUR) == []  # grace 0: GC at once
+def test_only_the_hour_is_rewritten(spark: SparkSession, lake: TestLake) -> None:
+    fill_hour(lake, DATE, "09", batches=4, rows_per_batch=50)
+    fill_hour(lake, DATE, "10", batches=3, rows_per_batch=50)
+    compact_hour(spark, lake.settings, HourPartition.of(TICKS, DATE, "09"), SETTINGS)
+    assert lake.files(TICKS) == 1 + 3
 
 
-def test_verification_failure_aborts_and_keeps_old_objects(spark: SparkSession, lake: LakeLocation) -> None:
-    StreamWriter(lake, DATE, HOUR).ticks(batches=4, rows_per_batch=50)
-    keys_before = committed_objects(lake, TICKS, DATE, HOUR)
-
-    def lossy(frame: DataFrame, spec, location, output_dir, files, schema) -> list[LakeObject]:  # type: ignore[no-untyped-def]
-        return spark_io.write_sorted(frame.limit(199), spec, location, output_dir, files, schema)
-
-    from compaction import job
-
-    partition = HourPartition.of(TICKS, DATE, HOUR)
-    plan = job.plan_hour(partition, committed_hour(lake, TICKS, DATE, HOUR), SETTINGS.target_bytes)
-    with pytest.raises(VerificationError, match="rows: before '200', after '199'"):
-        job.compact(spark, lake, plan, write=lossy)
-    assert read_manifest(lake, TICKS, DATE, HOUR) is None
-    assert committed_objects(lake, TICKS, DATE, HOUR) == keys_before
-    assert not Path(lake.path(plan.output_dir)).exists() or not any(
-        Path(lake.path(plan.output_dir)).iterdir()
-    )
+def test_several_right_sized_files(spark: SparkSession, lake: TestLake) -> None:
+    fill_hour(lake, DATE, HOUR, batches=24, rows_per_batch=10_000)
+    settings = CompactionSettings(target_file_mb=1)
+    report = compact_hour(spark, lake.settings, HourPartition.of(TICKS, DATE, HOUR), settings)
+    print(report)
+    assert report.action == "compact" and 1 < report.files_after < report.files_before == 24
+    assert report.bytes_before / report.files_before < 0.75 * 1024 * 1024  # small: rewritten
+    assert report.bytes_after / report.files_after < 1.5 * 1024 * 1024
+    assert lake.read(TICKS).num_rows == 240_000
 
 
-def test_open_partition_is_refused(lake: LakeLocation) -> None:
-    StreamWriter(lake, DATE, "10").ticks(batches=1, rows_per_batch=10)
-    request = parse_args(["--table", "all", "--date", DATE, "--hour", "10", "--lake-root", lake.root])
-    code, result = run(request)
+def test_maintenance_expires_snapshots_and_deletes_orphans(spark: SparkSession, lake: TestLake) -> None:
+    fill_hour(lake, DATE, HOUR, batches=6, rows_per_batch=100)
+    compact_hour(spark, lake.settings, HourPartition.of(TICKS, DATE, HOUR), SETTINGS)
+    table = load_table(lake.catalog, lake.settings, TICKS)
+    orphan = f"{table.location()}/data/orphan-from-a-crashed-commit.parquet".removeprefix("file://")
+    pq.write_table(synthetic_ticks(hour_start(DATE, HOUR), 0, 5, 5), orphan)
+    assert len(table.snapshots()) == 7
+
+    settings = CompactionSettings(snapshot_retention_minutes=0, retain_snapshots=1, orphan_age_hours=0)
+    result = maintain_table(spark, lake.settings, TICKS.name, settings, datetime.now(UTC))
+    assert result["expired"]["deleted_data_files_count"] == 6  # the small files the compaction replaced
+    assert result["orphan_files_deleted"] >= 1
+    assert len(load_table(lake.catalog, lake.settings, TICKS).snapshots()) == 2  # kept + rewrite_manifests
+    assert lake.read(TICKS).num_rows == 600
+    assert not pafs.LocalFileSystem().get_file_info(orphan).is_file
+
+
+def test_open_partition_is_refused(lake: TestLake, tmp_path: Path) -> None:
+    status = LakeLocation(str(tmp_path / "status"))
+    write_status(status, datetime(2024, 3, 1, 10, 5, tzinfo=UTC))  # 09h closed, 10h open
+    request = parse_args(["--table", "all", "--date", DATE, "--hour", "10", "--lake-root", status.root])
+    request = Request(request.settings, lake.settings, lake.s3, status, request.partitions, request.mode)
+    code, result = run(request, spark=lambda: pytest.fail("a refused run must not start Spark"))
     assert code == EXIT_REFUSED and result["status"] == "refused"
-    assert "ticks/date=2024-03-01/hour=10 is still open" in result["error"]
-    assert read_manifest(lake, TICKS, DATE, "10") is None
+    assert "ticks/2024-03-01T10 is still open" in result["error"]
 
 
 def test_cli_validates_ranges() -> None:
-    request = parse_args(
-        ["--table", "all", "--from", "2024-03-01T22", "--to", "2024-03-02T01", "--lake-root", "/x"]
-    )
+    request = parse_args(["--table", "all", "--from", "2024-03-01T22", "--to", "2024-03-02T01", "--lake-root", "/x"])
     assert isinstance(request, Request) and len(request.partitions) == 6
     for bad in (
         ["--table", "ticks"],
         ["--table", "ticks", "--date", DATE],
         ["--table", "x", "--date", DATE, "--hour", "1"],
+        ["--table", "ticks", "--from", "2024-03-01T09", "--to", "2024-03-01T09"],
     ):
         with pytest.raises(SystemExit) as exited:
             parse_args(bad)

@@ -1,61 +1,55 @@
-"""Rebuild closed hours of the lake from Kafka: `python -m compaction.rebuild --from T --to T`.
+"""Rebuild closed hours of the lake from Kafka: `python -m compaction.rebuild --from T --to T [--force]`.
 
 For when the lake lost or mangled data, or the parsing rules changed. A Spark batch job that reads the ticks
-topic with Spark's Kafka connector (from `--starting-offsets`, default earliest, to the end), applies the
-streaming job's own parsing, validation and de-duplication (`streaming.transforms`; of re-sent ticks the
-first in Kafka order is kept, as the stream keeps it), keeps the ticks whose event time is in the hours, and
-commits each hour of `ticks` and `bars_1m` the way compaction does: sorted objects under
-`compacted/<table>/date=D/hour=H/<run id>/` and then one manifest PUT that replaces every object the hour
-had. Readers switch atomically from the old content to the rebuilt one; a re-run with the same input
-gives the same run id, objects and rows; garbage collection removes the replaced objects after the grace
-period (`python -m compaction.job --gc`).
+topic with Spark's Kafka connector over exact offsets (from `--starting-offsets`, default the earliest
+retained, to the end offsets read when it starts), applies the streaming job's own parsing, validation and
+de-duplication (`streaming.transforms`; of re-sent ticks the first in Kafka order is kept, as the stream
+keeps it), keeps the ticks whose event time is in the hours, computes their 1-minute bars with the
+streaming job's bar function, and replaces each hour of `ticks` and `bars_1m`:
+
+* one Iceberg overwrite per table and hour (delete the hour's files, add the rebuilt ones), atomic for
+  every reader, and conditional on the snapshot the rebuild started from: if anything was committed to
+  that hour in the meantime, the commit fails and nothing changes (re-run it);
+* the records read must be exactly the offsets' span, or the topic lost records under the rebuild
+  (retention) and it fails;
+* an hour is never shrunk unless `--force`: a rebuild that would hold fewer rows than the hour has now
+  (the topic no longer has them all, say) is refused with the counts.
 
 Differences from the live stream, by design: ticks the stream dropped as later than its watermark are
-included (they are in Kafka), and the quarantine (partitioned by Kafka time) is not rebuilt. Only closed
-hours are rebuilt (exit 3 otherwise), so the live job never writes into an hour being rebuilt.
-Exit codes: 0 done, 1 failed, 2 usage, 3 refused (an hour is open).
+included (they are in Kafka), and the quarantine is not rebuilt. Only closed hours are rebuilt (exit 3
+otherwise), so the live job does not write into an hour being rebuilt.
+Exit codes: 0 done, 1 failed, 2 usage, 3 refused (an hour is open, or would shrink without --force).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
+
+from confluent_kafka import Consumer, TopicPartition
 
 from compaction.job import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_REFUSED,
-    ConcurrentChangeError,
+    SparkOnDemand,
     check_closed,
-    collect_garbage,
     finish,
     hour_arg,
-    spark_session_factory,
+    hour_files,
 )
 from compaction.plan import HourPartition, partitions
 from compaction.settings import CompactionSettings
-from tickstream.lake import (
-    BARS_1M,
-    BARS_1M_ARROW_SCHEMA,
-    TICKS,
-    TICKS_ARROW_SCHEMA,
-    LakeLocation,
-    Manifest,
-    compacted_dir,
-    read_manifest,
-    stream_objects,
-    write_manifest,
-)
+from tickstream.lake import BARS_1M, TICKS, LakeLocation
 from tickstream.logs import configure_logging, get_logger
-from tickstream.settings import KafkaSettings, S3Settings
+from tickstream.settings import CatalogSettings, KafkaSettings, S3Settings
 from tickstream.topology import TICKS_TOPIC
 
 if TYPE_CHECKING:
@@ -64,9 +58,10 @@ if TYPE_CHECKING:
 log = get_logger("compaction.rebuild")
 
 TABLES = (TICKS.name, BARS_1M.name)
-SCHEMAS = {TICKS.name: TICKS_ARROW_SCHEMA, BARS_1M.name: BARS_1M_ARROW_SCHEMA}
-ROWS_PER_FILE = 4_000_000
-"""Rows per rebuilt object (about 100 MB of ticks)."""
+
+
+class ShrinkRefused(RuntimeError):
+    """A rebuilt hour would hold fewer rows than it holds now, and --force was not given."""
 
 
 @dataclass(frozen=True)
@@ -74,143 +69,141 @@ class RebuildRequest:
     """A validated command line."""
 
     settings: CompactionSettings
-    location: LakeLocation
+    catalog: CatalogSettings
+    s3: S3Settings
+    status_location: LakeLocation
     kafka: KafkaSettings
     topic: str
     starting_offsets: str
     start: datetime
     end: datetime
+    force: bool = False
 
 
-def lake_frames(spark: SparkSession, request: RebuildRequest) -> dict[str, DataFrame]:
-    """Ticks and 1-minute bars of [start, end) from the topic, with the streaming job's rules."""
+def offset_ranges(kafka: KafkaSettings, topic: str, starting: str) -> dict[int, tuple[int, int]]:
+    """partition -> [start, end) offsets to read: from `starting` (earliest or Spark's JSON) to the end now."""
+    consumer = Consumer({"bootstrap.servers": kafka.bootstrap_servers, "group.id": "tickstream-rebuild"})
+    try:
+        metadata = consumer.list_topics(topic, timeout=30)
+        if topic not in metadata.topics or metadata.topics[topic].error is not None:
+            raise RuntimeError(f"topic {topic!r} not found at {kafka.bootstrap_servers}")
+        given = json.loads(starting).get(topic, {}) if starting != "earliest" else {}
+        ranges = {}
+        for partition in sorted(metadata.topics[topic].partitions):
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
+            first = int(given.get(str(partition), -2))
+            ranges[partition] = (low if first < 0 else max(first, low), high)
+        return ranges
+    finally:
+        consumer.close()
+
+
+def spark_offsets(topic: str, ranges: dict[int, tuple[int, int]], end: bool) -> str:
+    """Spark's JSON form of the start (or end) offsets of `ranges`."""
+    return json.dumps({topic: {str(p): (r[1] if end else r[0]) for p, r in ranges.items()}})
+
+
+def lake_frames(spark: SparkSession, request: RebuildRequest, ranges: dict[int, tuple[int, int]]) -> dict[str, DataFrame]:
+    """Ticks and 1-minute bars of [start, end) from the offset ranges, with the streaming job's rules."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    from streaming.transforms import (
-        BAR_COLUMNS,
-        EVENT_TIME,
-        TICK_COLUMNS,
-        bars_1m,
-        from_kafka,
-        is_valid,
-        parse_ticks,
-        partition_columns,
-    )
+    from streaming.transforms import EVENT_TIME, bars_1m, from_kafka, is_valid, parse_ticks
 
     records = (
         spark.read.format("kafka")
         .option("kafka.bootstrap.servers", request.kafka.bootstrap_servers)
         .option("subscribe", request.topic)
-        .option("startingOffsets", request.starting_offsets)
-        .option("endingOffsets", "latest")
+        .option("startingOffsets", spark_offsets(request.topic, ranges, end=False))
+        .option("endingOffsets", spark_offsets(request.topic, ranges, end=True))
+        .option("failOnDataLoss", "true")
         .load()
     )
-    valid = parse_ticks(from_kafka(records)).where(is_valid())
-    in_range = valid.where(
+    parsed = parse_ticks(from_kafka(records)).cache()
+    expected = sum(high - low for low, high in ranges.values())
+    read = parsed.count()
+    if read != expected:
+        raise RuntimeError(
+            f"read {read} records from {request.topic} where the offsets span {expected}: the topic changed "
+            "under the rebuild (retention?); re-run"
+        )
+    in_range = parsed.where(is_valid()).where(
         (F.col(EVENT_TIME) >= F.lit(request.start)) & (F.col(EVENT_TIME) < F.lit(request.end))
     )
     first_send = Window.partitionBy("symbol", "seq", "ts_us").orderBy("kafka_partition", "kafka_offset")
-    ticks = (
-        in_range.withColumn("_send", F.row_number().over(first_send)).where(F.col("_send") == 1).drop("_send")
-    )
-    bars = bars_1m(ticks)
-    return {
-        TICKS.name: ticks.select(*partition_columns(F.col(EVENT_TIME)), *TICK_COLUMNS),
-        BARS_1M.name: bars.select(*partition_columns(F.col("window_start")), *BAR_COLUMNS),
-    }
-
-
-def run_id_for(request: RebuildRequest, offsets: str, partition: HourPartition) -> str:
-    """Deterministic run id of one rebuilt hour: same topic range and hour, same id (and object keys)."""
-    digest = hashlib.sha256(f"{request.topic}|{offsets}|{partition}".encode()).hexdigest()
-    return f"rebuild-{digest[:16]}"
+    ticks = in_range.withColumn("_send", F.row_number().over(first_send)).where(F.col("_send") == 1)
+    ticks = ticks.select(*TICKS.columns).cache()
+    return {TICKS.name: ticks, BARS_1M.name: bars_1m(ticks).select(*BARS_1M.columns).cache()}
 
 
 def rebuild_hour(
-    request: RebuildRequest, partition: HourPartition, rows: DataFrame, offsets: str
+    spark: SparkSession, request: RebuildRequest, partition: HourPartition, rows: DataFrame
 ) -> dict[str, Any]:
-    """Write one hour's rebuilt rows and commit them with a manifest replacing everything it had."""
-    from compaction import spark_io
+    """Replace one hour of one table with `rows`' rows of that hour, conditional on the current snapshot."""
+    from pyspark.sql import functions as F
 
-    spec, date, hour = partition.spec, partition.date, partition.hour
-    location = request.location
-    previous = read_manifest(location, spec, date, hour)
-    replaced = {o.key for o in stream_objects(location, spec, date, hour)}
-    replaced.update(previous.replaced if previous else ())
-    frame = rows.where((rows["date"] == date) & (rows["hour"] == hour)).drop("date", "hour")
-    before = spark_io.checksum(frame, spec)
-    count = int(before["rows"])
-    run_id = run_id_for(request, offsets, partition)
-    output_dir = compacted_dir(spec, date, hour, run_id)
-    written = (
-        spark_io.write_sorted(
-            frame, spec, location, output_dir, max(1, -(-count // ROWS_PER_FILE)), SCHEMAS[spec.name]
+    from streaming.iceberg import java_table
+
+    table = partition.table
+    identifier = request.catalog.spark_identifier(table.name)
+    snapshot = java_table(spark, identifier).currentSnapshot()
+    before = hour_files(spark, request.catalog, partition)
+    column = F.col(table.partition_column)
+    in_hour = (column >= F.lit(partition.start)) & (column < F.lit(partition.end))
+    frame = rows.where(in_hour)
+    count = frame.count()
+    if count < before.rows and not request.force:
+        raise ShrinkRefused(
+            f"{partition}: the rebuild has {count} rows where the lake holds {before.rows}; refusing to shrink "
+            "the hour (the topic may no longer hold all of it); re-run with --force to replace it anyway"
         )
-        if count
-        else []
-    )
-    if sum(o.rows or 0 for o in written) != count:
-        raise RuntimeError(f"{partition}: wrote {sum(o.rows or 0 for o in written)} rows of {count}")
-    current = read_manifest(location, spec, date, hour)
-    if (current.run_id if current else None) != (previous.run_id if previous else None):
-        raise ConcurrentChangeError(f"{partition}: the manifest changed while rebuilding; re-run")
-    stamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    write_manifest(
-        location,
-        Manifest(
-            table=spec.name,
-            date=date,
-            hour=hour,
-            run_id=run_id,
-            created_at=stamp,
-            objects=tuple(written),
-            rows=count,
-            checksum=before,
-            replaced=tuple(sorted(replaced)),
-        ),
-    )
-    grace = timedelta(seconds=request.settings.grace_seconds)
-    deleted = collect_garbage(location, partition, grace, datetime.now(UTC))
-    return {
-        "partition": str(partition),
-        "run_id": run_id,
-        "rows": count,
-        "files": len(written),
-        "replaced_objects": len(replaced),
-        "deleted": deleted,
-    }
+    writer = frame.writeTo(identifier).option("isolation-level", "serializable")
+    if snapshot is not None:
+        writer = writer.option("validate-from-snapshot-id", str(snapshot.snapshotId()))
+    writer.overwrite(in_hour)
+    after = hour_files(spark, request.catalog, partition)
+    if after.rows != count:
+        raise RuntimeError(f"{partition}: wrote {count} rows, the table now holds {after.rows} in the hour")
+    return {"partition": str(partition), "rows_before": before.rows, "rows": count, "files": after.files}
 
 
 def run(request: RebuildRequest) -> tuple[int, dict[str, Any]]:
     """Refuse open hours; otherwise rebuild every hour of both tables; return exit code and report."""
     started = time.perf_counter()
     hours = partitions(list(TABLES), request.start, request.end)
-    result: dict[str, Any] = {"lake": request.location.root, "topic": request.topic, "hours": []}
-    checks = check_closed(request.location, request.settings, hours)
+    result: dict[str, Any] = {"topic": request.topic, "hours": []}
+    checks = check_closed(request.status_location, request.settings, hours)
     open_hours = [c.reason for c in checks if not c.closed]
     if open_hours:
         result.update(status="refused", error="; ".join(open_hours))
         return EXIT_REFUSED, result
-    spark = spark_session_factory(request.settings, request.location.s3 or S3Settings())
+    spark = SparkOnDemand(request.settings, request.s3, request.catalog, app_name="tickstream-rebuild")
     code = EXIT_OK
     try:
         session = spark()
-        frames = {name: frame.cache() for name, frame in lake_frames(session, request).items()}
-        offsets = request.starting_offsets
+        ranges = offset_ranges(request.kafka, request.topic, request.starting_offsets)
+        result["offsets"] = {str(p): list(r) for p, r in ranges.items()}
+        frames = lake_frames(session, request, ranges)
         for partition in hours:
             try:
-                report = rebuild_hour(request, partition, frames[partition.spec.name], offsets)
+                report = rebuild_hour(session, request, partition, frames[partition.table.name])
+            except ShrinkRefused as exc:
+                result.update(status="refused", error=str(exc))
+                log.error("hour_rebuild_refused", partition=str(partition), error=str(exc))
+                return EXIT_REFUSED, result
             except Exception as exc:
                 log.exception("hour_rebuild_failed", partition=str(partition))
-                result["hours"].append({"partition": str(partition), "error": repr(exc)})
+                result["hours"].append({"partition": str(partition), "error": repr(exc)[:500]})
                 code = EXIT_FAILED
                 break
             log.info("hour_rebuilt", **report)
             result["hours"].append(report)
+    except Exception as exc:
+        log.exception("rebuild_failed")
+        result["error"] = repr(exc)[:500]
+        code = EXIT_FAILED
     finally:
-        for session in getattr(spark, "session", []):
-            session.stop()
+        spark.stop()
     result["status"] = "failed" if code else "ok"
     result["duration_s"] = round(time.perf_counter() - started, 3)
     return code, result
@@ -221,11 +214,9 @@ def parse_args(argv: Sequence[str] | None) -> RebuildRequest:
     parser = argparse.ArgumentParser(
         prog="python -m compaction.rebuild",
         description="Rebuild closed hours of the lake (ticks and 1-minute bars) from the Kafka topic.",
-        epilog="Spark, lake and margins from TICKSTREAM_COMPACTION_*; Kafka from TICKSTREAM_KAFKA_*.",
+        epilog="Spark and margins from TICKSTREAM_COMPACTION_*; catalog TICKSTREAM_CATALOG_*; Kafka TICKSTREAM_KAFKA_*.",
     )
-    parser.add_argument(
-        "--from", dest="start", type=hour_arg, required=True, help="first hour (YYYY-MM-DDTHH)"
-    )
+    parser.add_argument("--from", dest="start", type=hour_arg, required=True, help="first hour (YYYY-MM-DDTHH)")
     parser.add_argument("--to", dest="end", type=hour_arg, required=True, help="end hour, exclusive")
     parser.add_argument("--topic", default=TICKS_TOPIC.name, help="the ticks topic (default: ticks)")
     parser.add_argument(
@@ -233,21 +224,33 @@ def parse_args(argv: Sequence[str] | None) -> RebuildRequest:
         default="earliest",
         help="where to start reading: earliest (default) or Spark's per-partition JSON offsets",
     )
-    parser.add_argument("--lake-root", help="s3://bucket[/prefix] or a local directory (default: the bucket)")
+    parser.add_argument("--force", action="store_true", help="replace an hour even if it would hold fewer rows")
+    parser.add_argument("--lake-root", help="where the streaming status is: s3://bucket[/prefix] or a directory")
     args = parser.parse_args(argv)
     if args.end <= args.start:
         parser.error("--to must be after --from")
     if args.starting_offsets != "earliest":
         try:
-            json.loads(args.starting_offsets)
+            parsed = json.loads(args.starting_offsets)
         except ValueError:
+            parsed = None
+        if not isinstance(parsed, dict):
             parser.error('--starting-offsets: earliest or JSON such as \'{"ticks": {"0": 1200}}\'')
     settings = CompactionSettings()
     s3 = S3Settings()
     root = args.lake_root or settings.lake_root
     location = LakeLocation(root, s3) if root else LakeLocation.for_bucket(s3)
     return RebuildRequest(
-        settings, location, KafkaSettings(), args.topic, args.starting_offsets, args.start, args.end
+        settings,
+        CatalogSettings(),
+        s3,
+        location,
+        KafkaSettings(),
+        args.topic,
+        args.starting_offsets,
+        args.start,
+        args.end,
+        args.force,
     )
 
 

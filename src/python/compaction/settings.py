@@ -1,6 +1,6 @@
 """Compaction job configuration from the environment (prefix TICKSTREAM_COMPACTION_); CLI options override it.
 
-S3 comes from the shared `tickstream.settings.S3Settings` (TICKSTREAM_S3_*).
+The catalog and S3 come from the shared `tickstream.settings` (TICKSTREAM_CATALOG_*, TICKSTREAM_S3_*).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class CompactionSettings(BaseSettings):
-    """How the compaction job runs and what it considers closed, right-sized and safe to delete."""
+    """How the compaction job runs: Spark, file sizes, what counts as closed, how much history to keep."""
 
     model_config = SettingsConfigDict(env_prefix="TICKSTREAM_COMPACTION_")
 
@@ -19,22 +19,28 @@ class CompactionSettings(BaseSettings):
     )
     driver_memory: str = Field(default="2g", description="spark.driver.memory.")
     lake_root: str = Field(
-        default="", description="s3://bucket[/prefix] or a local directory; empty = the bucket."
+        default="",
+        description="Where the streaming status object is read: s3://bucket[/prefix] or a directory; empty = the bucket.",
     )
-    target_file_mb: int = Field(
-        default=128, ge=1, description="Target size of a compacted object (MiB of input)."
-    )
+    target_file_mb: int = Field(default=128, ge=1, description="Target size of a compacted data file (MiB).")
     closed_margin_seconds: int = Field(
         default=120,
         ge=0,
         description="An hour is closed when the streaming watermark is past its end + this.",
     )
-    grace_seconds: int = Field(
-        default=900,
+    snapshot_retention_minutes: int = Field(
+        default=60,
         ge=0,
-        description="Replaced / superseded objects are deleted this long after their replacing manifest.",
+        description="Maintenance expires snapshots older than this (and the files only they referenced).",
     )
-    jars: str = Field(default="", description="Extra jars for Spark; empty = the cached connectors.")
+    retain_snapshots: int = Field(default=10, ge=1, description="Snapshots kept whatever their age.")
+    orphan_age_hours: float = Field(
+        default=24.0,
+        ge=0,
+        description="Files no snapshot references are deleted once older than this: younger ones may belong "
+        "to a commit in flight, so never set it below the longest write (0 is for tests).",
+    )
+    jars: str = Field(default="", description="Jars for Spark; empty = the cached ones (tickstream services).")
 
     @property
     def target_bytes(self) -> int:

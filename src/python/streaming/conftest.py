@@ -2,41 +2,41 @@
 
 from __future__ import annotations
 
-import os
-import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 
 from streaming.settings import StreamingSettings
-from streaming.spark_session import build_spark_session, spark_conf
-from tickstream.settings import S3Settings
+from streaming.spark_session import spark_conf
+from tickstream.settings import CatalogSettings, S3Settings
 from tickstream.testing.services import (  # noqa: F401  (fixtures for the integration tests)
     kafka_bootstrap,
     kafka_service,
+    local_lake,
     private_kafka,
     private_s3,
+    s3_lake,
     s3_service,
     s3_settings,
     services_paths,
     spark_connector_jars,
 )
+from tickstream.testing.spark import test_session
 
 
 @pytest.fixture(scope="session")
-def spark() -> Iterator[SparkSession]:
-    """A local[2] SparkSession with the job's own settings (no connector jars: no Kafka, no s3a)."""
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    os.environ["TZ"] = "UTC"  # PySpark returns naive timestamps in the Python process' zone
-    time.tzset()
-    settings = StreamingSettings(
-        master="local[2]", shuffle_partitions=2, app_name="tickstream-streaming-tests"
-    )
-    session = build_spark_session(spark_conf(settings, S3Settings(), jars=[]))
-    session.sparkContext.setLogLevel("ERROR")
+def spark(spark_connector_jars: list[Path]) -> Iterator[SparkSession]:
+    """A local[2] SparkSession with Iceberg and the job's state settings; tests register their lakes."""
+    settings = StreamingSettings(master="local[2]", shuffle_partitions=2)
+    conf = {
+        key: value
+        for key, value in spark_conf(settings, S3Settings(), CatalogSettings(), []).items()
+        if key.startswith("spark.sql.streaming") or "arrow" in key
+    }
+    session = test_session("tickstream-streaming-tests", spark_connector_jars, conf)
     yield session
     session.stop()
 

@@ -1,8 +1,8 @@
-"""The job's two queries end to end without servers: a Kafka-shaped file source, a local-directory lake.
+"""The job's ticks query end to end without servers: a Kafka-shaped file source, a local test lake.
 
 Checks what needs a real stream: de-duplication within the watermark, late ticks dropped and counted,
-rejected records passing the watermark untouched, bars emitted in append mode, the status object, and
-the CLI's argument errors.
+rejected records passing the watermark untouched, bars of complete minutes appended after the batches, the
+status object, the supervisor, and the CLI's argument errors.
 """
 
 from __future__ import annotations
@@ -15,17 +15,18 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import pyarrow.dataset as ds
 import pytest
 from pyspark.sql import SparkSession
 
 from streaming import job
-from streaming.job import QUERIES, LakeSink, lake_bar_partials, parse_args, start_query
+from streaming.job import LakeSink, parse_args, start_ticks_query
 from streaming.settings import StreamingSettings
 from streaming.status import StatusBook, StatusListener, StatusStore
+from streaming.writers import BarsUpdater, IcebergBatchSink
 from tickstream.contracts import encode_tick, make_tick
-from tickstream.lake import STATUS_KEY, LakeLocation, epoch_of
-from tickstream.settings import KafkaSettings
+from tickstream.lake import BARS_1M, QUARANTINE, STATUS_KEY, TICKS, LakeLocation
+from tickstream.testing.lake import TestLake
+from tickstream.testing.spark import register_lake
 
 KAFKA_SCHEMA = (
     "key binary, value binary, topic string, partition int, offset bigint, timestamp timestamp, "
@@ -70,50 +71,32 @@ class KafkaLikeFiles:
 
 
 @pytest.fixture
-def running_job(spark: SparkSession, tmp_path: Path) -> Iterator[tuple[KafkaLikeFiles, LakeLocation, list]]:
-    """The ticks query on a file source, the bars query on its partial bars, a local lake, the listener."""
+def running_job(
+    spark: SparkSession, local_lake: TestLake, tmp_path: Path
+) -> Iterator[tuple[KafkaLikeFiles, TestLake, LakeLocation, Any]]:
+    """The ticks query on a file source, bars after every batch, a local test lake, the listener."""
+    lake = register_lake(spark, local_lake)
     (tmp_path / "in").mkdir()
     source = KafkaLikeFiles(spark, tmp_path / "in")
-    lake = LakeLocation(str(tmp_path / "lake"))
+    status = LakeLocation(str(tmp_path / "status"))
     settings = StreamingSettings(
         checkpoint_dir=str(tmp_path / "checkpoints"),
         watermark_delay="10 seconds",
-        bars_watermark_delay="70 seconds",
         trigger_seconds=0.1,
-        bars_trigger_seconds=0.1,
+        bars_trigger_seconds=0.01,
     )
-    store = StatusStore(lake)
-    book = StatusBook(store)
+    book = StatusBook(StatusStore(status))
     listener = StatusListener(book)
     spark.streams.addListener(listener)
-    ticks, bars = QUERIES["ticks"], QUERIES["bars_1m"]
-    queries = [
-        start_query(source.stream(), ticks, settings, LakeSink(ticks.route, lake, book)),
-        start_query(
-            lake_bar_partials(spark, settings, KafkaSettings(), lake),
-            bars,
-            settings,
-            LakeSink(bars.route, lake, book, bars.write_in_driver),
-        ),
-    ]
+    identifier = lake.settings.spark_identifier
+    bars = BarsUpdater(identifier(TICKS.name), identifier(BARS_1M.name))
+    sink = LakeSink(IcebergBatchSink((TICKS, QUARANTINE), identifier), bars, book, settings)
+    query = start_ticks_query(source.stream(), settings, sink)
     try:
-        yield source, lake, queries
+        yield source, lake, status, query
     finally:
-        for query in queries:
-            query.stop()
+        query.stop()
         spark.streams.removeListener(listener)
-
-
-def process(queries: list) -> None:
-    for query in queries:  # ticks first: the bars query reads what it wrote
-        query.processAllAvailable()
-
-
-def read_table(lake: LakeLocation, prefix: str) -> list[dict]:
-    root = Path(lake.root) / prefix
-    if not root.exists():
-        return []
-    return ds.dataset(str(root), format="parquet", partitioning="hive").to_table().to_pylist()
 
 
 def settled_status(lake: LakeLocation, done: Callable[[dict[str, Any]], bool], timeout_s: float = 30) -> dict:
@@ -132,20 +115,20 @@ def settled_status(lake: LakeLocation, done: Callable[[dict[str, Any]], bool], t
 
 
 def test_dedup_late_quarantine_and_bars(running_job) -> None:  # type: ignore[no-untyped-def]
-    source, lake, queries = running_job
+    source, lake, status_location, query = running_job
     # batch 0: a tick, its duplicate, a tick 70 s later (watermark -> 60 s), two bad records
     source.add([tick(1, 0), tick(1, 0), tick(2, 70, 101.0), b"not json", b'{"symbol": "AAPL"}'])
-    process(queries)
+    query.processAllAvailable()
     # batch 1: seq 1 re-sent (now late), seq 3 (within watermark), seq 2 again (duplicate), the same bad bytes
     source.add([tick(1, 0), tick(3, 65, 99.0), tick(2, 70, 101.0), b"not json"])
-    process(queries)
-    # batch 2: event time moves to 09:59:00 + 200 s: the watermark closes the 09:59 and 10:00 bars
+    query.processAllAvailable()
+    # batch 2: event time moves to 09:59:00 + 200 s: the watermark (10:02:10) completes 09:59 .. 10:01
     source.add([tick(4, 200, 102.0)])
-    process(queries)
+    query.processAllAvailable()
 
-    ticks = sorted((t["seq"], t["hour"]) for t in read_table(lake, "stream/ticks"))
+    ticks = sorted((t["seq"], t["event_time"].hour) for t in lake.read(TICKS).to_pylist())
     assert ticks == [(1, 9), (2, 10), (3, 10), (4, 10)]
-    quarantine = read_table(lake, "quarantine")
+    quarantine = lake.read(QUARANTINE).to_pylist()
     assert sorted((q["kafka_offset"], q["reason"]) for q in quarantine) == [
         (3, "not_json"),
         (4, "missing_field"),
@@ -154,15 +137,15 @@ def test_dedup_late_quarantine_and_bars(running_job) -> None:  # type: ignore[no
     assert {bytes(q["raw_value"]) for q in quarantine} == {b"not json", b'{"symbol": "AAPL"}'}
     bars = sorted(
         (b["window_start"].strftime("%H:%M"), b["open"], b["close"], b["trade_count"])
-        for b in read_table(lake, "stream/bars_1m")
+        for b in lake.read(BARS_1M).to_pylist()
     )
-    assert bars == [("09:59", 100.0, 100.0, 1), ("10:00", 99.0, 101.0, 2)]  # 10:02 is still open
+    assert bars == [("09:59", 100.0, 100.0, 1), ("10:00", 99.0, 101.0, 2)]  # 10:02 is not complete
 
     # Spark reports progress to listeners asynchronously: wait for the last batch's report
     status = settled_status(
-        lake,
+        status_location,
         lambda s: s["queries"]["ticks"]["watermark"] >= "2024-03-01T10:02:10"
-        and s["queries"]["bars_1m"]["watermark"] >= "2024-03-01T10:00:50",  # 10:02 (minute) - 70 s
+        and s["queries"]["bars_1m"]["watermark"] >= "2024-03-01T10:02:00",
     )
     ticks_status = status["queries"]["ticks"]
     assert ticks_status["totals"]["late"] == 1
@@ -170,20 +153,18 @@ def test_dedup_late_quarantine_and_bars(running_job) -> None:  # type: ignore[no
     assert ticks_status["totals"]["quarantined_by_reason"] == {"missing_field": 1, "not_json": 2}
     assert ticks_status["totals"]["rows_written"] == 4
     assert ticks_status["watermark"].startswith("2024-03-01T10:02:10")  # 09:59:00 + 200 s - 10 s
-    assert status["queries"]["bars_1m"]["totals"]["late"] == 0  # late ticks never reach the ticks table
-    epochs = {epoch_of(str(p)) for p in Path(lake.root, "stream").rglob("*.parquet")}
-    assert None not in epochs
+    assert status["queries"]["bars_1m"]["totals"]["rows_written"] == 2
 
 
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
         (["--watermark-delay", "soon"], "watermark_delay"),
-        (["--bars-watermark-delay", "60 seconds"], "bars_watermark_delay"),  # < 30 s + 1 minute
+        (["--snapshot-retention-s", "5"], "snapshot_retention_s"),  # >= 60 s
         (["--state-store", "disk"], "state_store"),
         (["--starting-offsets", "yesterday"], "starting_offsets"),
         (["--shuffle-partitions", "0"], "shuffle_partitions"),
-        (["--queries", "ticks,candles"], "candles"),
+        (["--queries", "ticks"], "unrecognized arguments"),
         (["--trigger-seconds", "fast"], "invalid float"),
         (["--run-seconds", "-1"], "run-seconds"),
     ],
@@ -199,11 +180,11 @@ def test_cli_rejects_bad_arguments(argv: list[str], message: str, capsys: pytest
 def test_cli_overrides_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TICKSTREAM_STREAMING_SHUFFLE_PARTITIONS", "8")
     monkeypatch.setenv("TICKSTREAM_STREAMING_MASTER", "spark://cluster:7077")
-    settings, names, lake, run_seconds = parse_args(["--shuffle-partitions", "3", "--queries", "ticks"])
-    assert (settings.shuffle_partitions, settings.master, names, run_seconds) == (
+    settings, lake, run_seconds = parse_args(["--shuffle-partitions", "3", "--no-bars"])
+    assert (settings.shuffle_partitions, settings.master, settings.bars, run_seconds) == (
         3,
         "spark://cluster:7077",
-        ["ticks"],
+        False,
         None,
     )
     assert lake.root.startswith("s3://")
@@ -218,6 +199,7 @@ class FakeQuery:
         self.fail_after = fail_after
         self.stopped = False
         self.lastProgress: dict[str, int] | None = None
+        self.name = "ticks"
 
     @property
     def isActive(self) -> bool:
@@ -262,7 +244,7 @@ def test_supervise_restarts_a_failed_query_with_back_off_until_stopped(
     stop = job.StopFlag()
     settings = StreamingSettings(restart_delay_s=0.01, restart_max_delay_s=0.02)
     deadline = time.monotonic() + 1.0
-    code = job.supervise(spark, {"ticks": start}, stop, deadline, settings)  # type: ignore[arg-type,dict-item]
+    code = job.supervise(spark, start, stop, deadline, settings)  # type: ignore[arg-type]
     assert code == 0 and stop.reason == "run_seconds elapsed"
     assert len(spark.started) == 3 and spark.started[-1].stopped and spark.stopped
 
@@ -277,7 +259,7 @@ def test_supervise_exits_1_after_max_restarts_consecutive_failures(monkeypatch: 
         return query
 
     settings = StreamingSettings(restart_delay_s=0.001, restart_max_delay_s=0.001, max_restarts=2)
-    code = job.supervise(spark, {"ticks": start}, job.StopFlag(), time.monotonic() + 30, settings)  # type: ignore[arg-type,dict-item]
+    code = job.supervise(spark, start, job.StopFlag(), time.monotonic() + 30, settings)  # type: ignore[arg-type]
     assert code == 1 and len(spark.started) == 3  # the first start and two restarts
 
 

@@ -9,7 +9,7 @@ import json
 import re
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tickstream.settings import PathsSettings
@@ -60,17 +60,19 @@ class StreamingSettings(BaseSettings):
     watermark_delay: str = Field(
         default="30 seconds", description="How late (event time) a tick may arrive, e.g. '30 seconds'."
     )
-    bars_watermark_delay: str = Field(
-        default="2 minutes",
-        description=(
-            "Lateness the bars query allows on partial bars (by minute): at least watermark_delay + 1 "
-            "minute, plus a margin for the event time one ticks micro-batch spans."
-        ),
-    )
+    bars: bool = Field(default=True, description="Append the bars of complete minutes to bars_1m.")
     bars_trigger_seconds: float = Field(
         default=60.0,
         gt=0.0,
-        description="Micro-batch trigger interval of the bars query (bars close once a minute anyway).",
+        description="Least time between two updates of bars_1m (a minute's bar is complete once a minute).",
+    )
+    snapshot_retention_s: float = Field(
+        default=900.0,
+        ge=60.0,
+        description=(
+            "The job expires the lake tables' snapshots older than this (every third of it), which keeps each "
+            "commit's metadata small; the hourly maintenance expires them too."
+        ),
     )
     state_store: Literal["memory", "rocksdb"] = Field(
         default="memory",
@@ -81,6 +83,14 @@ class StreamingSettings(BaseSettings):
         ),
     )
     shuffle_partitions: int = Field(default=2, ge=1, description="spark.sql.shuffle.partitions (state).")
+    parse_partitions: int = Field(
+        default=2,
+        ge=1,
+        description=(
+            "Tasks that parse a micro-batch's Kafka records (the topic's partitions are merged into this "
+            "many, without a shuffle): one per core; each Python task has a fixed cost."
+        ),
+    )
     driver_memory: str = Field(
         default="6g",
         description=(
@@ -102,21 +112,12 @@ class StreamingSettings(BaseSettings):
         description="Comma-separated connector jars; empty = the local cache (tickstream services).",
     )
 
-    @field_validator("watermark_delay", "bars_watermark_delay")
+    @field_validator("watermark_delay")
     @classmethod
     def _check_delay(cls, value: str) -> str:
         if not _DELAY.match(value.strip()):
             raise ValueError(f"expected '<n> seconds|minutes|hours', got {value!r}")
         return value.strip()
-
-    @model_validator(mode="after")
-    def _bars_allow_the_ticks_lateness(self) -> StreamingSettings:
-        if delay_seconds(self.bars_watermark_delay) < delay_seconds(self.watermark_delay) + 60:
-            raise ValueError(
-                f"bars_watermark_delay ({self.bars_watermark_delay}) must be at least watermark_delay "
-                f"({self.watermark_delay}) + 1 minute, or the bars query drops ticks the ticks query accepted"
-            )
-        return self
 
     @field_validator("driver_memory")
     @classmethod

@@ -18,7 +18,7 @@ from typing import Any
 
 from pyspark.sql.streaming import StreamingQueryListener
 
-from streaming.writers import BatchOutput
+from streaming.writers import BarsOutput, BatchOutput
 from tickstream.lake import BARS_1M, QUARANTINE, STATUS_KEY, TICKS, LakeLocation, put_object, read_status
 from tickstream.logs import get_logger
 
@@ -86,13 +86,14 @@ class BatchReport:
     source: str
     batch_timestamp: str
     reasons: dict[str, int]
+    replayed: list[str]
+    write_phases_ms: dict[str, int]
+    """Tables whose append of this batch had been committed before a crash (skipped on the replay)."""
 
     @classmethod
     def from_progress(cls, progress: dict[str, Any], output: BatchOutput | None) -> BatchReport:
         """Build from a StreamingQueryProgress JSON dict and the batch's output (None if unknown)."""
-        written = (
-            sum(o.rows for o in output.objects if o.table in (TICKS.name, BARS_1M.name)) if output else 0
-        )
+        written = output.rows_of(TICKS.name) if output else 0
         sources = progress.get("sources") or [{}]
         return cls(
             query=str(progress.get("name") or progress["id"]),
@@ -100,7 +101,7 @@ class BatchReport:
             batch_id=int(progress["batchId"]),
             input_rows=int(progress.get("numInputRows", 0)),
             rows_written=written,
-            quarantined=output.rows(QUARANTINE.name) if output else 0,
+            quarantined=output.rows_of(QUARANTINE.name) if output else 0,
             late=late_rows(progress),
             duration_ms=int(progress.get("durationMs", {}).get("triggerExecution", 0)),
             write_ms=output.write_ms if output else 0,
@@ -111,7 +112,9 @@ class BatchReport:
             end_offsets=sources[0].get("endOffset"),
             source=str(sources[0].get("description", "")),
             batch_timestamp=str(progress.get("timestamp", "")),
-            reasons=dict(output.reasons()) if output else {},
+            reasons=dict(output.reasons) if output else {},
+            replayed=list(output.skipped) if output else [],
+            write_phases_ms=dict(output.phases_ms) if output else {},
         )
 
     def log_fields(self) -> dict[str, Any]:
@@ -126,6 +129,8 @@ class BatchReport:
             "duration_ms": self.duration_ms,
             "write_ms": self.write_ms,
             "watermark": self.watermark,
+            "replayed": self.replayed,
+            "write_phases_ms": self.write_phases_ms,
         }
 
 
@@ -189,6 +194,29 @@ class StatusBook:
         log.info("batch", **report.log_fields())
         self._store.write(status)
         return report
+
+    def record_bars(self, output: BarsOutput, now: datetime | None = None) -> None:
+        """Account one update of the bars table (`streaming.writers.BarsUpdater`) and store the status."""
+        moment = now or datetime.now(UTC)
+        with self._lock:
+            previous = self._queries.get(BARS_1M.name) or self._previous.get(BARS_1M.name) or {}
+            totals = dict(previous.get("totals") or {})
+            totals["rows_written"] = int(totals.get("rows_written", 0)) + output.rows
+            self._queries[BARS_1M.name] = {
+                "state": "active",
+                "error": None,
+                "source": f"table {TICKS.name} (complete minutes)",
+                "batch_timestamp": _iso(moment),
+                "rows_written": output.rows,
+                "minutes_from": _iso(output.start),
+                "watermark": _iso(output.end),
+                "batch_duration_ms": output.write_ms,
+                "totals": totals,
+                "updated_at": _iso(moment),
+            }
+            status = self.status(moment)
+        log.info("bars", rows_out=output.rows, start=_iso(output.start), end=_iso(output.end), duration_ms=output.write_ms)
+        self._store.write(status)
 
     def on_terminated(self, query_name: str, error: str | None) -> None:
         """Mark a query as stopped (or failed) in the status object."""

@@ -6,7 +6,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from streaming.status import BatchReport, StatusBook, late_rows
-from streaming.writers import BatchOutput, WrittenObject
+from collections import Counter
+
+from streaming.writers import BarsOutput, BatchOutput
 
 QID = "11111111-2222-3333-4444-555555555555"
 NOW = datetime(2024, 3, 1, 10, 0, tzinfo=UTC)
@@ -38,19 +40,14 @@ def progress(batch_id: int, rows: int = 10, dropped: int = 1, query_id: str = QI
     }
 
 
-def output(epoch: int) -> BatchOutput:
-    return BatchOutput(
-        epoch,
-        (
-            WrittenObject("ticks", "stream/ticks/x", 7, 100, {}),
-            WrittenObject("quarantine", "quarantine/x", 2, 50, {"not_json": 2}),
-        ),
-    )
+def output(epoch: int, skipped: tuple[str, ...] = ()) -> BatchOutput:
+    return BatchOutput(epoch, {"ticks": 7, "quarantine": 2}, Counter({"not_json": 2}), skipped)
 
 
 def test_report_joins_progress_and_output() -> None:
-    report = BatchReport.from_progress(progress(3), output(3))
+    report = BatchReport.from_progress(progress(3), output(3, skipped=("ticks",)))
     assert (report.rows_written, report.quarantined, report.late, report.duration_ms) == (7, 2, 1, 250)
+    assert report.replayed == ["ticks"] and report.log_fields()["replayed"] == ["ticks"]
     assert report.processed_rows_per_second == 0.0  # NaN from Spark
     assert late_rows({"stateOperators": []}) == 0
 
@@ -98,3 +95,16 @@ def test_terminated_query_is_marked() -> None:
     book.on_terminated("ticks", "boom")
     entry = store.written[-1]["queries"]["ticks"]
     assert (entry["state"], entry["error"], entry["last_batch_id"]) == ("failed", "boom", 0)
+
+
+def test_bars_updates_are_recorded_beside_the_ticks_query() -> None:
+    store = MemoryStore()
+    book = StatusBook(store)  # type: ignore[arg-type]
+    book.on_progress(progress(1), now=NOW)
+
+    minute = datetime(2024, 3, 1, 9, 58, tzinfo=UTC)
+    book.record_bars(BarsOutput(minute, minute.replace(minute=59), 12, 80), now=NOW)
+    book.record_bars(BarsOutput(minute.replace(minute=59), minute.replace(minute=59, second=0).replace(hour=10, minute=0), 3, 40), now=NOW)
+    bars = store.written[-1]["queries"]["bars_1m"]
+    assert (bars["rows_written"], bars["totals"]["rows_written"], bars["watermark"]) == (3, 15, "2024-03-01T10:00:00.000Z")
+    assert store.written[-1]["queries"]["ticks"]["last_batch_id"] == 1

@@ -20,14 +20,12 @@ from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
 from tickstream.contracts import DEDUP_KEY_FIELDS, FIELD_NAMES, TICK_FIELDS, decode_tick_batch
-from tickstream.lake import BARS_1M, QUARANTINE, TICKS
+from tickstream.lake import QUARANTINE, TICKS
 
-EVENT_TIME = "event_time"
+EVENT_TIME = TICKS.partition_column
 """Timestamp column the watermark runs on: the tick's ts_us; NULL for rejected records."""
 TABLE = "_table"
 """Routing column: which lake table a row of a micro-batch belongs to."""
-PARTITION_TIME = "_partition_time"
-"""Routing column: the timestamp whose UTC date and hour place a row (the writer derives date=/hour=)."""
 KAFKA_COLUMNS = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_ts")
 _SPARK_TYPES = {"int": "int", "long": "bigint", "double": "double", "string": "string"}
 PARSED_SCHEMA = ", ".join(
@@ -145,115 +143,34 @@ def dedup_within_watermark(parsed: DataFrame, watermark_delay: str) -> DataFrame
 
 # --- 1-minute bars -----------------------------------------------------------------------------------
 
-MINUTE_US = 60_000_000
 PRICE_SCALE = 8
-"""VWAP notional is exact in units of 10^-PRICE_SCALE USD (prices rounded to 8 decimals, as decimal(18,8))."""
-_PRICED_BELOW = 1e10
-"""Prices from here on do not fit decimal(18,8): such a tick makes its bar's VWAP NULL."""
-_INT64_MAX = 2**63 - 1
-_NOTIONAL_TYPE = pa.decimal128(38, PRICE_SCALE)
-BAR_PARTIALS_SCHEMA = pa.schema(
-    [
-        ("symbol", pa.string()),
-        ("window_start", pa.timestamp("us", tz="UTC")),
-        ("open", pa.float64()),
-        ("open_ts_us", pa.int64()),
-        ("open_seq", pa.int64()),
-        ("high", pa.float64()),
-        ("low", pa.float64()),
-        ("close", pa.float64()),
-        ("close_ts_us", pa.int64()),
-        ("close_seq", pa.int64()),
-        ("volume", pa.int64()),
-        ("notional", _NOTIONAL_TYPE),
-        ("priced_count", pa.int64()),
-        ("trade_count", pa.int64()),
-    ]
-)
-"""Columns of a partial bar: one (symbol, minute) over the ticks of one micro-batch task."""
-BAR_PARTIALS_SPARK_SCHEMA = from_arrow_schema(BAR_PARTIALS_SCHEMA)
-"""The same columns as Spark types (the bars query's file source, rebuilds' mapInArrow)."""
+"""VWAP notional is exact in units of 10^-PRICE_SCALE USD: prices as decimal(18,8) times sizes, summed."""
+_PRICE = f"decimal(18,{PRICE_SCALE})"
 
 
-def bar_partials(ticks: pa.Table) -> pa.Table:
-    """Partial 1-minute bars of some valid ticks (a writer task's, an Arrow batch), for `merge_bar_partials`.
+def bars_1m(ticks: DataFrame) -> DataFrame:
+    """1-minute OHLCV/VWAP bars of valid, de-duplicated ticks (`symbol, ts_us, seq, price, size, event_time`).
 
-    Open/close carry their (ts_us, seq) so that partials merge in any order; volume and notional are exact
-    (Python integers; NULL when they overflow bigint / decimal(38,8)), so merging them is exact too.
+    Spark's own aggregates, for the streaming bars query (on a watermarked stream of the ticks table) and for
+    batch rebuilds alike: open/close are the prices of the first/last tick by (ts_us, seq); volume is the
+    exact sum of sizes (NULL on bigint overflow); VWAP is the exact decimal(38,8) sum of price x size over
+    the volume, NULL if a price does not fit decimal(18,8) or the sum overflows.
     """
-    if ticks.num_rows == 0:
-        return BAR_PARTIALS_SCHEMA.empty_table()
-    columns = ticks.select(["symbol", "ts_us", "seq", "price", "size"])
-    window = pc.multiply(pc.divide(columns["ts_us"], MINUTE_US), MINUTE_US)  # ts_us >= 2000: no rounding
-    ordered = columns.append_column("window_us", window).sort_by(
-        [("symbol", "ascending"), ("window_us", "ascending"), ("ts_us", "ascending"), ("seq", "ascending")]
-    )
-    symbol, window_us = ordered["symbol"].to_numpy(), ordered["window_us"].to_numpy()
-    starts = np.flatnonzero(np.r_[True, (symbol[1:] != symbol[:-1]) | (window_us[1:] != window_us[:-1])])
-    ends = np.r_[starts[1:], len(symbol)] - 1
-    price = ordered["price"].to_numpy()
-    ts_us, seq = ordered["ts_us"].to_numpy(), ordered["seq"].to_numpy()
-    priced = np.isfinite(price) & (np.abs(price) < _PRICED_BELOW)
-    units = np.where(priced, np.rint(np.where(priced, price, 0.0) * 10**PRICE_SCALE), 0).astype(np.int64)
-    size = ordered["size"].to_numpy().astype(object)
-    volume = np.add.reduceat(size, starts)
-    notional = np.add.reduceat(units.astype(object) * size, starts)
-    return pa.table(
-        {
-            "symbol": pa.array(symbol[starts], pa.string()),
-            "window_start": pa.array(window_us[starts], pa.int64()).cast(pa.timestamp("us", tz="UTC")),
-            "open": price[starts],
-            "open_ts_us": ts_us[starts],
-            "open_seq": seq[starts],
-            "high": np.maximum.reduceat(price, starts),
-            "low": np.minimum.reduceat(price, starts),
-            "close": price[ends],
-            "close_ts_us": ts_us[ends],
-            "close_seq": seq[ends],
-            "volume": pa.array([int(v) if abs(v) <= _INT64_MAX else None for v in volume], pa.int64()),
-            "notional": pa.array([_notional(int(n)) for n in notional], _NOTIONAL_TYPE),
-            "priced_count": np.add.reduceat(priced.astype(np.int64), starts),
-            "trade_count": np.diff(np.r_[starts, len(symbol)]),
-        },
-        schema=BAR_PARTIALS_SCHEMA,
-    )
-
-
-def _notional(units: int) -> Decimal | None:
-    return Decimal(units).scaleb(-PRICE_SCALE) if abs(units) < 10**38 else None
-
-
-def partial_bars_of_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """mapInArrow function: the partial bars (`bar_partials`) of each Arrow batch of ticks."""
-    for batch in batches:
-        yield from bar_partials(pa.Table.from_batches([batch])).to_batches()
-
-
-def merge_bar_partials(partials: DataFrame) -> DataFrame:
-    """1-minute bars merged from partial bars (`bar_partials`) of any slicing of the ticks.
-
-    Merging is exact and order-free: open/close by (ts_us, seq), sums of integers and decimals; a bar whose
-    volume or notional overflowed in any partial gets NULL there, and a bar with a price that does not fit
-    decimal(18,8) gets a NULL vwap.
-    """
-
-    def all_present(name: str) -> Column:
-        return F.count(F.col(name)) == F.count(F.lit(1))
-
-    merged = partials.groupBy("symbol", "window_start").agg(
-        F.min_by("open", F.struct("open_ts_us", "open_seq")).alias("open"),
-        F.max("high").alias("high"),
-        F.min("low").alias("low"),
-        F.max_by("close", F.struct("close_ts_us", "close_seq")).alias("close"),
-        F.when(all_present("volume"), F.try_sum("volume")).alias("volume"),
-        F.when(all_present("notional"), F.try_sum("notional")).alias("_notional"),
-        F.sum("priced_count").alias("_priced"),
-        F.sum("trade_count").alias("trade_count"),
+    notional = F.col("price").try_cast(_PRICE) * F.col("size").cast("decimal(19,0)")
+    merged = ticks.groupBy("symbol", F.window(EVENT_TIME, "1 minute").alias("window")).agg(
+        F.min_by("price", F.struct("ts_us", "seq")).alias("open"),
+        F.max("price").alias("high"),
+        F.min("price").alias("low"),
+        F.max_by("price", F.struct("ts_us", "seq")).alias("close"),
+        F.try_sum("size").alias("volume"),
+        F.try_sum(notional).alias("_notional"),
+        F.count(notional).alias("_priced"),
+        F.count(F.lit(1)).alias("trade_count"),
     )
     return merged.select(
         "symbol",
-        "window_start",
-        (F.col("window_start") + F.expr("INTERVAL 1 MINUTE")).alias("window_end"),
+        F.col("window.start").alias("window_start"),
+        F.col("window.end").alias("window_end"),
         "open",
         "high",
         "low",
@@ -266,70 +183,21 @@ def merge_bar_partials(partials: DataFrame) -> DataFrame:
     )
 
 
-def bars_from_partials(partials: DataFrame, watermark_delay: str) -> DataFrame:
-    """The bars query: `merge_bar_partials` in append mode, with the watermark on window_start.
+def bars_stream(ticks: DataFrame, watermark_delay: str) -> DataFrame:
+    """The bars query: `bars_1m` of a stream of ticks, in append mode, with the watermark on event time.
 
-    A bar is written once no partial of a later minute than window_start + delay can still come.
+    A bar is written once no tick of its minute can still arrive within `watermark_delay`.
     """
-    return merge_bar_partials(partials.withWatermark("window_start", watermark_delay))
-
-
-def bars_1m(ticks: DataFrame) -> DataFrame:
-    """1-minute OHLCV bars of valid, de-duplicated ticks in a batch job (rebuilds), by the streaming rules.
-
-    The same code as the streaming bars: partial bars of each Arrow batch (`bar_partials`), merged
-    (`merge_bar_partials`), so a rebuilt hour holds exactly the bars streaming would have written.
-    """
-    columns = ticks.select("symbol", "ts_us", "seq", "price", "size")
-    return merge_bar_partials(columns.mapInArrow(partial_bars_of_batches, BAR_PARTIALS_SPARK_SCHEMA))
+    return bars_1m(ticks.withWatermark(EVENT_TIME, watermark_delay))
 
 
 # --- routing rows to lake tables ---------------------------------------------------------------------
 
-TICK_COLUMNS: tuple[str, ...] = (*FIELD_NAMES, "kafka_partition", "kafka_offset")
-QUARANTINE_COLUMNS: tuple[str, ...] = ("raw_value", "reason", "detail", *KAFKA_COLUMNS)
-BAR_COLUMNS: tuple[str, ...] = (
-    "symbol",
-    "window_start",
-    "window_end",
-    "open",
-    "high",
-    "low",
-    "close",
-    "volume",
-    "vwap",
-    "trade_count",
-)
-TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
-    TICKS.name: TICK_COLUMNS,
-    QUARANTINE.name: QUARANTINE_COLUMNS,
-    BARS_1M.name: BAR_COLUMNS,
-}
-
-
-def partition_columns(ts: Column) -> list[Column]:
-    """The (date, hour) partition columns of a timestamp, in UTC, as zero-padded strings (batch jobs).
-
-    Streaming batches carry `PARTITION_TIME` instead, and the writer derives the same strings per hour
-    (`tickstream.lake.date_hour`), which spares formatting two strings per row.
-    """
-    return [F.date_format(ts, "yyyy-MM-dd").alias("date"), F.date_format(ts, "HH").alias("hour")]
-
-
 def route_ticks_batch(batch: DataFrame) -> DataFrame:
     """One micro-batch of the ticks query as lake rows: valid ticks to `ticks`, the rest to `quarantine`.
 
-    Ticks are partitioned by event time, quarantined records by Kafka timestamp. Columns a table does not
-    use are NULL; the writer keeps only `TABLE_COLUMNS[table]`.
+    `TABLE` names each row's table; a table's own columns are `LakeTable.columns` (others are NULL).
     """
     table = F.when(is_valid(), F.lit(TICKS.name)).otherwise(F.lit(QUARANTINE.name))
-    ts = F.when(is_valid(), F.col(EVENT_TIME)).otherwise(F.col("kafka_ts"))
-    columns = dict.fromkeys((*TICK_COLUMNS, *QUARANTINE_COLUMNS))
-    return batch.select(table.alias(TABLE), ts.alias(PARTITION_TIME), *columns)
-
-
-def route_bars_batch(batch: DataFrame) -> DataFrame:
-    """One micro-batch of the bars query as lake rows, partitioned by window start."""
-    return batch.select(
-        F.lit(BARS_1M.name).alias(TABLE), F.col("window_start").alias(PARTITION_TIME), *BAR_COLUMNS
-    )
+    columns = dict.fromkeys((*TICKS.columns, *QUARANTINE.columns, "reason"))
+    return batch.select(table.alias(TABLE), *columns)

@@ -8,27 +8,13 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import orjson
-import pyarrow as pa
 import pytest
 from pyspark.sql import DataFrame
 
 from streaming.conftest import KAFKA_TS, KafkaRows
-from streaming.transforms import (
-    BAR_COLUMNS,
-    BAR_PARTIALS_SPARK_SCHEMA,
-    EVENT_TIME,
-    PARTITION_TIME,
-    QUARANTINE_COLUMNS,
-    TABLE,
-    TICK_COLUMNS,
-    bar_partials,
-    bars_1m,
-    is_valid,
-    merge_bar_partials,
-    parse_ticks,
-    route_ticks_batch,
-)
+from streaming.transforms import EVENT_TIME, TABLE, bars_1m, is_valid, parse_ticks, route_ticks_batch
 from tickstream.contracts import Rejection, decode_tick, encode_tick, make_tick
+from tickstream.lake import BARS_1M, QUARANTINE, TICKS
 from tickstream.testing.expected import expected_bars
 
 KAFKA_TS_US = int(KAFKA_TS.timestamp() * 1_000_000)
@@ -110,21 +96,19 @@ def test_streaming_validation_is_the_contracts(
         assert row[EVENT_TIME] == datetime.fromtimestamp(expected["ts_us"] / 1e6, tz=UTC).replace(tzinfo=None)
 
 
-def test_rejected_rows_keep_raw_bytes_and_kafka_coordinates(kafka_rows: KafkaRows) -> None:
+def test_rows_are_routed_with_their_tables_columns(kafka_rows: KafkaRows) -> None:
     routed = route_ticks_batch(parse_ticks(kafka_rows([b"oops", encode_tick(GOOD)])))
     rows = {r[TABLE]: r for r in routed.collect()}
     bad, good = rows["quarantine"], rows["ticks"]
-    assert (bytes(bad.raw_value), bad.reason, bad.kafka_offset) == (b"oops", "not_json", 0)
-    assert bad[PARTITION_TIME] == bad.kafka_ts  # quarantine: by Kafka timestamp
+    assert (bytes(bad.raw_value), bad.reason, bad.kafka_offset, bad.kafka_ts) == (
+        b"oops",
+        "not_json",
+        0,
+        KAFKA_TS.replace(tzinfo=None),
+    )  # the quarantine is partitioned by its Kafka timestamp
     event_time = datetime.fromtimestamp(T0 / 1e6, tz=UTC).replace(tzinfo=None)
-    assert (good[PARTITION_TIME], good.symbol) == (event_time, "AAPL")  # ticks: by event time
-    assert set(TICK_COLUMNS) | set(QUARANTINE_COLUMNS) <= set(routed.columns)
-
-
-def test_valid_ticks_are_partitioned_by_event_time_not_kafka_time(kafka_rows: KafkaRows) -> None:
-    early = make_tick("MSFT", 1, T0 - 3_600_000_000, 400.0, 10, 399.9, 400.1)  # 08:29
-    routed = route_ticks_batch(parse_ticks(kafka_rows([encode_tick(early)])))
-    assert [r[PARTITION_TIME] for r in routed.collect()] == [datetime(2024, 3, 1, 8, 29)]
+    assert (good[EVENT_TIME], good.symbol, good.reason) == (event_time, "AAPL", None)  # ticks: by event time
+    assert set(TICKS.columns) | set(QUARANTINE.columns) <= set(routed.columns)
 
 
 def _ticks(kafka_rows: KafkaRows, ticks: list[tuple[str, int, int, float, int]]) -> DataFrame:
@@ -132,23 +116,7 @@ def _ticks(kafka_rows: KafkaRows, ticks: list[tuple[str, int, int, float, int]])
     return parse_ticks(kafka_rows(values)).where(is_valid())
 
 
-def _bars_via_partials(ticks: DataFrame, chunks: int) -> DataFrame:
-    """Bars the streaming way: partial bars of `chunks` slices (writer tasks, batches), then the merge."""
-    table = ticks.toArrow()
-    size = max(1, -(-table.num_rows // chunks))
-    partials = pa.concat_tables([bar_partials(table.slice(i, size)) for i in range(0, table.num_rows, size)])
-    frame = ticks.sparkSession.createDataFrame(partials.to_pandas(), BAR_PARTIALS_SPARK_SCHEMA)
-    return merge_bar_partials(frame)
-
-
-BAR_IMPLEMENTATIONS: dict[str, Callable[[DataFrame], DataFrame]] = {
-    "batch_job": bars_1m,  # rebuilds: partials per Arrow batch, merged by Spark
-    "writer_slices": lambda ticks: _bars_via_partials(ticks, 3),  # as the streaming writers slice them
-}
-
-
-@pytest.mark.parametrize("implementation", BAR_IMPLEMENTATIONS)
-def test_bars_ohlcv_vwap_by_hand(kafka_rows: KafkaRows, implementation: str) -> None:
+def test_bars_ohlcv_vwap_by_hand(kafka_rows: KafkaRows) -> None:
     # T0 = 09:29:00; offsets in microseconds. Two symbols, two minutes for AAPL.
     ticks = [
         ("AAPL", 3, 30_000_000, 101.0, 200),  # 09:29:30
@@ -158,10 +126,7 @@ def test_bars_ohlcv_vwap_by_hand(kafka_rows: KafkaRows, implementation: str) -> 
         ("AAPL", 5, 60_000_000, 102.0, 50),  # 09:30:00 -> next bar
         ("MSFT", 1, 10_000_000, 400.0, 10),
     ]
-    compute = BAR_IMPLEMENTATIONS[implementation]
-    bars = {
-        (b.symbol, b.window_start.minute): b.asDict() for b in compute(_ticks(kafka_rows, ticks)).collect()
-    }
+    bars = {(b.symbol, b.window_start.minute): b.asDict() for b in bars_1m(_ticks(kafka_rows, ticks)).collect()}
     first = bars[("AAPL", 29)]
     assert (first["open"], first["high"], first["low"], first["close"]) == (100.0, 101.0, 99.5, 100.5)
     assert (first["volume"], first["trade_count"]) == (700, 4)
@@ -173,19 +138,18 @@ def test_bars_ohlcv_vwap_by_hand(kafka_rows: KafkaRows, implementation: str) -> 
     second = bars[("AAPL", 30)]
     assert (second["open"], second["close"], second["volume"], second["vwap"]) == (102.0, 102.0, 50, 102.0)
     assert bars[("MSFT", 29)]["trade_count"] == 1
-    assert list(compute(_ticks(kafka_rows, ticks)).columns) == list(BAR_COLUMNS)
+    assert list(bars_1m(_ticks(kafka_rows, ticks)).columns) == list(BARS_1M.columns)
 
 
-@pytest.mark.parametrize("implementation", BAR_IMPLEMENTATIONS)
-def test_bars_survive_overflowing_values(kafka_rows: KafkaRows, implementation: str) -> None:
+def test_bars_survive_overflowing_values(kafka_rows: KafkaRows) -> None:
     huge = [("AAPL", 1, 0, 1e12, 9_000_000_000_000_000_000), ("AAPL", 2, 1, 1.0, 9_000_000_000_000_000_000)]
-    (bar,) = BAR_IMPLEMENTATIONS[implementation](_ticks(kafka_rows, huge)).collect()
+    (bar,) = bars_1m(_ticks(kafka_rows, huge)).collect()
     assert (bar.volume, bar.vwap, bar.trade_count, bar.high) == (None, None, 2, 1e12)
 
 
-@pytest.mark.parametrize("chunks", [1, 4, 13])
-def test_merged_partial_bars_equal_the_independent_bars(kafka_rows: KafkaRows, chunks: int) -> None:
-    rng = random.Random(chunks)
+@pytest.mark.parametrize("seed", [1, 4, 13])
+def test_bars_equal_the_independent_bars(kafka_rows: KafkaRows, seed: int) -> None:
+    rng = random.Random(seed)
     ticks = [
         (
             rng.choice("ABC"),
@@ -196,12 +160,11 @@ def test_merged_partial_bars_equal_the_independent_bars(kafka_rows: KafkaRows, c
         )
         for seq in range(1, 1_500)
     ]
-    rng.shuffle(ticks)  # partials see ticks in any order
-    frame = _ticks(kafka_rows, ticks)
+    rng.shuffle(ticks)  # bars do not depend on the order ticks arrive in
+    frame = _ticks(kafka_rows, ticks).repartition(3)
     expected = expected_bars(make_tick(s, q, T0 + off, p, z, p - 0.01, p + 0.01) for s, q, off, p, z in ticks)
-    for bars in (_bars_via_partials(frame, chunks), bars_1m(frame)):
-        rows = [
-            (b.symbol, int(b.window_start.replace(tzinfo=UTC).timestamp() * 1e6), *list(b)[3:])
-            for b in bars.collect()
-        ]
-        assert sorted(rows) == expected
+    rows = [
+        (b.symbol, int(b.window_start.replace(tzinfo=UTC).timestamp() * 1e6), *list(b)[3:])
+        for b in bars_1m(frame).collect()
+    ]
+    assert sorted(rows) == expected

@@ -1,171 +1,194 @@
-"""Executor-side Parquet writes of one micro-batch: one object per (table, date, hour, task), idempotent.
+"""Commits to the lake's Iceberg tables: each micro-batch exactly once, and the bars of complete minutes.
 
-`write_batch` runs on the micro-batch as the query's last stateful operator partitioned it (by the
-de-duplication key or the bar key, a partitioning fixed by the checkpoint), without another shuffle: each
-Spark task writes each hour of each table it holds as ONE Parquet object named only from the query id, the
-epoch and the task's partition index (`tickstream.lake.object_key`), rows sorted by the table's key. A
-replayed epoch recomputes the same rows in the same partitions and overwrites the same keys with the same
-bytes; a single-object PUT is atomic, so plain S3 readers see every row once, whatever attempt wrote it.
+The ticks query writes two tables per micro-batch (accepted ticks and quarantined records) from
+`foreachBatch`, one Iceberg append each. Every append carries the query id and the batch id as snapshot
+properties. Spark re-runs the last batch after a crash (same batch id, same offsets, same state, so the
+same rows); before appending, `IcebergBatchSink` asks the table for the newest batch id this query
+committed to it and skips the append if the batch is already there. Each table is checked on its own, so a
+crash between the two appends of a batch commits the second one on the replay and skips the first.
+
+Iceberg commits are atomic swaps in the catalog: a reader sees the whole append or nothing.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-from pyspark import TaskContext
-from pyspark.sql import DataFrame
-from pyspark.sql.pandas.types import from_arrow_schema
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
-from streaming.transforms import PARTITION_TIME, TABLE, TABLE_COLUMNS, bar_partials
-from tickstream.lake import (
-    BAR_PARTIALS,
-    QUARANTINE,
-    TABLES,
-    TICKS,
-    LakeLocation,
-    TableSpec,
-    date_hour,
-    object_key,
-    parquet_bytes,
-    put_object,
-)
+from streaming.iceberg import newest_snapshot_property
+from streaming.transforms import EVENT_TIME, TABLE, bars_1m
+from tickstream.lake import QUARANTINE, LakeTable
+from tickstream.logs import get_logger
 
-HOUR_US = 3_600_000_000
-_HOUR = "_hour"
-_WRITTEN_ARROW = pa.schema(
-    [
-        ("table", pa.string()),
-        ("key", pa.string()),
-        ("rows", pa.int64()),
-        ("bytes", pa.int64()),
-        ("reasons", pa.map_(pa.string(), pa.int64())),
-    ]
-)
-WRITTEN_SCHEMA = from_arrow_schema(_WRITTEN_ARROW)
+SNAPSHOT_QUERY_ID = "tickstream.query-id"
+"""Snapshot summary property: the streaming query (checkpoint) that committed the snapshot."""
+SNAPSHOT_BATCH_ID = "tickstream.batch-id"
+"""Snapshot summary property: the micro-batch id that the snapshot commits."""
+SNAPSHOT_BARS_UNTIL = "tickstream.bars-until"
+"""Snapshot summary property of a bars append: the end of the minutes it covered (for people reading
+the history; the updater reads the table's newest window_end)."""
 
-
-@dataclass(frozen=True)
-class WrittenObject:
-    """One Parquet object a micro-batch wrote; `reasons` counts quarantine reasons (quarantine only)."""
-
-    table: str
-    key: str
-    rows: int
-    bytes: int
-    reasons: dict[str, int]
+log = get_logger("streaming.writers")
 
 
 @dataclass(frozen=True)
 class BatchOutput:
-    """Everything one micro-batch wrote."""
+    """What one micro-batch committed: rows per table, quarantine reasons, tables skipped as replays."""
 
     epoch_id: int
-    objects: tuple[WrittenObject, ...]
+    rows: dict[str, int] = field(default_factory=dict)
+    reasons: Counter[str] = field(default_factory=Counter)
+    skipped: tuple[str, ...] = ()
+    """Tables whose append this batch had already committed before a crash (replay, nothing written)."""
     write_ms: int = 0
+    phases_ms: dict[str, int] = field(default_factory=dict)
+    """Where the write time went: computing the batch, then each table's append."""
+    max_event_time: datetime | None = None
+    """The newest event time among the batch's accepted ticks (None without ticks)."""
 
-    def rows(self, table: str) -> int:
-        """Rows written to `table`."""
-        return sum(o.rows for o in self.objects if o.table == table)
-
-    def reasons(self) -> Counter[str]:
-        """Quarantined records by reason."""
-        counts: Counter[str] = Counter()
-        for written in self.objects:
-            counts.update(written.reasons)
-        return counts
+    def rows_of(self, table: str) -> int:
+        """Rows of `table` in the batch (whether appended now or by the first attempt)."""
+        return self.rows.get(table, 0)
 
 
-def hour_groups(rows: pa.Table) -> Iterator[tuple[str, str, str, pa.Table]]:
-    """Split routed rows into (table, date, hour, rows of that table/hour) groups, hours in UTC."""
-    ts_us = rows[PARTITION_TIME].cast(pa.int64()).to_numpy()
-    hours = pa.array(np.floor_divide(ts_us, HOUR_US))
-    keyed = pa.table({TABLE: rows[TABLE], _HOUR: hours})
-    for key in keyed.group_by([TABLE, _HOUR]).aggregate([]).to_pylist():
-        mask = pc.and_(pc.equal(keyed[TABLE], key[TABLE]), pc.equal(hours, key[_HOUR]))
-        date, hour = date_hour(key[_HOUR] * HOUR_US)
-        yield key[TABLE], date, hour, rows.filter(mask)
+def last_committed_batch(spark: SparkSession, identifier: str, query_id: str) -> int | None:
+    """The newest batch id that `query_id` committed to a table, or None (compaction's snapshots are stepped
+    over)."""
+    value = newest_snapshot_property(spark, identifier, SNAPSHOT_BATCH_ID, {SNAPSHOT_QUERY_ID: query_id})
+    return None if value is None else int(value)
 
 
-def table_rows(table: str, rows: pa.Table) -> pa.Table:
-    """The table's own columns, sorted by its key, so the object's bytes are the same on every replay."""
-    spec = TABLES[table]
-    selected = rows.select(list(TABLE_COLUMNS[table]))
-    return selected.sort_by([(key, "ascending") for key in spec.sort_keys])
+@dataclass
+class IcebergBatchSink:
+    """Appends each lake table's rows of a routed micro-batch (`transforms.route_*_batch`) exactly once."""
+
+    tables: Sequence[LakeTable]
+    identifier: Callable[[str], str]
+    """Spark identifier (catalog.namespace.table) of a lake table name."""
+    committed: dict[tuple[str, str], int] = field(default_factory=dict)
+    """(query id, table) -> newest batch id this process committed; spares asking the table every batch."""
+
+    def write(self, routed: DataFrame, query_id: str, epoch_id: int) -> BatchOutput:
+        """Commit one micro-batch: per table, skip it if already committed, else append with the batch ids."""
+        started = time.perf_counter()
+        spark = routed.sparkSession
+        batch = routed.persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            counts = batch.groupBy(TABLE, "reason").agg(F.count(F.lit(1)).alias("count"), F.max(EVENT_TIME).alias("newest")).collect()
+            phases_ms = {"compute": round((time.perf_counter() - started) * 1000)}
+            rows: Counter[str] = Counter()
+            reasons: Counter[str] = Counter()
+            newest = max((_utc(row["newest"]) for row in counts if row["newest"] is not None), default=None)
+            for row in counts:
+                rows[row[TABLE]] += row["count"]
+                if row[TABLE] == QUARANTINE.name and row["reason"] is not None:
+                    reasons[row["reason"]] += row["count"]
+            skipped = []
+            for table in self.tables:
+                if not rows[table.name]:
+                    continue
+                identifier = self.identifier(table.name)
+                key = (query_id, table.name)
+                last = self.committed.get(key)
+                if last is None or last >= epoch_id:
+                    last = last_committed_batch(spark, identifier, query_id)
+                if last is not None and last >= epoch_id:
+                    log.info("batch_already_committed", table=table.name, batch_id=epoch_id, query_id=query_id)
+                    skipped.append(table.name)
+                    self.committed[key] = last
+                    continue
+                self.committed.pop(key, None)  # unknown until the append below succeeds
+                appending = time.perf_counter()
+                (
+                    batch.where(F.col(TABLE) == table.name)
+                    .select(*table.columns)
+                    .writeTo(identifier)
+                    .option(f"snapshot-property.{SNAPSHOT_QUERY_ID}", query_id)
+                    .option(f"snapshot-property.{SNAPSHOT_BATCH_ID}", str(epoch_id))
+                    .append()
+                )
+                self.committed[key] = epoch_id
+                phases_ms[table.name] = round((time.perf_counter() - appending) * 1000)
+        finally:
+            batch.unpersist()
+        write_ms = round((time.perf_counter() - started) * 1000)
+        return BatchOutput(epoch_id, dict(rows), reasons, tuple(skipped), write_ms, phases_ms, newest)
+
+
+MINUTE = timedelta(minutes=1)
+
+
+def floor_minute(moment: datetime) -> datetime:
+    """The start of the UTC minute holding `moment`."""
+    return moment.astimezone(UTC).replace(second=0, microsecond=0)
 
 
 @dataclass(frozen=True)
-class PartitionWriter:
-    """The mapInArrow function: writes one Spark partition's hours, yields what it wrote."""
+class BarsOutput:
+    """One update of the bars table: the minutes [start, end) it covered and the bars it appended."""
 
-    lake: LakeLocation
-    query_id: str
-    epoch_id: int
-
-    def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        """Write every (table, date, hour) group of this partition as one object."""
-        context = TaskContext.get()
-        yield from self.write(batches, context.partitionId() if context else 0)
-
-    def write(self, batches: Iterable[pa.RecordBatch], task: int | None) -> Iterator[pa.RecordBatch]:
-        """Write the rows of `batches` (all of task `task`, None for a whole batch at once)."""
-        collected = list(batches)
-        if not collected or not sum(b.num_rows for b in collected):
-            return
-        filesystem, base = self.lake.filesystem()
-        written: list[dict[str, object]] = []
-
-        def put(spec: TableSpec, date: str, hour: str, rows: pa.Table, reasons: dict[str, int]) -> None:
-            key = object_key(spec, date, hour, self.query_id, self.epoch_id, task)
-            payload = parquet_bytes(rows)
-            put_object(filesystem, f"{base}/{key}", payload)
-            written.append(
-                {
-                    "table": spec.name,
-                    "key": key,
-                    "rows": rows.num_rows,
-                    "bytes": payload.size,
-                    "reasons": list(reasons.items()),
-                }
-            )
-
-        for table, date, hour, group in hour_groups(pa.Table.from_batches(collected)):
-            reasons = _reason_counts(group) if table == QUARANTINE.name else {}
-            put(TABLES[table], date, hour, table_rows(table, group), reasons)
-            if table == TICKS.name:  # the bars query's input: this task's partial bars of the hour
-                put(BAR_PARTIALS, date, hour, bar_partials(group), {})
-        yield pa.RecordBatch.from_pylist(written, schema=_WRITTEN_ARROW)
+    start: datetime
+    end: datetime
+    rows: int
+    write_ms: int
 
 
-def _reason_counts(rows: pa.Table) -> dict[str, int]:
-    counts = pc.value_counts(rows["reason"]).to_pylist()
-    return {entry["values"]: entry["counts"] for entry in counts}
+@dataclass
+class BarsUpdater:
+    """Appends the 1-minute bars of every minute the ticks table holds completely, each minute once.
 
-
-def write_batch(
-    routed: DataFrame, lake: LakeLocation, query_id: str, epoch_id: int, in_driver: bool = False
-) -> BatchOutput:
-    """Write a routed micro-batch (`transforms.route_*_batch`) to the lake; return what was written.
-
-    `in_driver`: collect the batch and write it from the driver, one object per (table, hour) - for
-    small outputs (bars), where starting Python tasks would cost more than the rows.
+    A minute is complete when the ticks query's watermark has passed its end: no tick of it can be accepted
+    any more. The bars of [through, until) are computed from the committed ticks (`transforms.bars_1m`, the
+    same function as rebuilds) and appended in one commit. `through` is read back from the bars table
+    itself: the newest `window_end` (a minute in [that, until) without a bar had no tick), so a crash
+    between the append and the next update neither repeats nor skips a minute.
     """
-    started = time.perf_counter()
-    writer = PartitionWriter(lake, query_id, epoch_id)
-    if in_driver:
-        rows = routed.toArrow()
-        batches = pa.Table.from_batches(writer.write(rows.to_batches(), None), schema=_WRITTEN_ARROW)
-        written = batches.to_pylist()
-    else:
-        written = [row.asDict() for row in routed.mapInArrow(writer, WRITTEN_SCHEMA).collect()]
-    objects = tuple(
-        WrittenObject(row["table"], row["key"], row["rows"], row["bytes"], dict(row["reasons"] or {}))
-        for row in written
-    )
-    write_ms = round((time.perf_counter() - started) * 1000)
-    return BatchOutput(epoch_id, tuple(sorted(objects, key=lambda o: o.key)), write_ms)
+
+    ticks: str
+    bars: str
+    """Spark identifiers of the ticks and bars tables."""
+    through: datetime | None = None
+    """Every complete minute before this has its bars (None: not read from the table yet)."""
+
+    def read_through(self, spark: SparkSession) -> datetime | None:
+        """Where the bars table ends (the newest window_end), else the first tick's minute, else None."""
+        newest = spark.table(self.bars).agg(F.max("window_end")).collect()[0][0]
+        if newest is not None:
+            return _utc(newest)
+        first = spark.table(self.ticks).agg(F.min(EVENT_TIME)).collect()[0][0]
+        return floor_minute(_utc(first)) if first is not None else None
+
+    def update(self, spark: SparkSession, complete_until: datetime) -> BarsOutput | None:
+        """Append the bars of the complete minutes not yet in the bars table; None if there are none."""
+        until = floor_minute(complete_until)
+        if self.through is None:
+            self.through = self.read_through(spark)
+        if self.through is None or until <= self.through:
+            return None
+        started = time.perf_counter()
+        start = self.through
+        ticks = spark.table(self.ticks).where((F.col(EVENT_TIME) >= start) & (F.col(EVENT_TIME) < until))
+        bars = bars_1m(ticks).persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            rows = bars.count()
+            if rows:
+                bars.writeTo(self.bars).option(f"snapshot-property.{SNAPSHOT_BARS_UNTIL}", until.isoformat()).append()
+        except Exception:
+            self.through = None  # unknown whether the append landed: read it back next time
+            raise
+        finally:
+            bars.unpersist()
+        self.through = until
+        return BarsOutput(start, until, rows, round((time.perf_counter() - started) * 1000))
+
+
+def _utc(moment: datetime) -> datetime:
+    """A timestamp collected from Spark (naive in the session's UTC zone, or aware) as an aware UTC one."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

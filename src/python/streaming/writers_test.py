@@ -1,110 +1,128 @@
-"""Tests of the idempotent micro-batch writer on a local-directory lake."""
+"""Commits of micro-batches and bars to a local test lake: once per batch and table, replays skipped."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from datetime import UTC, datetime, timedelta
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-from pyspark.sql import DataFrame
+import pytest
+from pyspark.sql import DataFrame, SparkSession
 
 from streaming.conftest import KAFKA_TS, KafkaRows
-from streaming.transforms import PARTITION_TIME, TABLE, parse_ticks, route_ticks_batch
-from streaming.writers import hour_groups, write_batch
-from tickstream.contracts import encode_tick, make_tick
-from tickstream.lake import LakeLocation
+from streaming.transforms import parse_ticks, route_ticks_batch
+from streaming.writers import SNAPSHOT_BATCH_ID, SNAPSHOT_QUERY_ID, BarsUpdater, IcebergBatchSink, floor_minute
+from tickstream.catalog import load_table
+from tickstream.contracts import Tick, encode_tick, make_tick
+from tickstream.lake import BARS_1M, QUARANTINE, TICKS
+from tickstream.testing.expected import expected_bars
+from tickstream.testing.lake import TestLake, tick_rows
+from tickstream.testing.spark import register_lake
 
-QUERY_ID = "0123abcd-0000-0000-0000-000000000000"
+QUERY = "0c0ffee0-0000-4000-8000-000000000001"
+T0 = int((KAFKA_TS - timedelta(minutes=2)).timestamp() * 1_000_000)  # 09:28:00
 
 
-def _routed(kafka_rows: KafkaRows) -> DataFrame:
-    """Ticks in two hours (09h, 10h) and two rejected records (Kafka time 09:30)."""
-    ts_us = int(KAFKA_TS.timestamp() * 1_000_000)
-    ticks = [
-        make_tick("MSFT", 7, ts_us + 3_600_000_000, 400.0, 5, 399.9, 400.1),
-        make_tick("AAPL", 1, ts_us, 1.5, 1, 1.4, 1.6),
-    ]
-    values = [encode_tick(ticks[0]), b"garbage", encode_tick(ticks[1]), b"[]"]
+def tick(seq: int, offset_s: float, price: float = 100.0, symbol: str = "AAPL") -> Tick:
+    return make_tick(symbol, seq, T0 + int(offset_s * 1_000_000), price, 10 + seq, price - 0.01, price + 0.01)
+
+
+@pytest.fixture
+def lake(spark: SparkSession, local_lake: TestLake) -> TestLake:
+    return register_lake(spark, local_lake)
+
+
+def batch(kafka_rows: KafkaRows, values: list[bytes]) -> DataFrame:
     return route_ticks_batch(parse_ticks(kafka_rows(values)))
 
 
-def _objects(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*.parquet"))}
+def sink(lake: TestLake, tables: tuple = (TICKS, QUARANTINE)) -> IcebergBatchSink:  # type: ignore[type-arg]
+    return IcebergBatchSink(tables, lake.settings.spark_identifier)
 
 
-def test_one_object_per_table_hour_and_task_named_by_epoch(kafka_rows: KafkaRows, tmp_path: Path) -> None:
-    lake = LakeLocation(str(tmp_path))
-    output = write_batch(_routed(kafka_rows).coalesce(1), lake, QUERY_ID, 42)
-    assert sorted(o.key for o in output.objects) == [
-        "quarantine/date=2024-03-01/hour=09/part-0123abcd-e000000000042-p000.parquet",
-        "stream/_bar_partials/date=2024-03-01/hour=09/part-0123abcd-e000000000042-p000.parquet",
-        "stream/_bar_partials/date=2024-03-01/hour=10/part-0123abcd-e000000000042-p000.parquet",
-        "stream/ticks/date=2024-03-01/hour=09/part-0123abcd-e000000000042-p000.parquet",
-        "stream/ticks/date=2024-03-01/hour=10/part-0123abcd-e000000000042-p000.parquet",
-    ]
-    assert output.rows("bar_partials") == 2  # one (symbol, minute) per tick here
-    assert (output.rows("ticks"), output.rows("quarantine")) == (2, 2)
-    assert dict(output.reasons()) == {"not_json": 1, "not_object": 1}
-    quarantine = pq.read_table(tmp_path / output.objects[0].key)
-    assert quarantine.column_names == [
-        "raw_value",
-        "reason",
-        "detail",
-        "kafka_topic",
-        "kafka_partition",
-        "kafka_offset",
-        "kafka_ts",
-    ]
-    assert quarantine.column("kafka_offset").to_pylist() == [1, 3]  # sorted by Kafka coordinates
-    assert all(o.bytes == (tmp_path / o.key).stat().st_size for o in output.objects)
+def snapshots(lake: TestLake, table: str) -> list[dict[str, str]]:
+    history = load_table(lake.catalog, lake.settings, table).snapshots()
+    return [dict(s.summary.additional_properties) for s in history if s.summary is not None]
 
 
-def test_replayed_epoch_rewrites_identical_objects(kafka_rows: KafkaRows, tmp_path: Path) -> None:
-    lake = LakeLocation(str(tmp_path))
-    routed = _routed(kafka_rows).repartition(2, "kafka_offset")  # as a stateful operator partitions rows
-    output = write_batch(routed, lake, QUERY_ID, 3)
-    first = _objects(tmp_path)
-    assert {o.key.rsplit("-", 1)[1] for o in output.objects} == {"p000.parquet", "p001.parquet"}
-    assert (output.rows("ticks"), output.rows("quarantine")) == (2, 2)
-    write_batch(routed, lake, QUERY_ID, 3)
-    assert _objects(tmp_path) == first
-    assert not list(tmp_path.rglob("*.tmp"))
+def test_a_batch_commits_each_table_once_with_its_ids(kafka_rows: KafkaRows, lake: TestLake) -> None:
+    values = [encode_tick(tick(1, 0)), encode_tick(tick(2, 1)), b"not json"]
+    output = sink(lake).write(batch(kafka_rows, values), QUERY, 7)
+    assert (output.rows, dict(output.reasons), output.skipped) == ({"ticks": 2, "quarantine": 1}, {"not_json": 1}, ())
+    assert sorted(lake.read(TICKS)["seq"].to_pylist()) == [1, 2]
+    assert lake.read(QUARANTINE)["reason"].to_pylist() == ["not_json"]
+    for table in (TICKS.name, QUARANTINE.name):
+        (summary,) = snapshots(lake, table)
+        assert (summary[SNAPSHOT_QUERY_ID], summary[SNAPSHOT_BATCH_ID]) == (QUERY, "7")
 
 
-def test_a_batch_written_from_the_driver_is_one_object_per_table_hour(
-    kafka_rows: KafkaRows, tmp_path: Path
-) -> None:
-    lake = LakeLocation(str(tmp_path))
-    output = write_batch(
-        _routed(kafka_rows).repartition(2, "kafka_offset"), lake, QUERY_ID, 5, in_driver=True
+def test_a_replayed_batch_is_skipped_table_by_table(kafka_rows: KafkaRows, lake: TestLake) -> None:
+    values = [encode_tick(tick(1, 0)), b"not json"]
+    # the first attempt committed the ticks, then the driver died before the quarantine's append
+    first = sink(lake, (TICKS,)).write(batch(kafka_rows, values), QUERY, 3)
+    assert first.skipped == () and lake.read(QUARANTINE).num_rows == 0
+    # the replay, in a new process (nothing cached): ticks already there, quarantine appended now
+    replay = sink(lake).write(batch(kafka_rows, values), QUERY, 3)
+    assert replay.skipped == ("ticks",) and replay.rows == {"ticks": 1, "quarantine": 1}
+    assert (lake.read(TICKS).num_rows, len(snapshots(lake, TICKS.name))) == (1, 1)
+    assert lake.read(QUARANTINE).num_rows == 1
+    # a second replay skips both; the next batch and another query's batch 3 are appended
+    again = sink(lake)
+    assert again.write(batch(kafka_rows, values), QUERY, 3).skipped == ("ticks", "quarantine")
+    assert again.write(batch(kafka_rows, [encode_tick(tick(2, 1))]), QUERY, 4).skipped == ()
+    other = "0c0ffee0-0000-4000-8000-000000000002"
+    assert sink(lake).write(batch(kafka_rows, [encode_tick(tick(3, 2))]), other, 3).skipped == ()
+    assert sorted(lake.read(TICKS)["seq"].to_pylist()) == [1, 2, 3]
+
+
+def test_replay_check_steps_over_compaction(spark: SparkSession, kafka_rows: KafkaRows, lake: TestLake) -> None:
+    writer = sink(lake)
+    for epoch in range(3):
+        writer.write(batch(kafka_rows, [encode_tick(tick(epoch + 1, epoch))]), QUERY, epoch)
+    spark.sql(
+        f"CALL {lake.settings.name}.system.rewrite_data_files(table => '{lake.settings.identifier('ticks')}', "
+        "options => map('min-input-files', '2'))"
+    ).collect()
+    assert snapshots(lake, TICKS.name)[-1].get(SNAPSHOT_QUERY_ID) is None  # the newest is compaction's
+    assert sink(lake).write(batch(kafka_rows, [encode_tick(tick(3, 2))]), QUERY, 2).skipped == ("ticks",)
+    assert lake.read(TICKS).num_rows == 3
+
+
+def test_an_empty_batch_commits_nothing(kafka_rows: KafkaRows, lake: TestLake) -> None:
+    output = sink(lake).write(batch(kafka_rows, []), QUERY, 0)
+    assert output.rows == {} and snapshots(lake, TICKS.name) == [] and snapshots(lake, QUARANTINE.name) == []
+
+
+def test_bars_of_complete_minutes_once_each(spark: SparkSession, lake: TestLake) -> None:
+    ticks = [tick(i, i * 1.5, 100 + i % 7, "AAPL" if i % 3 else "MSFT") for i in range(1, 150)]  # 09:28-09:31:43
+    lake.append(TICKS, tick_rows(ticks[:100]))
+    lake.append(TICKS, tick_rows(ticks[100:], first_offset=100))
+    bars = BarsUpdater(lake.settings.spark_identifier(TICKS.name), lake.settings.spark_identifier(BARS_1M.name))
+    minute = timedelta(minutes=1)
+    start = floor_minute(datetime.fromtimestamp(T0 / 1e6, tz=UTC))
+
+    first = bars.update(spark, start + 2 * minute + timedelta(seconds=20))  # 09:28 and 09:29 are complete
+    assert first is not None and (first.start, first.end) == (start, start + 2 * minute)
+    assert bars.update(spark, start + 2 * minute + timedelta(seconds=50)) is None  # no new complete minute
+    second = bars.update(spark, start + 4 * minute)
+    assert second is not None and (second.start, second.end) == (start + 2 * minute, start + 4 * minute)
+
+    restarted = BarsUpdater(bars.ticks, bars.bars)  # a new process reads where the bars table ends
+    assert restarted.update(spark, start + 4 * minute) is None
+    assert restarted.through == start + 4 * minute
+
+    stored = lake.read(BARS_1M).to_pylist()
+    rows = sorted(
+        (
+            b["symbol"],
+            int(b["window_start"].timestamp() * 1e6),
+            b["open"],
+            b["high"],
+            b["low"],
+            b["close"],
+            b["volume"],
+            b["vwap"],
+            b["trade_count"],
+        )
+        for b in stored
     )
-    assert [o.key.rsplit("/", 1)[1] for o in output.objects] == ["part-0123abcd-e000000000005.parquet"] * 5
-    assert (output.rows("ticks"), output.rows("quarantine"), dict(output.reasons())) == (
-        2,
-        2,
-        {"not_json": 1, "not_object": 1},
-    )
-
-
-def test_empty_batch_writes_nothing(kafka_rows: KafkaRows, tmp_path: Path) -> None:
-    output = write_batch(_routed(kafka_rows).limit(0), LakeLocation(str(tmp_path)), QUERY_ID, 0)
-    assert output.objects == ()
-    assert not _objects(tmp_path)
-
-
-def test_hours_are_utc_hours_of_the_partition_time() -> None:
-    moments = [-1, 0, 3_599_999_999, 3_600_000_000, 1_709_287_200_000_000]  # 1969, 1970 00h/01h, 2024
-    rows = pa.table(
-        {
-            TABLE: ["ticks", "ticks", "ticks", "quarantine", "ticks"],
-            PARTITION_TIME: pa.array(moments, pa.timestamp("us", tz="UTC")),
-            "n": list(range(5)),
-        }
-    )
-    groups = {(t, d, h): g["n"].to_pylist() for t, d, h, g in hour_groups(rows)}
-    assert groups == {
-        ("ticks", "1969-12-31", "23"): [0],
-        ("ticks", "1970-01-01", "00"): [1, 2],
-        ("quarantine", "1970-01-01", "01"): [3],
-        ("ticks", "2024-03-01", "10"): [4],
-    }
+    complete = [t for t in ticks if t["ts_us"] < int((start + 4 * minute).timestamp() * 1e6)]
+    assert rows == expected_bars(complete)

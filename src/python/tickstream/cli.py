@@ -17,6 +17,7 @@ import typer
 
 from tickstream.components import Component, ComponentsSettings, components, start
 from tickstream.logs import configure_logging
+from tickstream.services.catalog import CatalogService
 from tickstream.services.kafka import KafkaService
 from tickstream.services.process import Service, ServiceError, tail
 from tickstream.services.seaweedfs import SeaweedFSService
@@ -24,7 +25,9 @@ from tickstream.services.spark_jars import install_spark_jars
 from tickstream.settings import PathsSettings, S3Settings
 
 app = typer.Typer(help="Tickstream platform commands.", no_args_is_help=True)
-services_app = typer.Typer(help="Local Kafka and S3 (SeaweedFS) services.", no_args_is_help=True)
+services_app = typer.Typer(
+    help="Local services: Kafka, S3 (SeaweedFS) and the lake's Iceberg catalog.", no_args_is_help=True
+)
 app.add_typer(services_app, name="services")
 
 
@@ -33,6 +36,7 @@ class ServiceName(str, Enum):
 
     kafka = "kafka"
     s3 = "s3"
+    catalog = "catalog"
 
 
 ServiceArg = Annotated[ServiceName | None, typer.Argument(help="One service; default: all.")]
@@ -40,7 +44,7 @@ ServiceArg = Annotated[ServiceName | None, typer.Argument(help="One service; def
 
 def selected(name: ServiceName | None) -> list[Service]:
     """The services named on the command line (all of them, in start order, if none)."""
-    services: list[Service] = [KafkaService(), SeaweedFSService()]
+    services: list[Service] = [KafkaService(), SeaweedFSService(), CatalogService()]
     return [service for service in services if name is None or service.name == name.value]
 
 
@@ -58,6 +62,9 @@ def up(service: ServiceArg = None) -> None:
     try:
         for svc in selected(service):
             started = svc.up()
+            if svc.daemon is None:  # the catalog: a database, no process
+                typer.echo(f"{svc.name}: {'created' if started else 'ready'} at {svc.endpoint}")
+                continue
             state = "started" if started else "already running"
             typer.echo(
                 f"{svc.name}: {state} (pid {svc.daemon.pid()}) at {svc.endpoint}; log {svc.daemon.log_file}"
@@ -75,7 +82,8 @@ def down(service: ServiceArg = None) -> None:
     """Stop the services (SIGTERM, then SIGKILL if they do not exit)."""
     configure_logging()
     for svc in reversed(selected(service)):
-        typer.echo(f"{svc.name}: {'stopped' if svc.down() else 'not running'}")
+        if svc.daemon is not None:
+            typer.echo(f"{svc.name}: {'stopped' if svc.down() else 'not running'}")
 
 
 @services_app.command()
@@ -83,6 +91,11 @@ def status(service: ServiceArg = None) -> None:
     """Show whether each service runs and answers; exit 1 if any does not."""
     all_ok = True
     for svc in selected(service):
+        if svc.daemon is None:  # the catalog: a database, no process
+            healthy = svc.healthy()
+            all_ok = all_ok and healthy
+            typer.echo(f"{svc.name}: {'healthy' if healthy else 'not answering'} at {svc.endpoint}")
+            continue
         pid = svc.daemon.pid()
         healthy = pid is not None and svc.healthy()
         all_ok = all_ok and healthy
@@ -100,14 +113,15 @@ def logs(
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")] = False,
 ) -> None:
     """Print the end of each service's log (follow with -f, one service only)."""
-    services = selected(service)
+    services = [svc for svc in selected(service) if svc.daemon is not None]
     if follow and len(services) != 1:
         raise fail(ServiceError("--follow needs one service; run `tickstream services logs kafka -f`"))
     for svc in services:
+        assert svc.daemon is not None
         path = svc.daemon.log_file
         typer.echo(f"==> {path} <==")
         typer.echo(tail(path, lines) if path.exists() else "(no log yet)")
-    if follow:
+    if follow and services[0].daemon is not None:
         follow_file(services[0].daemon.log_file)
 
 

@@ -73,3 +73,39 @@ class S3Settings(BaseSettings):
     region: str = Field(default="us-east-1", description="Signing region.")
     path_style: bool = Field(default=True, description="Path-style addressing (SeaweedFS, MinIO).")
     bucket: str = Field(default=LAKE_BUCKET, description="Bucket holding the Parquet lake.")
+
+
+def _default_catalog_uri() -> str:
+    return f"sqlite:///{PathsSettings().data_dir / 'catalog' / 'iceberg_catalog.db'}"
+
+
+def _default_warehouse() -> str:
+    return f"s3://{S3Settings().bucket}/warehouse"
+
+
+class CatalogSettings(BaseSettings):
+    """Where the lake's Iceberg catalog is: Iceberg's JDBC catalog on SQLite (local) or PostgreSQL."""
+
+    model_config = SettingsConfigDict(env_prefix="TICKSTREAM_CATALOG_")
+
+    uri: str = Field(
+        default_factory=_default_catalog_uri,
+        description=(
+            "SQLAlchemy URL of the catalog database: sqlite:////<path> (default: "
+            "<home>/data/catalog/iceberg_catalog.db) or postgresql://<user>:<password>@<host>:5432/<db>."
+        ),
+    )
+    name: str = Field(default="lake", description="Catalog name (Spark's catalog; the catalog_name column).")
+    namespace: str = Field(default="tickstream", description="Namespace (database) of the lake's tables.")
+    warehouse: str = Field(
+        default_factory=_default_warehouse,
+        description="Where new tables keep their files; default s3://<TICKSTREAM_S3_BUCKET>/warehouse.",
+    )
+
+    def identifier(self, table: str) -> str:
+        """`namespace.table`: the table's name inside the catalog (pyiceberg, DuckDB)."""
+        return f"{self.namespace}.{table}"
+
+    def spark_identifier(self, table: str) -> str:
+        """`catalog.namespace.table`: the table's name in Spark SQL."""
+        return f"{self.name}.{self.namespace}.{table}"

@@ -29,7 +29,8 @@ class Service(Protocol):
     """What the CLI and the test fixtures need from a local service."""
 
     name: str
-    daemon: Daemon
+    daemon: Daemon | None
+    """The service's process; None for a service that is only data (the catalog database)."""
 
     def up(self) -> bool: ...
 

@@ -1,54 +1,75 @@
-"""Building test lakes by hand: Parquet objects and compacted hours written exactly as the jobs write them."""
+"""Test lakes: a private Iceberg catalog per test, and rows appended the way the jobs commit them.
+
+A test lake is a SQLite catalog file in the test's temporary directory with its own warehouse: a prefix of
+the test S3 server's bucket (`tests/<random>`) or a local directory. Tables are created by the product's
+own `tickstream.catalog.ensure_tables`; rows are appended through pyiceberg, one commit per call, so a
+test can build any history of snapshots (many small appends, a compacted hour, ...) without Spark.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
+from pyiceberg.catalog.sql import SqlCatalog
 
-from tickstream.lake import (
-    LakeLocation,
-    LakeObject,
-    Manifest,
-    TableSpec,
-    compacted_dir,
-    parquet_bytes,
-    put_object,
-)
+from tickstream.catalog import ensure_tables, load_table, open_catalog
+from tickstream.contracts import Tick
+from tickstream.lake import TICKS, LakeTable, lake_table
+from tickstream.settings import CatalogSettings, S3Settings
 
 
-def write_object(location: LakeLocation, key: str, table: pa.Table) -> LakeObject:
-    """Write `table` as the lake object `key` (one atomic PUT); return it with its size and rows."""
-    payload = parquet_bytes(table)
-    filesystem, _ = location.filesystem()
-    put_object(filesystem, location.path(key), payload)
-    return LakeObject(key, payload.size, table.num_rows)
+def private_catalog_settings(directory: Path, s3: S3Settings | None) -> CatalogSettings:
+    """Catalog settings of a test's own lake: the catalog file in `directory`, files on S3 (if given) under a
+    fresh prefix of the bucket, else in `directory`; a catalog name of its own, so that one SparkSession can
+    hold the catalogs of several tests (`tickstream.testing.spark.register_catalog`)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    unique = uuid.uuid4().hex[:12]
+    warehouse = f"s3://{s3.bucket}/tests/{unique}" if s3 is not None else (directory / "warehouse").as_uri()
+    return CatalogSettings(uri=f"sqlite:///{directory / 'catalog.db'}", warehouse=warehouse, name=f"lake_{unique}")
 
 
-def compacted_hour(
-    location: LakeLocation,
-    spec: TableSpec,
-    date: str,
-    hour: str,
-    table: pa.Table,
-    replaced: Sequence[str],
-    run_id: str,
-    created_at: str,
-) -> Manifest:
-    """Write `table` as an hour's one compacted object; return the manifest that would commit it.
+class TestLake:
+    """A test's own lake: its catalog settings, the pyiceberg catalog, and helpers to append and read rows."""
 
-    The caller publishes it (`tickstream.lake.write_manifest`), or not, to model a run that crashed
-    before its commit.
-    """
-    written = write_object(location, f"{compacted_dir(spec, date, hour, run_id)}/part-00000.parquet", table)
-    return Manifest(
-        table=spec.name,
-        date=date,
-        hour=hour,
-        run_id=run_id,
-        created_at=created_at,
-        objects=(written,),
-        rows=table.num_rows,
-        checksum={},
-        replaced=tuple(replaced),
-    )
+    __test__ = False  # not a test class
+
+    def __init__(self, settings: CatalogSettings, s3: S3Settings | None) -> None:
+        """Open the catalog and create the lake's tables."""
+        self.settings = settings
+        self.s3 = s3 or S3Settings()
+        self.catalog: SqlCatalog = open_catalog(settings, self.s3)
+        ensure_tables(self.catalog, settings)
+
+    def append(
+        self, table: str | LakeTable, rows: pa.Table, properties: Mapping[str, str] | None = None
+    ) -> None:
+        """Append `rows` (the table's columns, in any order) to a lake table as one commit."""
+        spec = lake_table(table)
+        ordered = rows.select(list(spec.columns)).cast(spec.schema)
+        load_table(self.catalog, self.settings, spec).append(ordered, snapshot_properties=dict(properties or {}))
+
+    def read(self, table: str | LakeTable) -> pa.Table:
+        """Every row of a table's current snapshot (pyiceberg's scan)."""
+        return load_table(self.catalog, self.settings, table).scan().to_arrow()
+
+    def files(self, table: str | LakeTable) -> int:
+        """Data files in the table's current snapshot."""
+        return len(self.read_files(table))
+
+    def read_files(self, table: str | LakeTable) -> list[str]:
+        """Paths of the data files in the table's current snapshot (local paths for a local warehouse)."""
+        files = load_table(self.catalog, self.settings, table).inspect.files()
+        return [path.removeprefix("file://") for path in files["file_path"].to_pylist()]
+
+
+def tick_rows(ticks: Sequence[Tick], kafka_partition: int = 0, first_offset: int = 0) -> pa.Table:
+    """Rows of the ticks table for `ticks`, with consecutive Kafka offsets from `first_offset`."""
+    rows = pa.Table.from_pylist([dict(t) for t in ticks])
+    rows = rows.append_column("kafka_partition", pa.array([kafka_partition] * len(ticks), pa.int32()))
+    rows = rows.append_column("kafka_offset", pa.array(range(first_offset, first_offset + len(ticks)), pa.int64()))
+    event_time = pc.cast(rows["ts_us"], pa.int64()).cast(pa.timestamp("us", tz="UTC"))
+    return rows.append_column("event_time", event_time).select(list(TICKS.columns)).cast(TICKS.schema)

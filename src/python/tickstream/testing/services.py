@@ -1,4 +1,4 @@
-"""pytest fixtures giving tests a running local Kafka and S3 server.
+"""pytest fixtures giving tests a running local Kafka and S3 server, and lakes of their own.
 
 Load with `pytest_plugins = ["tickstream.testing.services"]` in a root conftest, or import the fixtures
 into a directory's conftest.py. Fixtures are session-scoped: a healthy instance already listening (the
@@ -25,6 +25,7 @@ from tickstream.services.process import Service, port_is_free
 from tickstream.services.seaweedfs import SeaweedFSService, SeaweedFSSettings
 from tickstream.services.spark_jars import install_spark_jars
 from tickstream.settings import KafkaSettings, PathsSettings, S3Settings
+from tickstream.testing.lake import TestLake, private_catalog_settings
 
 _users_in_this_process: Counter[str] = Counter()
 
@@ -160,3 +161,15 @@ def private_s3(tmp_path: Path) -> Iterator[SeaweedFSService]:
 def spark_connector_jars(services_paths: PathsSettings) -> list[Path]:
     """Spark's Kafka and s3a connector jars, installed into the cache if missing (never at job run time)."""
     return install_spark_jars(services_paths)
+
+
+@pytest.fixture
+def s3_lake(tmp_path: Path, s3_settings: S3Settings) -> TestLake:
+    """A lake of this test alone: its own SQLite catalog, files under a fresh prefix of the test bucket."""
+    return TestLake(private_catalog_settings(tmp_path / "lake", s3_settings), s3_settings)
+
+
+@pytest.fixture
+def local_lake(tmp_path: Path) -> TestLake:
+    """A lake of this test alone in a local directory (no S3 server needed)."""
+    return TestLake(private_catalog_settings(tmp_path / "lake", None), None)

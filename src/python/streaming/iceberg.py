@@ -1,0 +1,75 @@
+"""Spark-side operations on the lake's Iceberg tables: snapshot lookups and table maintenance.
+
+Shared by the streaming job (the replay check, its own snapshot expiry) and the compaction job (the
+maintenance the hourly DAG runs). Maintenance uses Iceberg's Spark procedures (`CALL <catalog>.system.*`);
+snapshot lookups use Iceberg's Java API through the session's JVM.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pyspark.sql import SparkSession
+
+from tickstream.settings import CatalogSettings
+
+
+def java_table(spark: SparkSession, identifier: str) -> Any:
+    """The Iceberg table `catalog.namespace.table` through Iceberg's Java API (as the catalog holds it now)."""
+    jvm = spark._jvm  # type: ignore[attr-defined]
+    return jvm.org.apache.iceberg.spark.Spark3Util.loadIcebergTable(spark._jsparkSession, identifier)  # type: ignore[attr-defined]
+
+
+def newest_snapshot_property(spark: SparkSession, identifier: str, key: str, only_if: dict[str, str]) -> str | None:
+    """The value of summary property `key` in the newest snapshot (walking back from the current one) whose
+    summary holds every `only_if` key with that value; None if no retained snapshot does."""
+    table = java_table(spark, identifier)
+    snapshot = table.currentSnapshot()
+    while snapshot is not None:
+        summary = snapshot.summary()
+        if all(summary.get(k) == v for k, v in only_if.items()) and summary.get(key) is not None:
+            return str(summary.get(key))
+        parent = snapshot.parentId()
+        snapshot = table.snapshot(parent) if parent is not None else None
+    return None
+
+
+def _sql_timestamp(moment: datetime) -> str:
+    return f"TIMESTAMP '{moment.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S.%f')}'"
+
+
+def expire_snapshots(
+    spark: SparkSession, catalog: CatalogSettings, table: str, older_than: datetime, retain_last: int
+) -> dict[str, int]:
+    """Expire snapshots older than `older_than` (keeping the newest `retain_last`) and delete the files only
+    they referenced; return the procedure's counts."""
+    row = spark.sql(
+        f"CALL {catalog.name}.system.expire_snapshots(table => '{catalog.identifier(table)}', "
+        f"older_than => {_sql_timestamp(older_than)}, retain_last => {int(retain_last)})"
+    ).collect()[0]
+    return {key: int(value) for key, value in row.asDict().items()}
+
+
+def rewrite_manifests(spark: SparkSession, catalog: CatalogSettings, table: str) -> dict[str, int]:
+    """Merge the table's manifests (one per small append) into few; return the procedure's counts."""
+    row = spark.sql(f"CALL {catalog.name}.system.rewrite_manifests('{catalog.identifier(table)}')").collect()[0]
+    return {key: int(value) for key, value in row.asDict().items()}
+
+
+def remove_orphan_files(
+    spark: SparkSession, catalog: CatalogSettings, table: str, older_than: datetime
+) -> int:
+    """Delete files under the table's location that no snapshot references and that are older than
+    `older_than` (files of commits in flight are younger); return how many were deleted.
+
+    Iceberg's action API, which takes any age (its SQL procedure refuses less than 24 hours).
+    """
+    jvm = spark._jvm  # type: ignore[attr-defined]
+    actions = jvm.org.apache.iceberg.spark.actions.SparkActions.get(spark._jsparkSession)  # type: ignore[attr-defined]
+    result = (
+        actions.deleteOrphanFiles(java_table(spark, catalog.spark_identifier(table)))
+        .olderThan(int(older_than.timestamp() * 1000))
+        .execute()
+    )
+    return sum(1 for _ in result.orphanFileLocations())
