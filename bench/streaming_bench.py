@@ -1,12 +1,12 @@
-"""Streaming benchmark: sustained ticks/s through the job with a backlog, and produce->visible-in-S3 latency.
+"""Streaming benchmark: sustained ticks/s through the job with a backlog, and produce->readable latency.
 
-Runs `python -m streaming.job` (both queries, production settings) as a subprocess against a scratch topic
-and a scratch lake prefix, in two phases:
+Runs `python -m streaming.job` (production settings, bars included) as a subprocess against a scratch topic
+and a scratch lake (its own Iceberg catalog and warehouse prefix), in two phases:
 
 1. backlog: N simulated ticks are produced first, then the job starts at `earliest`; throughput is the
    ticks the ticks query consumed after its first batch divided by the time until the last one is
-   reported in the status object (so JVM start-up and the first batch do not count), while the bars query
-   runs alongside; then how long after that the bars query's watermark reaches the backlog's last minute.
+   reported in the status object (so JVM start-up and the first batch do not count), with the bars updated
+   alongside; then how long after that the bars reach the backlog's last complete minute.
    The backlog's event time advances 100k ticks per second, as a live feed at the target rate would, so
    the de-duplication state (two watermark delays of keys: 6M at 30 s) reaches its steady size once 60 s
    of event time (6M ticks) are in; the default 10M ticks measure mostly that steady state.
@@ -14,8 +14,9 @@ and a scratch lake prefix, in two phases:
    kafka-consumer-perf-test reading the backlog (records/s; it reads, the job also parses, de-duplicates
    and writes, so the ratio says what share of the bare read rate the whole job keeps).
 2. latency: with the job caught up, ticks are produced at a steady rate (default 10k/s) with event time =
-   send time; every new object under stream/ticks is read as soon as it is listed, and each tick's latency
-   is (time its object was first listed) - ts_us. Target p95 <= 3 s.
+   send time; the catalog is polled for the ticks table's current snapshot, each new snapshot's ticks are
+   read with DuckDB (`iceberg_scan`), and each tick's latency is (time its snapshot was first seen) - ts_us:
+   produce -> committed and readable by DuckDB. Target p95 <= 3 s.
 
 Writes bench/results/streaming.json. Needs Kafka and S3 (`tickstream services up`), the connector jars and
 an otherwise idle machine:
@@ -29,6 +30,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
@@ -39,17 +41,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 from confluent_kafka import Producer
 
 from producer.simulator import SimulatedFeed, SimulationConfig
 from streaming.settings import StreamingSettings, delay_seconds
 from streaming.status import StatusStore
+from tickstream.catalog import metadata_location
 from tickstream.contracts import decode_tick, encode_tick_columns, kafka_key, now_us
-from tickstream.lake import TICKS, LakeLocation, date_hour, partition_dir
+from tickstream.duckdb_lake import connect, iceberg_scan
+from tickstream.lake import TICKS, LakeLocation
 from tickstream.services.kafka import ensure_topics, run_kafka_tool
 from tickstream.settings import KafkaSettings, S3Settings
+from tickstream.testing.lake import TestLake, private_catalog_settings
 from tickstream.topology import MS_PER_DAY, TICKS_TOPIC, Topic
 
 RESULTS_PATH = Path(__file__).resolve().parent / "results" / "streaming.json"
@@ -112,14 +115,19 @@ def _send(producer: Producer, topic: str, keys: list[bytes], values: list[bytes]
     producer.poll(0)
 
 
-def start_job(topic: str, lake_root: str, checkpoint_dir: str, log_path: Path) -> subprocess.Popen[bytes]:
-    """The streaming job with its production defaults on the scratch topic and lake prefix."""
-    argv = [sys.executable, "-m", "streaming.job", "--topic", topic, "--lake-root", lake_root]
+def start_job(
+    topic: str, lake: TestLake, status_root: str, checkpoint_dir: str, log_path: Path
+) -> subprocess.Popen[bytes]:
+    """The streaming job with its production defaults on the scratch topic and lake."""
+    argv = [sys.executable, "-m", "streaming.job", "--topic", topic, "--lake-root", status_root]
     argv += ["--checkpoint-dir", checkpoint_dir, "--starting-offsets", "earliest"]
     env = {
         **os.environ,
         "PYTHONPATH": str(SRC),
         "PYSPARK_PYTHON": os.environ.get("PYSPARK_PYTHON", sys.executable),
+        "TICKSTREAM_CATALOG_URI": lake.settings.uri,
+        "TICKSTREAM_CATALOG_NAME": lake.settings.name,
+        "TICKSTREAM_CATALOG_WAREHOUSE": lake.settings.warehouse,
     }
     with log_path.open("wb") as log:
         return subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -140,8 +148,9 @@ def measure_backlog(
 ) -> dict[str, Any]:
     """Throughput of the ticks query draining the backlog (first batch excluded), then the bars' lag.
 
-    The ticks query does all per-tick work (parse, validate, dedup, ticks and partial-bar objects); the
-    bars query merges partial bars, and is done when its watermark reaches the backlog's last minute.
+    The ticks query does all per-tick work (parse, validate, dedup, the ticks and quarantine commits) and,
+    once a minute, the bars of the complete minutes; the bars are done when they reach the backlog's last
+    complete minute.
     """
     deadline = time.monotonic() + timeout_s
     first: tuple[float, int] | None = None
@@ -177,25 +186,26 @@ def measure_backlog(
 
 
 def bars_watermark_target(last_event_us: int, settings: StreamingSettings) -> str:
-    """The bars query's watermark once it has merged the partials of the backlog's last minute."""
-    last_minute_us = last_event_us // 60_000_000 * 60_000_000
-    target_us = last_minute_us - delay_seconds(settings.bars_watermark_delay) * 1_000_000
-    return datetime.fromtimestamp(target_us / 1e6, tz=UTC).isoformat(timespec="milliseconds")[:23]
+    """Where the bars end once they cover the backlog's last complete minute (its watermark's minute)."""
+    complete_us = last_event_us - delay_seconds(settings.watermark_delay) * 1_000_000
+    return datetime.fromtimestamp(complete_us // 60_000_000 * 60, tz=UTC).isoformat(timespec="milliseconds")[:23]
 
 
 def measure_latency(
-    bootstrap: str, topic: str, lake: LakeLocation, rate: float, seconds: float, warmup_s: float
+    bootstrap: str, topic: str, lake: TestLake, rate: float, seconds: float, warmup_s: float
 ) -> dict[str, Any]:
-    """Produce at `rate` ticks/s with ts_us = send time; latency of each tick until its object is listed."""
-    filesystem, base = lake.filesystem()
+    """Produce at `rate` ticks/s with ts_us = send time; latency of each tick until DuckDB can read it."""
     producer = Producer(_producer_config(bootstrap))
     started_us = now_us()
-    seen: set[str] = set(_list_ticks(filesystem, base, started_us))
+    reader = connect(lake.s3)
+    seen_location = metadata_location(lake.catalog, lake.settings, TICKS)
+    newest_us = started_us
     latencies_ms: list[float] = []
+    snapshots = 0
     sent = 0
     next_poll = time.monotonic()
     produce_until_us = started_us + int(seconds * 1_000_000)
-    while now_us() < produce_until_us + 15_000_000:  # then 15 s for the last objects to appear
+    while now_us() < produce_until_us + 15_000_000:  # then 15 s for the last commits
         now = now_us()
         due = int(min(now, produce_until_us) - started_us) * rate / 1_000_000 - sent
         if due >= 1:
@@ -203,11 +213,18 @@ def measure_latency(
             sent += int(due)
         if time.monotonic() >= next_poll:
             next_poll = time.monotonic() + POLL_S
-            for path in sorted(set(_list_ticks(filesystem, base, started_us)) - seen):
-                seen.add(path)
-                visible_us = now_us()
-                ts = pq.read_table(path, columns=["ts_us"], filesystem=filesystem).column("ts_us").to_pylist()
-                latencies_ms += [(visible_us - t) / 1000 for t in ts if t >= started_us + warmup_s * 1e6]
+            location = metadata_location(lake.catalog, lake.settings, TICKS)
+            if location is not None and location != seen_location:
+                seen_location, visible_us = location, now_us()
+                snapshots += 1
+                rows = reader.execute(
+                    f"SELECT ts_us FROM {iceberg_scan(location)} "
+                    "WHERE event_time >= to_timestamp(? / 1e6) AND ts_us > ?",
+                    [newest_us, newest_us],
+                ).fetchall()
+                fresh = [t for (t,) in rows]
+                newest_us = max([newest_us, *fresh])
+                latencies_ms += [(visible_us - t) / 1000 for t in fresh if t >= started_us + warmup_s * 1e6]
         time.sleep(0.005)
     producer.flush(30)
     latencies_ms.sort()
@@ -216,6 +233,7 @@ def measure_latency(
         "seconds": seconds,
         "sent_ticks": sent,
         "measured_ticks": len(latencies_ms),
+        "snapshots_seen": snapshots,
         "p50_ms": _percentile(latencies_ms, 0.50),
         "p95_ms": _percentile(latencies_ms, 0.95),
         "p99_ms": _percentile(latencies_ms, 0.99),
@@ -232,15 +250,6 @@ def _send_live_ticks(producer: Producer, topic: str, first: int, count: int, ts_
         symbols, seqs, [ts_us] * count, [100.0] * count, [100] * count, [99.99] * count, [100.01] * count
     )
     _send(producer, topic, [kafka_key(s) for s in symbols], values)
-
-
-def _list_ticks(filesystem: pafs.FileSystem, base: str, since_us: int) -> list[str]:
-    hours = {date_hour(since_us), date_hour(now_us())}
-    paths: list[str] = []
-    for date, hour in hours:
-        selector = pafs.FileSelector(f"{base}/{partition_dir(TICKS, date, hour)}", allow_not_found=True)
-        paths += [info.path for info in filesystem.get_file_info(selector) if info.path.endswith(".parquet")]
-    return paths
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -278,20 +287,22 @@ def main(argv: list[str] | None = None) -> int:
     topic = f"bench.streaming.{run_id}"
     bootstrap = KafkaSettings().bootstrap_servers
     s3 = S3Settings()
-    lake = LakeLocation(f"s3://{s3.bucket}/bench/streaming-{run_id}", s3)
+    scratch_dir = Path(tempfile.mkdtemp(prefix="streaming-bench-"))
+    lake = TestLake(private_catalog_settings(scratch_dir / "lake", s3), s3)
+    status = LakeLocation(f"{lake.settings.warehouse}-status", s3)
     ensure_topics(
         bootstrap, [Topic(topic, TICKS_TOPIC.partitions, MS_PER_DAY, "Streaming benchmark scratch.")]
     )
     produce_rate, last_event_us = produce_backlog(bootstrap, topic, args.backlog)
     bars_target = bars_watermark_target(last_event_us, StreamingSettings())
     consumer_perf = measure_kafka_consumer_perf(bootstrap, topic, args.backlog)
-    with tempfile.TemporaryDirectory(prefix="streaming-bench-") as scratch:
-        job = start_job(topic, lake.root, f"{scratch}/checkpoints", Path(scratch) / "job.log")
-        try:
-            backlog = measure_backlog(StatusStore(lake), job, args.backlog, bars_target, args.timeout)
-            latency = measure_latency(bootstrap, topic, lake, args.rate, args.seconds, args.warmup)
-        finally:
-            stop(job)
+    job = start_job(topic, lake, status.root, f"{scratch_dir}/checkpoints", scratch_dir / "job.log")
+    try:
+        backlog = measure_backlog(StatusStore(status), job, args.backlog, bars_target, args.timeout)
+        latency = measure_latency(bootstrap, topic, lake, args.rate, args.seconds, args.warmup)
+    finally:
+        stop(job)
+        shutil.rmtree(scratch_dir, ignore_errors=True)
     results = {
         "run_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {
@@ -299,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
             "platform": platform.platform(),
             "python": platform.python_version(),
         },
-        "settings": {"backlog_ticks": args.backlog, "lake_root": lake.root, "topic": topic},
+        "settings": {"backlog_ticks": args.backlog, "warehouse": lake.settings.warehouse, "topic": topic},
         "job_settings": StreamingSettings().model_dump(exclude={"jars", "checkpoint_dir"}),
         "load_average_at_start": load_at_start,
         "backlog_produce_ticks_per_s": round(produce_rate, 1),

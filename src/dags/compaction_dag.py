@@ -1,24 +1,26 @@
 """
-### Tickstream: hourly compaction of the lake (`tickstream_compaction`)
+### Tickstream: hourly maintenance of the lake (`tickstream_compaction`)
 
 One run per UTC hour (its **data interval**), scheduled when the hour is over:
 
 1. **wait_until_closed** — a reschedule-mode sensor (no worker slot held while waiting, exponential back-off)
    that asks the compaction job whether the hour is closed for both tables (`--check-closed`: the streaming
-   watermark in `_status/streaming.json` is past hour end + margin).
+   status in `_status/streaming.json` is past hour end + margin).
 2. **compact_ticks**, **compact_bars_1m** — run the compaction job for the hour as a separate process in
    the Spark environment (the `src/python/compaction:bin` PEX, or `python -m compaction.job` in a venv
-   that has it). Retried with exponential back-off; idempotent (an already compacted hour is a no-op, a
-   crashed run is finished by the retry). The job's JSON report is the task's XCom.
+   that has it): Iceberg's `rewrite_data_files` of the hour's small files into sorted ones, then the table's
+   maintenance (expire snapshots, rewrite manifests, remove orphan files). Retried with exponential
+   back-off; idempotent (an already compacted hour is a no-op; a killed run left nothing committed, and
+   the retry's maintenance deletes its files). The job's JSON report is the task's XCom.
 3. **run_dbt** — `dbt build` of the analytics models for the interval: runs the analytics CLI (the
    `src/python/analytics:bin` PEX, or `python -m analytics.run`) as `<command> build --start <interval
    start> --end <interval end>`; incremental marts are keyed by partition, so a re-run is idempotent.
 
-**Configuration** (Airflow Variable of the same name, else the worker's environment):
-`TICKSTREAM_COMPACTION_COMMAND` (default `python -m compaction.job`), `TICKSTREAM_ANALYTICS_COMMAND`
-(default `python -m analytics.run`), `TICKSTREAM_DBT_PROJECT_DIR`, `TICKSTREAM_DBT_TARGET`,
-`TICKSTREAM_S3_*` (endpoint, keys, bucket), `TICKSTREAM_COMPACTION_*` (MASTER — the Spark master,
-LAKE_ROOT, TARGET_FILE_MB, GRACE_SECONDS, CLOSED_MARGIN_SECONDS, JARS, DRIVER_MEMORY).
+**Configuration** comes from the worker's environment only (deployment configuration, never from
+Airflow Variables, which anyone with the UI's admin role could edit): `TICKSTREAM_COMPACTION_COMMAND`
+(default `python -m compaction.job`), `TICKSTREAM_ANALYTICS_COMMAND` (default `python -m analytics.run`),
+and the jobs' own settings (`TICKSTREAM_CATALOG_*`, `TICKSTREAM_S3_*`, `TICKSTREAM_COMPACTION_*`,
+`TICKSTREAM_DBT_*`), which the jobs read from the environment they inherit.
 
 **Backfill**: `catchup` is off (the start date is only the earliest hour allowed); backfill a range with
 `airflow backfill create --dag-id tickstream_compaction --from-date ... --to-date ...`; every run touches
@@ -35,7 +37,7 @@ import subprocess
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from airflow.sdk import CronDataIntervalTimetable, PokeReturnValue, Variable, dag, task
+from airflow.sdk import CronDataIntervalTimetable, PokeReturnValue, dag, task
 
 log = logging.getLogger(__name__)
 
@@ -45,50 +47,15 @@ COMMAND = "TICKSTREAM_COMPACTION_COMMAND"
 DEFAULT_COMMAND = "python -m compaction.job"
 ANALYTICS_COMMAND = "TICKSTREAM_ANALYTICS_COMMAND"
 DEFAULT_ANALYTICS_COMMAND = "python -m analytics.run"
-PASSED_SETTINGS = tuple(
-    [
-        f"TICKSTREAM_S3_{n}"
-        for n in ("ENDPOINT_URL", "ACCESS_KEY_ID", "SECRET_ACCESS_KEY", "REGION", "PATH_STYLE", "BUCKET")
-    ]
-    + [
-        f"TICKSTREAM_COMPACTION_{n}"
-        for n in (
-            "MASTER",
-            "LAKE_ROOT",
-            "TARGET_FILE_MB",
-            "GRACE_SECONDS",
-            "CLOSED_MARGIN_SECONDS",
-            "JARS",
-            "DRIVER_MEMORY",
-        )
-    ]
-    + [f"TICKSTREAM_DBT_{n}" for n in ("TARGET", "LAKE_ROOT", "PROJECT_DIR", "DUCKDB_PATH", "STATE_DIR")]
-    + ["TICKSTREAM_HOME"]
-)
-"""Settings the job reads from its environment; an Airflow Variable of the same name overrides the env."""
 EXIT_REFUSED = 3
 JOB_TIMEOUT = timedelta(hours=1)
 RETRY_DELAY = timedelta(seconds=float(os.environ.get("TICKSTREAM_COMPACTION_RETRY_DELAY_S", "120")))
 """First retry delay of the compaction tasks (doubles up to 30 min); env at DAG parse time, default 2 min."""
 
 
-def setting(name: str, default: str | None = None) -> str | None:
-    """Airflow Variable `name` (also AIRFLOW_VAR_<NAME>), else environment variable `name`, else `default`."""
-    try:
-        value = Variable.get(name, default=None)
-    except Exception:  # outside a task (tests, parsing): no Variable backend to ask
-        value = None
-    return value if value is not None else os.environ.get(name, default)
-
-
-def job_environment() -> dict[str, str]:
-    """The worker's environment plus every job setting found in Airflow Variables."""
-    env = dict(os.environ)
-    for name in PASSED_SETTINGS:
-        value = setting(name)
-        if value is not None:
-            env[name] = value
-    return env
+def command(name: str, default: str) -> list[str]:
+    """The command line in environment variable `name` (deployment configuration), else `default`."""
+    return shlex.split(os.environ.get(name) or default)
 
 
 def hour_of(data_interval_start: datetime) -> tuple[str, str]:
@@ -98,11 +65,10 @@ def hour_of(data_interval_start: datetime) -> tuple[str, str]:
 
 
 def run_command(command: list[str], label: str) -> subprocess.CompletedProcess[str]:
-    """Run a job's command line with the job environment; log it and the end of its output."""
+    """Run a job's command line (it inherits the worker's environment); log it and the end of its output."""
     log.info("running %s", shlex.join(command))
     done = subprocess.run(
         command,
-        env=job_environment(),
         capture_output=True,
         text=True,
         timeout=JOB_TIMEOUT.total_seconds(),
@@ -115,8 +81,7 @@ def run_command(command: list[str], label: str) -> subprocess.CompletedProcess[s
 
 def run_job(arguments: list[str]) -> tuple[int, dict[str, Any]]:
     """Run the compaction command with `arguments`; return its exit code and JSON report."""
-    command = shlex.split(setting(COMMAND, DEFAULT_COMMAND) or DEFAULT_COMMAND) + arguments
-    done = run_command(command, "job")
+    done = run_command(command(COMMAND, DEFAULT_COMMAND) + arguments, "job")
     reports = [line for line in done.stdout.splitlines() if line.startswith("{")]
     report: dict[str, Any] = json.loads(reports[-1]) if reports else {}
     return done.returncode, report
@@ -171,15 +136,14 @@ def compact(table: str, data_interval_start: datetime | None = None) -> dict[str
 def run_dbt(data_interval_start: datetime | None = None, data_interval_end: datetime | None = None) -> str:
     """`dbt build` of the analytics models for the interval, as a separate process (the analytics CLI)."""
     assert data_interval_start is not None and data_interval_end is not None
-    command = shlex.split(setting(ANALYTICS_COMMAND, DEFAULT_ANALYTICS_COMMAND) or DEFAULT_ANALYTICS_COMMAND)
-    command += [
+    analytics = command(ANALYTICS_COMMAND, DEFAULT_ANALYTICS_COMMAND) + [
         "build",
         "--start",
         data_interval_start.astimezone(UTC).isoformat(),
         "--end",
         data_interval_end.astimezone(UTC).isoformat(),
     ]
-    done = run_command(command, "dbt")
+    done = run_command(analytics, "dbt")
     if done.returncode != 0:
         raise RuntimeError(
             f"dbt build for {data_interval_start}..{data_interval_end} failed (exit {done.returncode})"
@@ -199,7 +163,7 @@ def run_dbt(data_interval_start: datetime | None = None, data_interval_end: date
     doc_md=__doc__,
 )
 def tickstream_compaction() -> None:
-    """Wait for the hour to close, compact both tables, then build the analytics models for the hour."""
+    """Wait for the hour to close, compact and maintain both tables, then build the hour's analytics."""
     closed = wait_until_closed()
     compacted = [compact.override(task_id=f"compact_{table}")(table=table) for table in TABLES]
     closed >> compacted >> run_dbt()

@@ -1,9 +1,10 @@
 """`dag.test()` of one hourly interval against real S3 and Spark.
 
 The DAG runs the compaction PEX (`src/python/compaction:bin`, built by Pants into the sandbox as a runtime
-package) as a subprocess. This resolve has no pyarrow or service tooling, so the harness PEX
-(`src/python/compaction:harness`, spark environment) holds the S3 server for the test, writes an hour of
-stream objects named like the streaming job's, and reads the hour back with DuckDB through the reader rule.
+package) as a subprocess. This resolve has no pyarrow, pyiceberg or service tooling, so the harness PEX
+(`src/python/compaction:harness`, spark environment) holds the S3 server for the test, appends an hour of
+small commits to a test lake as the stream does, kills the first compaction attempt during its rewrite,
+and reads the hour back with DuckDB through the catalog.
 """
 
 from __future__ import annotations
@@ -86,25 +87,39 @@ def test_dag_run_compacts_its_hour_then_builds_its_analytics(
     from airflow.utils.db import initdb
 
     s3 = services["s3"]
-    root = f"s3://{s3['bucket']}/airflow-it-{uuid.uuid4().hex[:8]}"
-    env = {
+    s3_env = {
         "TICKSTREAM_S3_ENDPOINT_URL": s3["endpoint_url"],
         "TICKSTREAM_S3_ACCESS_KEY_ID": s3["access_key_id"],
         "TICKSTREAM_S3_SECRET_ACCESS_KEY": s3["secret_access_key"],
         "TICKSTREAM_S3_BUCKET": s3["bucket"],
-        "TICKSTREAM_COMPACTION_LAKE_ROOT": root,
+    }
+    for name, value in s3_env.items():
+        monkeypatch.setenv(name, value)
+    written = harness(
+        "write-hour", "--directory", str(tmp_path / "lake"), "--date", "2024-03-01", "--hour", "09",
+        "--batches", "60", env=dict(os.environ),
+    )  # fmt: skip
+    catalog = written["catalog"]
+    marts_root = f"s3://{s3['bucket']}/airflow-it-{uuid.uuid4().hex[:8]}"
+    marker = tmp_path / "killed-once"
+    env = {
+        "TICKSTREAM_CATALOG_URI": catalog["uri"],
+        "TICKSTREAM_CATALOG_NAME": catalog["name"],
+        "TICKSTREAM_CATALOG_WAREHOUSE": catalog["warehouse"],
+        "TICKSTREAM_COMPACTION_LAKE_ROOT": written["status_root"],
         "TICKSTREAM_COMPACTION_JARS": ",".join(services["jars"]),
-        "TICKSTREAM_COMPACTION_COMMAND": str(package("bin.pex")),
+        # the harness kills the first compaction attempt during its rewrite; the task's retry (after 1 s
+        # here instead of 2 min) must finish the hour, and its maintenance delete the killed run's files
+        "TICKSTREAM_COMPACTION_COMMAND": (
+            f"{package('harness.pex')} kill-first-rewrite --marker {marker} -- {package('bin.pex')}"
+        ),
+        "TICKSTREAM_COMPACTION_ORPHAN_AGE_HOURS": "0",
+        "TICKSTREAM_COMPACTION_RETRY_DELAY_S": "1",
         "TICKSTREAM_ANALYTICS_COMMAND": str(package("bin.pex", "src.python.analytics")),
         "TICKSTREAM_DBT_PROJECT_DIR": str(dbt_project_dir()),
-        "TICKSTREAM_DBT_LAKE_ROOT": root,
+        "TICKSTREAM_DBT_LAKE_ROOT": marts_root,
         "TICKSTREAM_DBT_STATE_DIR": str(tmp_path / "dbt"),
         "TICKSTREAM_DBT_DUCKDB_PATH": str(tmp_path / "dbt" / "marts.duckdb"),
-        # the first compaction attempt is killed after writing its objects, before its manifest; the
-        # task's retry (after 1 s here instead of 2 min) must finish the hour
-        "TICKSTREAM_COMPACTION_FAIL_POINT": "after_write",
-        "TICKSTREAM_COMPACTION_FAIL_ONCE_FILE": str(tmp_path / "failed-once"),
-        "TICKSTREAM_COMPACTION_RETRY_DELAY_S": "1",
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -117,21 +132,13 @@ def test_dag_run_compacts_its_hour_then_builds_its_analytics(
     interval = core.infer_manual_data_interval(run_after=timezone.coerce_datetime(run_after))
     date, hour = interval.start.strftime("%Y-%m-%d"), interval.start.strftime("%H")
     assert (date, hour) == ("2024-03-01", "09")
-    written = harness(
-        "write-hour",
-        "--lake-root",
-        root,
-        "--date",
-        date,
-        "--hour",
-        hour,
-        "--batches",
-        "60",
-        env=dict(os.environ),
-    )
-    before = harness("summary", "--lake-root", root, "--date", date, "--hour", hour, env=dict(os.environ))
+
+    def summary() -> dict[str, Any]:
+        return harness("summary", "--marts-root", marts_root, "--date", date, "--hour", hour, env=dict(os.environ))
+
+    before = summary()
     assert sum(int(row[1]) for row in before["ticks_summary"]) == written["ticks"] == 12_000
-    assert len(before["objects"]["ticks"]["keys"]) == 60
+    assert before["files"] == {"ticks": 60, "bars_1m": 60}
 
     if settings.Session is None:
         settings.configure_orm()
@@ -139,22 +146,16 @@ def test_dag_run_compacts_its_hour_then_builds_its_analytics(
     run = dag.test(logical_date=run_after)
     assert run.state == "success", [(ti.task_id, ti.state) for ti in run.get_task_instances()]
     tries = {ti.task_id: ti.try_number for ti in run.get_task_instances()}
-    assert (tmp_path / "failed-once").exists()
-    assert sorted((tries["compact_ticks"], tries["compact_bars_1m"])) == [1, 2], tries  # one retried
+    assert marker.exists()  # the fault happened
+    assert sorted((tries["compact_ticks"], tries["compact_bars_1m"])) == [1, 2], tries  # and was retried
 
-    after = harness("summary", "--lake-root", root, "--date", date, "--hour", hour, env=dict(os.environ))
+    after = summary()
     assert after["ticks_summary"] == before["ticks_summary"]
+    assert after["files"] == {"ticks": 1, "bars_1m": 1}
     assert before["activity_hourly"] == []
     # run_dbt built the hour's marts after compaction: trade counts per symbol as read from the lake
     assert after["activity_hourly"] == [row[:2] for row in before["ticks_summary"]]
-    for table in ("ticks", "bars_1m"):
-        view = after["objects"][table]
-        assert (
-            view["manifest"] and len(view["keys"]) == 1 and view["keys"][0].startswith(f"compacted/{table}/")
-        )
 
-    again = dag.test(logical_date=run_after)  # idempotent: the same hour again is a no-op
+    again = dag.test(logical_date=run_after)  # idempotent: the same hour again changes nothing
     assert again.state == "success"
-    assert (
-        harness("summary", "--lake-root", root, "--date", date, "--hour", hour, env=dict(os.environ)) == after
-    )
+    assert summary() == after

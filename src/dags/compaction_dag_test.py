@@ -63,12 +63,23 @@ def test_schedule_retries_and_catchup() -> None:
     assert dag.get_task("run_dbt").upstream_task_ids == {"compact_ticks", "compact_bars_1m"}
 
 
-def test_hour_of_interval_and_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hour_of_interval_and_commands_from_the_environment_only(monkeypatch: pytest.MonkeyPatch) -> None:
     import compaction_dag
 
     assert compaction_dag.hour_of(datetime(2024, 3, 1, 9, tzinfo=UTC)) == ("2024-03-01", "09")
-    monkeypatch.setenv("TICKSTREAM_COMPACTION_MASTER", "spark://x:7077")
-    assert compaction_dag.job_environment()["TICKSTREAM_COMPACTION_MASTER"] == "spark://x:7077"
+    # an Airflow Variable (here through its AIRFLOW_VAR_ form) cannot change what a task runs
+    monkeypatch.delenv("TICKSTREAM_COMPACTION_COMMAND", raising=False)
+    monkeypatch.setenv("AIRFLOW_VAR_TICKSTREAM_COMPACTION_COMMAND", "sh -c 'touch /tmp/owned'")
+    assert compaction_dag.command(compaction_dag.COMMAND, compaction_dag.DEFAULT_COMMAND) == [
+        "python",
+        "-m",
+        "compaction.job",
+    ]
+    monkeypatch.setenv("TICKSTREAM_COMPACTION_COMMAND", "/opt/compaction.pex --x")
+    assert compaction_dag.command(compaction_dag.COMMAND, compaction_dag.DEFAULT_COMMAND) == [
+        "/opt/compaction.pex",
+        "--x",
+    ]
 
 
 def test_dags_folder_loads_only_dags_and_ignores_tests() -> None:

@@ -22,7 +22,7 @@ from tickstream.testing.spark import test_session
 
 
 @pytest.fixture(scope="session")
-def spark(spark_connector_jars: list[Path]) -> Iterator[SparkSession]:
+def spark(spark_connector_jars: list[Path]) -> Iterator[SparkSession]:  # noqa: F811
     """A local[2] SparkSession with Iceberg; each test registers its own lake's catalog."""
     session = test_session("tickstream-compaction-tests", spark_connector_jars)
     yield session

@@ -193,7 +193,8 @@ class SparkOnDemand:
     def __call__(self) -> SparkSession:
         """The session, started on the first call."""
         if not self.session:
-            from streaming.spark_session import base_conf, build_spark_session, cached_connector_jars
+            from streaming.spark_session import base_conf, cached_connector_jars
+            from tickstream.spark import build_spark_session
 
             jars = [j for j in self.settings.jars.split(",") if j] or [str(j) for j in cached_connector_jars()]
             conf = base_conf(

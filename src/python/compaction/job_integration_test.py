@@ -1,39 +1,36 @@
 """Compaction against real S3 (SeaweedFS) and Spark, run as `python -m compaction.job` subprocesses.
 
-An hour of many small stream objects (named like the streaming job's) is compacted; DuckDB reads the hour
-through the reader rule before, during and after, and must always see the same rows. Covers idempotence,
-a SIGKILL between writing the new objects and publishing the manifest, refusal of an open hour, and the
-grace-period garbage collection.
+An hour of many small commits (as the stream appends them) is compacted while a reader polls it through
+the catalog with DuckDB and a writer keeps appending to the same table: the reader always sees every row
+(never none, never twice), the writer's commits all land. Also: idempotence, a SIGKILL while the rewrite's
+new files are being written (the table is unchanged, the re-run finishes and maintenance deletes the
+killed run's files), and refusal of an open hour.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
-import uuid
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pyarrow.fs as pafs
 import pytest
+from pyiceberg.exceptions import CommitFailedException
 
-from compaction.testdata import StreamWriter, duckdb_connection, ticks_summary, write_status
-from tickstream.lake import (
-    BARS_1M,
-    TICKS,
-    LakeLocation,
-    committed_hour,
-    committed_objects,
-    compacted_hour_dir,
-    list_objects,
-    read_manifest,
-    stream_objects,
-)
+from compaction.testdata import fill_hour, hour_start, synthetic_ticks, ticks_summary, write_status
+from tickstream.catalog import load_table, metadata_location
+from tickstream.duckdb_lake import connect
+from tickstream.lake import BARS_1M, TICKS, LakeLocation, s3_filesystem
 from tickstream.settings import S3Settings
+from tickstream.testing.lake import TestLake
 
 pytestmark = pytest.mark.integration
 
@@ -43,10 +40,10 @@ JOB_TIMEOUT_S = 600
 
 
 class Compaction:
-    """Runs the job as a subprocess against one lake prefix."""
+    """Runs the job as a subprocess against one test lake."""
 
-    def __init__(self, s3: S3Settings, jars: list[Path], root: str) -> None:
-        self.root = root
+    def __init__(self, lake: TestLake, jars: list[Path], status: LakeLocation) -> None:
+        s3 = lake.s3
         self.env = {
             **os.environ,
             "PYTHONPATH": str(SRC),
@@ -55,66 +52,83 @@ class Compaction:
             "TICKSTREAM_S3_ACCESS_KEY_ID": s3.access_key_id,
             "TICKSTREAM_S3_SECRET_ACCESS_KEY": s3.secret_access_key,
             "TICKSTREAM_S3_BUCKET": s3.bucket,
+            "TICKSTREAM_CATALOG_URI": lake.settings.uri,
+            "TICKSTREAM_CATALOG_NAME": lake.settings.name,
+            "TICKSTREAM_CATALOG_WAREHOUSE": lake.settings.warehouse,
             "TICKSTREAM_COMPACTION_JARS": ",".join(str(jar) for jar in jars),
-            "TICKSTREAM_COMPACTION_LAKE_ROOT": root,
+            "TICKSTREAM_COMPACTION_LAKE_ROOT": status.root,
         }
 
-    def __call__(self, *args: str, **env: str) -> tuple[int, dict[str, Any], str]:
-        argv = [sys.executable, "-m", "compaction.job", *args]
-        done = subprocess.run(
-            argv,
+    def start(self, *args: str, **env: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "compaction.job", *args],
             env={**self.env, **env},
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=JOB_TIMEOUT_S,
             start_new_session=True,
         )
-        lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-        report = json.loads(lines[-1]) if lines else {}
-        return done.returncode, report, done.stderr
+
+    def __call__(self, *args: str, **env: str) -> tuple[int, dict[str, Any], str]:
+        process = self.start(*args, **env)
+        stdout, stderr = process.communicate(timeout=JOB_TIMEOUT_S)
+        lines = [line for line in stdout.splitlines() if line.startswith("{")]
+        return process.returncode, (json.loads(lines[-1]) if lines else {}), stderr
 
 
 @pytest.fixture
-def setup(
-    s3_settings: S3Settings, spark_connector_jars: list[Path]
-) -> Iterator[tuple[Compaction, LakeLocation]]:
-    root = f"s3://{s3_settings.bucket}/compaction-it-{uuid.uuid4().hex[:8]}"
-    location = LakeLocation(root, s3_settings)
-    write_status(location, datetime(2024, 3, 1, 10, 5, tzinfo=UTC))  # 09h closed, 10h open
-    yield Compaction(s3_settings, spark_connector_jars, root), location
+def setup(s3_lake: TestLake, spark_connector_jars: list[Path]) -> Iterator[tuple[Compaction, TestLake]]:
+    status = LakeLocation(f"{s3_lake.settings.warehouse}-status", s3_lake.s3)
+    write_status(status, datetime(2024, 3, 1, 10, 5, tzinfo=UTC))  # 09h closed, 10h open
+    yield Compaction(s3_lake, spark_connector_jars, status), s3_lake
 
 
 def hour_args(hour: str = HOUR) -> list[str]:
     return ["--table", "all", "--date", DATE, "--hour", hour]
 
 
-def test_compaction_on_s3_keeps_every_row_and_is_idempotent(
-    setup: tuple[Compaction, LakeLocation], s3_settings: S3Settings
+def rows_seen(lake: TestLake, s3: S3Settings) -> int:
+    with connect(s3) as con:
+        return sum(row[1] for row in ticks_summary(con, lake, DATE, HOUR))
+
+
+def test_compaction_keeps_every_row_under_readers_and_writers_and_is_idempotent(
+    setup: tuple[Compaction, TestLake], s3_settings: S3Settings
 ) -> None:
     job, lake = setup
-    writer = StreamWriter(lake, DATE, HOUR)
-    writer.ticks(batches=120, rows_per_batch=500)
-    writer.bars(batches=60)
-    con = duckdb_connection(s3_settings)
-    before = ticks_summary(con, lake, DATE, HOUR)
-    assert sum(row[1] for row in before) == 60_000
-    bars_before = len(committed_objects(lake, BARS_1M, DATE, HOUR))
+    fill_hour(lake, DATE, HOUR, batches=120, rows_per_batch=500)
+    with connect(s3_settings) as con:
+        before = ticks_summary(con, lake, DATE, HOUR)
+    assert sum(row[1] for row in before) == 60_000 and lake.files(TICKS) == 120
 
     seen: list[int] = []
+    appended: list[int] = []
     stop = threading.Event()
 
-    def watch() -> None:  # a reader during the run: always every row, never none or twice
-        reader = duckdb_connection(s3_settings)
+    def read() -> None:  # a reader during the run: always every row of the hour, never none or twice
         while not stop.is_set():
-            seen.append(sum(row[1] for row in ticks_summary(reader, lake, DATE, HOUR)))
+            seen.append(rows_seen(lake, s3_settings))
 
-    watcher = threading.Thread(target=watch)
-    watcher.start()
+    def write() -> None:  # the stream keeps appending to the table (the open hour) meanwhile
+        start = hour_start(DATE, "10")
+        while not stop.is_set():
+            rows = synthetic_ticks(start, 100 * len(appended), 100, 100_000)
+            try:
+                lake.append(TICKS, rows)
+            except CommitFailedException:  # raced the compaction's commit: retry, as Iceberg's writers do
+                continue
+            appended.append(rows.num_rows)
+            time.sleep(0.2)
+
+    threads = [threading.Thread(target=read), threading.Thread(target=write)]
+    for thread in threads:
+        thread.start()
     try:
         code, report, stderr = job(*hour_args())
     finally:
         stop.set()
-        watcher.join()
+        for thread in threads:
+            thread.join()
     assert code == 0, stderr[-3000:]
     assert report["status"] == "ok"
     ticks_report, bars_report = report["hours"]
@@ -123,71 +137,81 @@ def test_compaction_on_s3_keeps_every_row_and_is_idempotent(
         120,
         1,
     )
-    assert (bars_report["table"], bars_report["files_before"], bars_report["files_after"]) == (
-        "bars_1m",
-        bars_before,
-        1,
-    )
+    assert (bars_report["table"], bars_report["files_before"], bars_report["files_after"]) == ("bars_1m", 120, 1)
     assert ticks_report["rows"] == 60_000 and ticks_report["bytes_after"] > 0
-    assert '"event": "hour_compacted"' in stderr
+    assert '"event": "hour_compact"' in stderr
     assert seen and set(seen) == {60_000}, seen
-    print(f"reader observations during the run: {len(seen)}")
+    assert len(appended) >= 3, "the writer did not append while the compaction ran"
+    print(f"reader observations during the run: {len(seen)}; concurrent appends: {len(appended)}")
 
-    manifest = read_manifest(lake, TICKS, DATE, HOUR)
-    assert manifest is not None
-    assert committed_objects(lake, TICKS, DATE, HOUR) == [o.key for o in manifest.objects]
-    assert ticks_summary(con, lake, DATE, HOUR) == before
-    assert len(stream_objects(lake, TICKS, DATE, HOUR)) == 120  # kept for the grace period
+    hour_10 = datetime(2024, 3, 1, 10, tzinfo=UTC)
+    with connect(s3_settings) as con:
+        assert ticks_summary(con, lake, DATE, HOUR) == before
+        location = metadata_location(lake.catalog, lake.settings, TICKS)
+        (count,) = con.execute(
+            f"SELECT count(*) FROM iceberg_scan('{location}') WHERE event_time >= ?", [hour_10]
+        ).fetchone()
+    assert count == sum(appended)  # every concurrent append is in the table, once
+    assert {m["table"] for m in report["maintenance"]} == {TICKS.name, BARS_1M.name}
 
-    code, again, stderr = job(*hour_args())
+    snapshot = load_table(lake.catalog, lake.settings, TICKS).current_snapshot()
+    code, again, stderr = job(*hour_args(), "--no-maintenance")
     assert code == 0, stderr[-3000:]
     assert [h["action"] for h in again["hours"]] == ["noop", "noop"]
-    assert read_manifest(lake, TICKS, DATE, HOUR) == manifest
-    assert ticks_summary(con, lake, DATE, HOUR) == before
-
-    code, collected, stderr = job("--gc", "--grace-seconds", "0", *hour_args())
-    assert code == 0, stderr[-3000:]
-    assert stream_objects(lake, TICKS, DATE, HOUR) == [] and stream_objects(lake, BARS_1M, DATE, HOUR) == []
-    assert ticks_summary(con, lake, DATE, HOUR) == before
+    assert load_table(lake.catalog, lake.settings, TICKS).current_snapshot() == snapshot  # nothing committed
+    with connect(s3_settings) as con:
+        assert ticks_summary(con, lake, DATE, HOUR) == before
 
 
-def test_kill_between_objects_and_manifest_then_rerun(
-    setup: tuple[Compaction, LakeLocation], s3_settings: S3Settings
-) -> None:
+def data_files(lake: TestLake) -> set[str]:
+    """Every object under the ticks table's data directory (committed or not)."""
+    filesystem = s3_filesystem(lake.s3)
+    table = load_table(lake.catalog, lake.settings, TICKS)
+    selector = pafs.FileSelector(f"{table.location().removeprefix('s3://')}/data", recursive=True)
+    return {info.path for info in filesystem.get_file_info(selector) if info.type == pafs.FileType.File}
+
+
+def test_kill_during_the_rewrite_then_rerun(setup: tuple[Compaction, TestLake], s3_settings: S3Settings) -> None:
     job, lake = setup
-    StreamWriter(lake, DATE, HOUR).ticks(batches=50, rows_per_batch=400)
-    con = duckdb_connection(s3_settings)
-    before = ticks_summary(con, lake, DATE, HOUR)
-    old_keys = committed_objects(lake, TICKS, DATE, HOUR)
+    fill_hour(lake, DATE, HOUR, batches=16, rows_per_batch=25_000)  # 400k rows: several output files
+    committed = data_files(lake)
+    snapshot = load_table(lake.catalog, lake.settings, TICKS).current_snapshot()
+    with connect(s3_settings) as con:
+        before = ticks_summary(con, lake, DATE, HOUR)
 
-    code, _, stderr = job(
-        "--table", "ticks", "--date", DATE, "--hour", HOUR, TICKSTREAM_COMPACTION_FAIL_POINT="after_write"
-    )
-    assert code == -9, stderr[-3000:]
-    assert '"point": "after_write"' in stderr
-    crashed = [
-        info.path for info in list_objects(lake, compacted_hour_dir(TICKS, DATE, HOUR), recursive=True)
-    ]
-    assert crashed, "the killed run wrote no objects"
-    assert read_manifest(lake, TICKS, DATE, HOUR) is None
-    assert committed_objects(lake, TICKS, DATE, HOUR) == old_keys  # still the stream objects
-    assert ticks_summary(con, lake, DATE, HOUR) == before
+    process = job.start("--table", "ticks", "--date", DATE, "--hour", HOUR, "--target-file-mb", "1")
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while not data_files(lake) - committed:  # the rewrite has started writing its files
+        assert process.poll() is None, process.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, "the rewrite never wrote a file"
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(30)
 
-    code, report, stderr = job("--table", "ticks", "--date", DATE, "--hour", HOUR)
+    # the fault happened before the commit: the table is as it was, the killed run left files behind
+    assert load_table(lake.catalog, lake.settings, TICKS).current_snapshot() == snapshot
+    leftovers = data_files(lake) - committed
+    assert leftovers
+    with connect(s3_settings) as con:
+        assert ticks_summary(con, lake, DATE, HOUR) == before
+
+    code, report, stderr = job(
+        "--table", "ticks", "--date", DATE, "--hour", HOUR, "--target-file-mb", "1",
+        TICKSTREAM_COMPACTION_ORPHAN_AGE_HOURS="0",
+    )  # fmt: skip
     assert code == 0, stderr[-3000:]
-    manifest = read_manifest(lake, TICKS, DATE, HOUR)
-    assert manifest is not None and report["hours"][0]["run_id"] == manifest.run_id
-    assert [lake.path(o.key) for o in manifest.objects] == crashed  # same deterministic run, overwritten
-    assert ticks_summary(con, lake, DATE, HOUR) == before
-    assert committed_hour(lake, TICKS, DATE, HOUR).stream == ()
+    assert report["hours"][0]["action"] == "compact" and report["hours"][0]["files_after"] < 16
+    assert report["maintenance"][0]["orphan_files_deleted"] >= len(leftovers)
+    assert not leftovers & data_files(lake)  # the killed run's files are gone
+    with connect(s3_settings) as con:
+        assert ticks_summary(con, lake, DATE, HOUR) == before
 
 
-def test_open_hour_is_refused(setup: tuple[Compaction, LakeLocation]) -> None:
+def test_open_hour_is_refused(setup: tuple[Compaction, TestLake]) -> None:
     job, lake = setup
-    StreamWriter(lake, DATE, "10").ticks(batches=3, rows_per_batch=10)
+    fill_hour(lake, DATE, "10", batches=3, rows_per_batch=10)
     code, report, stderr = job(*hour_args("10"))
     assert code == 3
     assert report["status"] == "refused"
-    assert "ticks/date=2024-03-01/hour=10 is still open" in stderr
-    assert read_manifest(lake, TICKS, DATE, "10") is None
-    assert len(committed_objects(lake, TICKS, DATE, "10")) == 3
+    assert "ticks/2024-03-01T10 is still open" in stderr
+    assert lake.files(TICKS) == 3

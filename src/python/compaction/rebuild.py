@@ -136,6 +136,18 @@ def lake_frames(spark: SparkSession, request: RebuildRequest, ranges: dict[int, 
     return {TICKS.name: ticks, BARS_1M.name: bars_1m(ticks).select(*BARS_1M.columns).cache()}
 
 
+def overwrite_hour(rows: DataFrame, identifier: str, partition: HourPartition, snapshot_id: int | None) -> None:
+    """Replace the hour's rows of a table with `rows` in one commit, which fails if anything was committed
+    to the hour after `snapshot_id` (Iceberg's serializable validation; None: the table was empty)."""
+    from pyspark.sql import functions as F
+
+    column = F.col(partition.table.partition_column)
+    writer = rows.writeTo(identifier).option("isolation-level", "serializable")
+    if snapshot_id is not None:
+        writer = writer.option("validate-from-snapshot-id", str(snapshot_id))
+    writer.overwrite((column >= F.lit(partition.start)) & (column < F.lit(partition.end)))
+
+
 def rebuild_hour(
     spark: SparkSession, request: RebuildRequest, partition: HourPartition, rows: DataFrame
 ) -> dict[str, Any]:
@@ -157,10 +169,7 @@ def rebuild_hour(
             f"{partition}: the rebuild has {count} rows where the lake holds {before.rows}; refusing to shrink "
             "the hour (the topic may no longer hold all of it); re-run with --force to replace it anyway"
         )
-    writer = frame.writeTo(identifier).option("isolation-level", "serializable")
-    if snapshot is not None:
-        writer = writer.option("validate-from-snapshot-id", str(snapshot.snapshotId()))
-    writer.overwrite(in_hour)
+    overwrite_hour(frame, identifier, partition, None if snapshot is None else int(snapshot.snapshotId()))
     after = hour_files(spark, request.catalog, partition)
     if after.rows != count:
         raise RuntimeError(f"{partition}: wrote {count} rows, the table now holds {after.rows} in the hour")

@@ -1,9 +1,10 @@
 """Rebuilding a lake hour from Kafka (real Kafka, S3 and Spark): `python -m compaction.rebuild`.
 
-The hour's objects in the lake are wrong (synthetic rows that never went through Kafka); the topic holds
-the truth: ticks of the hour with re-sends and malformed records, plus ticks outside it. After the rebuild
-DuckDB reads, through the reader rule, exactly the hour's valid first sends, and bars equal to a polars
-computation; a second run changes nothing; an open hour is refused.
+The hour's rows in the lake are wrong (synthetic rows that never went through Kafka); the topic holds the
+truth: ticks of the hour with re-sends and malformed records, plus ticks outside it. After the rebuild
+DuckDB reads, through the catalog, exactly the hour's valid first sends, and bars equal to a polars
+computation; a second run writes the same rows; an open hour is refused; a rebuild that would shrink an
+hour is refused unless --force. (That a commit racing the rebuild fails it: `rebuild_test.py`.)
 """
 
 from __future__ import annotations
@@ -13,19 +14,21 @@ import os
 import subprocess
 import sys
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from confluent_kafka import Producer
 
-from compaction.testdata import StreamWriter, duckdb_connection, write_status
+from compaction.testdata import fill_hour, write_status
+from tickstream.catalog import metadata_location
 from tickstream.contracts import Tick, encode_tick, make_tick
-from tickstream.lake import BARS_1M, TICKS, LakeLocation, committed_hour
+from tickstream.duckdb_lake import connect, iceberg_scan
+from tickstream.lake import BARS_1M, TICKS, LakeLocation, LakeTable
 from tickstream.services.kafka import ensure_topics
-from tickstream.settings import S3Settings
 from tickstream.testing.expected import expected_bars
+from tickstream.testing.lake import TestLake, tick_rows
 from tickstream.topology import Topic
 
 pytestmark = pytest.mark.integration
@@ -72,9 +75,26 @@ def rebuild(env: dict[str, str], *args: str) -> tuple[int, dict[str, Any], str]:
     return done.returncode, (json.loads(lines[-1]) if lines else {}), done.stderr
 
 
+def read(lake: TestLake, table: LakeTable, columns: str) -> list[tuple[Any, ...]]:
+    location = metadata_location(lake.catalog, lake.settings, table)
+    with connect(lake.s3) as con:
+        return sorted(
+            con.execute(
+                f"SELECT {columns} FROM {iceberg_scan(location)} WHERE {table.partition_column} >= ? "
+                f"AND {table.partition_column} < ?",
+                [HOUR_START, HOUR_START + timedelta(hours=1)],
+            ).fetchall()
+        )
+
+
+TICK_COLUMNS = "schema_version, symbol, seq, ts_us, price, size, bid, ask"
+BAR_COLUMNS = "symbol, epoch_us(window_start), open, high, low, close, volume, vwap, trade_count"
+
+
 def test_rebuild_replaces_an_hour_with_what_kafka_holds(
-    kafka_bootstrap: str, s3_settings: S3Settings, spark_connector_jars: list[Path]
+    kafka_bootstrap: str, s3_lake: TestLake, spark_connector_jars: list[Path]
 ) -> None:
+    lake, s3 = s3_lake, s3_lake.s3
     run = uuid.uuid4().hex[:8]
     topic = f"ticks-rebuild-{run}"
     ensure_topics(kafka_bootstrap, [Topic(topic, 3, 7 * 86_400_000, "rebuild test")])
@@ -84,50 +104,49 @@ def test_rebuild_replaces_an_hour_with_what_kafka_holds(
         producer.produce(topic, value=value, key=key)
     assert producer.flush(60) == 0
 
-    root = f"s3://{s3_settings.bucket}/rebuild-it-{run}"
-    location = LakeLocation(root, s3_settings)
-    damaged = StreamWriter(location, "2024-03-01", "09")
-    damaged.ticks(5, 50)  # rows that are not in Kafka
-    damaged.bars(5)
-    write_status(location, datetime(2024, 3, 1, 10, 30, tzinfo=UTC))  # 09h closed, 10h open
+    fill_hour(lake, "2024-03-01", "09", batches=5, rows_per_batch=50)  # rows that are not in Kafka
+    status = LakeLocation(f"{lake.settings.warehouse}-status", s3)
+    write_status(status, datetime(2024, 3, 1, 10, 30, tzinfo=UTC))  # 09h closed, 10h open
     env = {
         **os.environ,
         "PYTHONPATH": str(SRC),
         "PYSPARK_PYTHON": sys.executable,
         "TICKSTREAM_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-        "TICKSTREAM_S3_ENDPOINT_URL": s3_settings.endpoint_url,
-        "TICKSTREAM_S3_ACCESS_KEY_ID": s3_settings.access_key_id,
-        "TICKSTREAM_S3_SECRET_ACCESS_KEY": s3_settings.secret_access_key,
-        "TICKSTREAM_S3_BUCKET": s3_settings.bucket,
+        "TICKSTREAM_S3_ENDPOINT_URL": s3.endpoint_url,
+        "TICKSTREAM_S3_ACCESS_KEY_ID": s3.access_key_id,
+        "TICKSTREAM_S3_SECRET_ACCESS_KEY": s3.secret_access_key,
+        "TICKSTREAM_S3_BUCKET": s3.bucket,
+        "TICKSTREAM_CATALOG_URI": lake.settings.uri,
+        "TICKSTREAM_CATALOG_NAME": lake.settings.name,
+        "TICKSTREAM_CATALOG_WAREHOUSE": lake.settings.warehouse,
         "TICKSTREAM_COMPACTION_JARS": ",".join(str(jar) for jar in spark_connector_jars),
-        "TICKSTREAM_COMPACTION_LAKE_ROOT": root,
+        "TICKSTREAM_COMPACTION_LAKE_ROOT": status.root,
     }
+    hour = ("--from", "2024-03-01T09", "--to", "2024-03-01T10", "--topic", topic)
 
     code, report, stderr = rebuild(env, "--from", "2024-03-01T09", "--to", "2024-03-01T11", "--topic", topic)
     assert code == 3 and report["status"] == "refused" and "10" in report["error"], stderr[-2000:]
 
-    code, report, stderr = rebuild(env, "--from", "2024-03-01T09", "--to", "2024-03-01T10", "--topic", topic)
+    code, report, stderr = rebuild(env, *hour)
     assert code == 0, stderr[-3000:]
-    assert {h["partition"]: h["rows"] for h in report["hours"]}["ticks/date=2024-03-01/hour=09"] == len(truth)
+    rebuilt = {h["partition"]: h for h in report["hours"]}
+    assert (rebuilt["ticks/2024-03-01T09"]["rows_before"], rebuilt["ticks/2024-03-01T09"]["rows"]) == (250, len(truth))
+    assert sum(high - low for low, high in report["offsets"].values()) == len(sent)
 
-    con = duckdb_connection(s3_settings)
+    assert read(lake, TICKS, TICK_COLUMNS) == sorted(tuple(t.values()) for t in truth)
+    assert read(lake, BARS_1M, BAR_COLUMNS) == expected_bars(truth)
 
-    def read(table: str, columns: str) -> list[tuple[Any, ...]]:
-        view = committed_hour(location, table, "2024-03-01", "09")
-        assert view.manifest is not None and not view.stream  # the damaged objects are no longer read
-        files = [location.url(key) for key in view.keys]
-        return sorted(con.execute(f"SELECT {columns} FROM read_parquet(?)", [files]).fetchall())
-
-    tick_columns = "schema_version, symbol, seq, ts_us, price, size, bid, ask"
-    assert read(TICKS.name, tick_columns) == sorted(tuple(t.values()) for t in truth)
-    bar_columns = "symbol, epoch_us(window_start), open, high, low, close, volume, vwap, trade_count"
-    assert read(BARS_1M.name, bar_columns) == expected_bars(truth)
-    first = {t: committed_hour(location, t, "2024-03-01", "09").manifest for t in (TICKS.name, BARS_1M.name)}
-
-    code, again, stderr = rebuild(env, "--from", "2024-03-01T09", "--to", "2024-03-01T10", "--topic", topic)
+    code, again, stderr = rebuild(env, *hour)  # the same input: the same rows
     assert code == 0, stderr[-3000:]
-    for table, manifest in first.items():
-        now = committed_hour(location, table, "2024-03-01", "09").manifest
-        assert manifest is not None and now is not None
-        assert (now.run_id, now.objects, now.rows) == (manifest.run_id, manifest.objects, manifest.rows)
-    assert read(TICKS.name, tick_columns) == sorted(tuple(t.values()) for t in truth)
+    assert read(lake, TICKS, TICK_COLUMNS) == sorted(tuple(t.values()) for t in truth)
+    assert read(lake, BARS_1M, BAR_COLUMNS) == expected_bars(truth)
+
+    # the hour gained rows the topic does not hold: replacing it would shrink it
+    extra = [make_tick("MSFT", 900_000 + i, H_US + i * 1_000, 101.0, 5, 100.99, 101.01) for i in range(10)]
+    lake.append(TICKS, tick_rows(extra))
+    code, refused, stderr = rebuild(env, *hour)
+    assert code == 3 and "refusing to shrink" in refused["error"] and "--force" in refused["error"], stderr[-2000:]
+    assert len(read(lake, TICKS, TICK_COLUMNS)) == len(truth) + 10  # nothing changed
+    code, forced, stderr = rebuild(env, *hour, "--force")
+    assert code == 0, stderr[-3000:]
+    assert read(lake, TICKS, TICK_COLUMNS) == sorted(tuple(t.values()) for t in truth)

@@ -28,7 +28,7 @@ from tickstream.testing.spark import test_session
 
 
 @pytest.fixture(scope="session")
-def spark(spark_connector_jars: list[Path]) -> Iterator[SparkSession]:
+def spark(spark_connector_jars: list[Path]) -> Iterator[SparkSession]:  # noqa: F811
     """A local[2] SparkSession with Iceberg and the job's state settings; tests register their lakes."""
     settings = StreamingSettings(master="local[2]", shuffle_partitions=2)
     conf = {

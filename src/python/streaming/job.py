@@ -29,15 +29,16 @@ from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
-from streaming.settings import StreamingSettings, delay_seconds
-from streaming.spark_session import build_spark_session, cached_connector_jars, spark_conf
-from streaming.status import StatusBook, StatusListener, StatusStore
 from streaming.iceberg import expire_snapshots
+from streaming.settings import StreamingSettings, delay_seconds
+from streaming.spark_session import cached_connector_jars, spark_conf
+from streaming.status import StatusBook, StatusListener, StatusStore
 from streaming.transforms import dedup_within_watermark, from_kafka, parse_ticks, route_ticks_batch
 from streaming.writers import BarsUpdater, IcebergBatchSink
 from tickstream.lake import BARS_1M, QUARANTINE, TABLES, TICKS, LakeLocation
 from tickstream.logs import configure_logging, get_logger
 from tickstream.settings import CatalogSettings, KafkaSettings, S3Settings
+from tickstream.spark import build_spark_session
 
 QUERY_ID_PROPERTY = "sql.streaming.queryId"
 """Spark local property holding the running query's id inside foreachBatch."""
@@ -127,7 +128,6 @@ def start_ticks_query(records: DataFrame, settings: StreamingSettings, sink: Lak
         .foreachBatch(sink)
         .start()
     )
-    return query
 
 
 class SnapshotExpiry:

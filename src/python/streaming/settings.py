@@ -67,7 +67,7 @@ class StreamingSettings(BaseSettings):
         description="Least time between two updates of bars_1m (a minute's bar is complete once a minute).",
     )
     snapshot_retention_s: float = Field(
-        default=900.0,
+        default=600.0,
         ge=60.0,
         description=(
             "The job expires the lake tables' snapshots older than this (every third of it), which keeps each "

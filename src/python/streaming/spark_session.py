@@ -12,8 +12,8 @@ from pathlib import Path
 
 from streaming.settings import StreamingSettings
 from tickstream.services.spark_jars import spark_jars_dir
-from tickstream.spark import build_spark_session, iceberg_conf
 from tickstream.settings import CatalogSettings, PathsSettings, S3Settings
+from tickstream.spark import iceberg_conf
 
 REQUIRED_JARS = ("spark-sql-kafka-0-10", "iceberg-spark-runtime", "iceberg-aws-bundle", "sqlite-jdbc")
 _STATE = "org.apache.spark.sql.execution.streaming.state"

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
 from streaming.status import BatchReport, StatusBook, late_rows
-from collections import Counter
-
 from streaming.writers import BarsOutput, BatchOutput
 
 QID = "11111111-2222-3333-4444-555555555555"

@@ -10,14 +10,11 @@ attempt did.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from decimal import Decimal
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.pandas.types import from_arrow_schema
 
 from tickstream.contracts import DEDUP_KEY_FIELDS, FIELD_NAMES, TICK_FIELDS, decode_tick_batch
 from tickstream.lake import QUARANTINE, TICKS

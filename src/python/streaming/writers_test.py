@@ -9,7 +9,13 @@ from pyspark.sql import DataFrame, SparkSession
 
 from streaming.conftest import KAFKA_TS, KafkaRows
 from streaming.transforms import parse_ticks, route_ticks_batch
-from streaming.writers import SNAPSHOT_BATCH_ID, SNAPSHOT_QUERY_ID, BarsUpdater, IcebergBatchSink, floor_minute
+from streaming.writers import (
+    SNAPSHOT_BATCH_ID,
+    SNAPSHOT_QUERY_ID,
+    BarsUpdater,
+    IcebergBatchSink,
+    floor_minute,
+)
 from tickstream.catalog import load_table
 from tickstream.contracts import Tick, encode_tick, make_tick
 from tickstream.lake import BARS_1M, QUARANTINE, TICKS

@@ -11,10 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import select
-from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session
-
+import pyarrow as pa
 from pyiceberg.catalog.sql import IcebergTables, SqlCatalog
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
@@ -32,7 +29,9 @@ from pyiceberg.types import (
     StringType,
     TimestamptzType,
 )
-import pyarrow as pa
+from sqlalchemy import select
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 
 from tickstream.lake import TABLES, LakeTable
 from tickstream.settings import CatalogSettings, S3Settings
@@ -40,9 +39,11 @@ from tickstream.settings import CatalogSettings, S3Settings
 TABLE_PROPERTIES: dict[str, str] = {
     "format-version": "2",
     "write.parquet.compression-codec": "zstd",
-    # Every commit writes a new metadata file: keep only the newest few (snapshots expire separately).
+    # Every commit writes a new metadata file. A reader pins one for as long as it runs (a dbt run reads the
+    # same snapshot in every model), so keep the newest 1000 (about half an hour of streaming commits) and
+    # delete older ones as new commits come. Snapshots expire separately (stream and hourly maintenance).
     "write.metadata.delete-after-commit.enabled": "true",
-    "write.metadata.previous-versions-max": "20",
+    "write.metadata.previous-versions-max": "1000",
     # The streaming job and maintenance commit to the same tables: retry a conflicting commit.
     "commit.retry.num-retries": "20",
     "commit.retry.min-wait-ms": "50",

@@ -11,10 +11,9 @@ docs/lake.md for why this catalog and not a REST server.
 
 from __future__ import annotations
 
+from pyiceberg.exceptions import NoSuchTableError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
-
-from pyiceberg.exceptions import NoSuchTableError
 
 from tickstream.catalog import ensure_tables, load_table, open_catalog
 from tickstream.lake import TABLES
