@@ -1,1 +1,4 @@
-"""Analytics: the dbt project in src/sql/dbt run on DuckDB over the Parquet lake (docs/analytics.md)."""
+"""Analytics: the dbt project in src/sql/dbt, run on DuckDB over the lake's Iceberg tables.
+
+See docs/analytics.md.
+"""

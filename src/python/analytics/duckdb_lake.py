@@ -1,59 +1,72 @@
-"""dbt-duckdb plugin: httpfs from the duckdb-extension-httpfs package and the lake's S3 secret.
+"""dbt-duckdb plugin: the lake's Iceberg tables for the dbt project (docs/analytics.md, "Reading the lake").
 
-Referenced by src/sql/dbt/profiles.yml (`plugins: - module: analytics.duckdb_lake`). DuckDB would download
-`httpfs` from its extension site on `INSTALL httpfs` or on autoload; that site is unreachable here and a run
-must never download anything, so autoinstall is switched off and the extension file that the PyPI package
-ships (built for exactly the pinned duckdb) is LOADed by path. The S3 secret is a temporary (in-memory)
-secret built from TICKSTREAM_S3_* (tickstream.settings.S3Settings): no key is written into the DuckDB file.
+Named in src/sql/dbt/profiles.yml (`plugins: - module: analytics.duckdb_lake`). On every DuckDB connection
+dbt opens, it
+
+- configures DuckDB for the lake with `tickstream.duckdb_lake.configure`, the one way DuckDB reaches the
+  lake: extensions loaded by path from their PyPI packages (never downloaded) and the temporary S3 secret;
+- registers `tickstream_lake_table(name) -> varchar`: the location of the table's current metadata file,
+  read from the Iceberg catalog (`tickstream.catalog.metadata_location`, one SELECT). The on-run-start macro
+  `create_lake_views` calls it once per table and run and creates `lake.<table>` as
+  `iceberg_scan('<location>')`, so every model of the run reads that one snapshot;
+- registers `tickstream_make_dirs(path)`, which the mart export calls before COPY to a local directory.
+
+Which catalog and S3 endpoint: those that `analytics.run` built at its process edge and handed over with
+`lake_access(...)` around the dbt invocation; a dbt started by its own CLI (no `analytics.run` in the
+process) is its own process edge and reads them from the environment (TICKSTREAM_CATALOG_*, TICKSTREAM_S3_*).
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlparse
 
 import duckdb
-import duckdb_extension_httpfs
 from dbt.adapters.duckdb.plugins import BasePlugin
 from duckdb.sqltypes import BOOLEAN, VARCHAR
+from pyiceberg.catalog.sql import SqlCatalog
 
-from tickstream.settings import S3Settings
-
-
-def httpfs_extension_path() -> Path:
-    """The httpfs extension file shipped by duckdb-extension-httpfs for the installed duckdb version."""
-    package_dir = Path(next(iter(duckdb_extension_httpfs.__path__)))
-    path = package_dir / "extensions" / f"v{duckdb.__version__}" / "httpfs.duckdb_extension"
-    if not path.is_file():
-        shipped = sorted(p.name for p in (package_dir / "extensions").iterdir())
-        raise RuntimeError(
-            f"duckdb-extension-httpfs has no extension for duckdb {duckdb.__version__} (it ships {shipped}): "
-            "pin both packages to the same version"
-        )
-    return path
+from tickstream import duckdb_lake
+from tickstream.catalog import metadata_location, open_catalog
+from tickstream.lake import lake_table
+from tickstream.settings import CatalogSettings, S3Settings
 
 
-def _literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
+@dataclass(frozen=True)
+class LakeAccess:
+    """What a dbt run reads: the Iceberg catalog of the lake's tables and the S3 endpoint of their files."""
+
+    catalog: CatalogSettings
+    s3: S3Settings
 
 
-def s3_secret_sql(s3: S3Settings, name: str = "tickstream_lake") -> str:
-    """CREATE SECRET statement giving DuckDB access to the lake's bucket."""
-    options = {
-        "TYPE": "s3",
-        "KEY_ID": _literal(s3.access_key_id),
-        "SECRET": _literal(s3.secret_access_key),
-        "REGION": _literal(s3.region),
-        "URL_STYLE": _literal("path" if s3.path_style else "vhost"),
-    }
-    if s3.endpoint_url:
-        endpoint = urlparse(s3.endpoint_url)
-        options["ENDPOINT"] = _literal(endpoint.netloc)
-        options["USE_SSL"] = "true" if endpoint.scheme == "https" else "false"
-    body = ", ".join(f"{key} {value}" for key, value in options.items())
-    return f"CREATE OR REPLACE TEMPORARY SECRET {name} ({body})"
+_handed_over: LakeAccess | None = None
+_handover_lock = threading.Lock()
+
+
+@contextmanager
+def lake_access(access: LakeAccess) -> Iterator[None]:
+    """Make `access` the lake of the dbt invocations run in-process inside this block (analytics.run)."""
+    global _handed_over
+    with _handover_lock:
+        previous, _handed_over = _handed_over, access
+    try:
+        yield
+    finally:
+        with _handover_lock:
+            _handed_over = previous
+
+
+def current_access() -> LakeAccess:
+    """The lake handed over by `lake_access`, else (dbt's own CLI) the one the environment configures."""
+    with _handover_lock:
+        if _handed_over is not None:
+            return _handed_over
+    return LakeAccess(catalog=CatalogSettings(), s3=S3Settings())
 
 
 def make_local_dirs(path: str) -> bool:
@@ -64,24 +77,43 @@ def make_local_dirs(path: str) -> bool:
     return True
 
 
-def configure_lake_access(conn: duckdb.DuckDBPyConnection, *, s3: bool) -> None:
-    """Never download extensions; load httpfs from its package; with `s3`, add the lake's S3 secret.
+class LakeTables:
+    """Resolves a lake table's current metadata location through the catalog of the current lake access."""
 
-    Also registers `tickstream_make_dirs(path)`, which the mart export uses before COPY to a local lake.
-    """
-    conn.create_function("tickstream_make_dirs", make_local_dirs, [VARCHAR], BOOLEAN, side_effects=True)
-    conn.execute("SET autoinstall_known_extensions = false")
-    conn.execute("SET autoload_known_extensions = false")
-    conn.execute(f"LOAD {_literal(str(httpfs_extension_path()))}")
-    if s3:
-        conn.execute(s3_secret_sql(S3Settings()))
+    def __init__(self) -> None:
+        self._catalogs: dict[tuple[str, str], SqlCatalog] = {}
+        self._lock = threading.Lock()
+
+    def _catalog(self, access: LakeAccess) -> SqlCatalog:
+        key = (access.catalog.model_dump_json(), access.s3.model_dump_json())
+        with self._lock:
+            if key not in self._catalogs:
+                self._catalogs[key] = open_catalog(access.catalog, access.s3)
+            return self._catalogs[key]
+
+    def metadata_location(self, name: str) -> str:
+        """The table's current metadata file; an error naming the table if the catalog has no such table."""
+        table = lake_table(name)  # ValueError for a name that is not a lake table
+        access = current_access()
+        location = metadata_location(self._catalog(access), access.catalog, table)
+        if location is None:
+            raise LookupError(
+                f"the lake table {access.catalog.identifier(table.name)} is not in the Iceberg catalog "
+                f"{access.catalog.name!r} (TICKSTREAM_CATALOG_URI): create the tables first "
+                "(`tickstream services up`, or the streaming job)"
+            )
+        return location
 
 
 class Plugin(BasePlugin):
-    """Configures every dbt-duckdb connection for the lake (config key `s3`: add the S3 secret)."""
+    """Configures every dbt-duckdb connection for the lake and registers the lake's functions."""
 
     def initialize(self, plugin_config: dict[str, Any]) -> None:
-        self._s3 = bool(plugin_config.get("s3", True))
+        self._tables = LakeTables()
 
     def configure_connection(self, conn: duckdb.DuckDBPyConnection) -> None:
-        configure_lake_access(conn, s3=self._s3)
+        duckdb_lake.configure(conn, current_access().s3)
+        conn.create_function(
+            "tickstream_lake_table", self._tables.metadata_location, [VARCHAR], VARCHAR, side_effects=True
+        )
+        conn.create_function("tickstream_make_dirs", make_local_dirs, [VARCHAR], BOOLEAN, side_effects=True)

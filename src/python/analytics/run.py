@@ -5,8 +5,10 @@
     python -m analytics.run source freshness
 
 Airflow's hourly DAG calls the CLI (`$TICKSTREAM_ANALYTICS_COMMAND build --start H --end H+1`).
-Settings come from the environment (AnalyticsSettings, prefix TICKSTREAM_DBT_; the lake's S3 settings
-from TICKSTREAM_S3_*). After every run dbt's run_results.json is copied into the lake
+`main` is the process edge: it reads the settings from the environment once (AnalyticsSettings, prefix
+TICKSTREAM_DBT_; the lake's Iceberg catalog from TICKSTREAM_CATALOG_*; S3 from TICKSTREAM_S3_*) and passes
+them down; `run_dbt` hands the catalog and S3 settings to the dbt-duckdb plugin (analytics.duckdb_lake)
+for the invocation. After every run dbt's run_results.json is copied to the lake root
 (`_status/dbt/run_results.json`) for the dashboard.
 """
 
@@ -16,7 +18,8 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +28,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tickstream.lake import LakeLocation, put_object
 from tickstream.logs import configure_logging, get_logger
-from tickstream.settings import PathsSettings, S3Settings
+from tickstream.settings import CatalogSettings, PathsSettings, S3Settings
 
 PROJECT_SUBDIR = Path("src") / "sql" / "dbt"
 RUN_RESULTS_KEY = "_status/dbt/run_results.json"
@@ -33,14 +36,22 @@ log = get_logger(__name__)
 
 
 class AnalyticsSettings(BaseSettings):
-    """Where the dbt project, its DuckDB file and its artefacts are, and which lake it reads."""
+    """Where the dbt project, its DuckDB file and its artefacts are, and where the marts are published.
+
+    The tables dbt reads come from the Iceberg catalog (CatalogSettings, TICKSTREAM_CATALOG_*), not from here.
+    """
 
     model_config = SettingsConfigDict(env_prefix="TICKSTREAM_DBT_")
 
-    target: str = Field(default="s3", description="dbt target: s3 (the bucket) or local (a lake directory).")
+    target: str = Field(
+        default="s3", description="dbt target: s3 (marts exported to the bucket) or local (to a directory)."
+    )
     lake_root: str = Field(
         default="",
-        description="Lake root: empty = s3://<TICKSTREAM_S3_BUCKET>; s3://bucket/prefix; a directory.",
+        description=(
+            "Where mart exports (marts/<model>/data.parquet) and run results (_status/dbt/) go: "
+            "empty = s3://<TICKSTREAM_S3_BUCKET>; s3://bucket/prefix; a directory (required for local)."
+        ),
     )
     project_dir: str = Field(default="", description="The dbt project; empty = src/sql/dbt found upwards.")
     duckdb_path: str = Field(
@@ -77,28 +88,35 @@ def run_dbt(
     command: str | Sequence[str],
     vars: Mapping[str, Any] | None = None,
     *,
-    settings: AnalyticsSettings | None = None,
+    settings: AnalyticsSettings,
+    catalog: CatalogSettings,
+    s3: S3Settings,
     extra_args: Sequence[str] = (),
 ) -> Any:
     """Run one dbt command (e.g. "build", "source freshness", ["docs", "generate"]) and return its result.
 
-    Returns dbt's `dbtRunnerResult` (`.success`, `.result`, `.exception`). A run with vars on a DuckDB file
-    that does not exist yet builds the whole lake instead: incremental marts must start from all history.
+    dbt reads the lake tables of `catalog` (their files through `s3`) and exports the marts under
+    `lake_location(settings, s3)`. Returns dbt's `dbtRunnerResult` (`.success`, `.result`, `.exception`).
+    A run with vars on a DuckDB file that does not exist yet builds the whole lake instead: incremental
+    marts must start from all history.
     """
-    from dbt.cli.main import dbtRunner  # heavy import: only when dbt runs
+    from dbt.cli.main import dbtRunner  # heavy imports: only when dbt runs
 
-    settings = settings or AnalyticsSettings()
+    from analytics.duckdb_lake import LakeAccess, lake_access
+
     project_dir = find_project_dir(settings.project_dir)
     state_dir = Path(settings.state_dir) if settings.state_dir else PathsSettings().data_dir / "dbt"
     duckdb_path = Path(settings.duckdb_path) if settings.duckdb_path else state_dir / "tickstream.duckdb"
     state_dir.mkdir(parents=True, exist_ok=True)
     duckdb_path.parent.mkdir(parents=True, exist_ok=True)
-    os.environ["TICKSTREAM_DBT_DUCKDB_PATH"] = str(duckdb_path)
-    os.environ["TICKSTREAM_DBT_TARGET"] = settings.target
-    if settings.lake_root:
-        os.environ["TICKSTREAM_DBT_LAKE_ROOT"] = settings.lake_root
-    else:
-        os.environ.pop("TICKSTREAM_DBT_LAKE_ROOT", None)
+    location = lake_location(settings, s3)
+    # profiles.yml and the lake_root() macro read these; set for the invocation only, so that they never
+    # leak into settings built later in this process.
+    dbt_environment = {
+        "TICKSTREAM_DBT_DUCKDB_PATH": str(duckdb_path),
+        "TICKSTREAM_DBT_TARGET": settings.target,
+        "TICKSTREAM_DBT_LAKE_ROOT": location.root,
+    }
 
     words = command.split() if isinstance(command, str) else list(command)
     run_vars = dict(vars or {})
@@ -124,29 +142,43 @@ def run_dbt(
     if run_vars:
         args += ["--vars", json.dumps(run_vars)]
     args += list(extra_args)
-    log.info("dbt_start", args=args)
-    result = dbtRunner().invoke(args)
+    log.info("dbt_start", args=args, catalog=catalog.name, warehouse=catalog.warehouse)
+    with environment(dbt_environment), lake_access(LakeAccess(catalog=catalog, s3=s3)):
+        result = dbtRunner().invoke(args)
     log.info("dbt_done", command=" ".join(words), success=result.success)
-    publish_run_results(state_dir / "target" / "run_results.json", settings)
+    publish_run_results(state_dir / "target" / "run_results.json", location)
     return result
 
 
-def lake_location(settings: AnalyticsSettings) -> LakeLocation:
-    """The lake that the run read, as a tickstream.lake location."""
+@contextmanager
+def environment(values: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for the duration of the block, then restore what was there."""
+    previous = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def lake_location(settings: AnalyticsSettings, s3: S3Settings) -> LakeLocation:
+    """Where the marts and run results go: `settings.lake_root`, else the configured bucket."""
     if settings.lake_root:
-        s3 = S3Settings() if settings.lake_root.startswith("s3://") else None
-        return LakeLocation(root=settings.lake_root, s3=s3)
-    return LakeLocation.for_bucket(S3Settings())
+        return LakeLocation(root=settings.lake_root.rstrip("/"), s3=s3)
+    return LakeLocation.for_bucket(s3)
 
 
-def publish_run_results(path: Path, settings: AnalyticsSettings) -> None:
-    """Copy dbt's run_results.json to the lake (the dashboard's view of the last dbt run)."""
+def publish_run_results(path: Path, location: LakeLocation) -> None:
+    """Copy dbt's run_results.json to the lake root (the dashboard's view of the last dbt run)."""
     if not path.is_file():
         return
     try:
-        location = lake_location(settings)
-        filesystem, _ = location.filesystem()
-        put_object(filesystem, location.path(RUN_RESULTS_KEY), path.read_bytes())
+        filesystem, base = location.filesystem()
+        put_object(filesystem, f"{base}/{RUN_RESULTS_KEY}", path.read_bytes())
     except (OSError, ValueError) as error:  # the run itself succeeded or failed on its own terms
         log.warning("dbt_run_results_not_published", error=str(error))
 
@@ -174,7 +206,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra.append("--full-refresh")
     if args.select:
         extra += ["--select", args.select]
-    result = run_dbt(args.command, vars, settings=settings, extra_args=extra)
+    result = run_dbt(
+        args.command, vars, settings=settings, catalog=CatalogSettings(), s3=S3Settings(), extra_args=extra
+    )
     if result.exception is not None:
         print(f"dbt failed: {result.exception}", file=sys.stderr)
         return 2

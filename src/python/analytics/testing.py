@@ -1,47 +1,33 @@
-"""Build small lakes for the dbt tests and the benchmark: stream objects, compacted hours and manifests.
+"""Fixture lakes for the dbt tests, and the marts they must give, computed independently with polars.
 
-Objects are named through tickstream.lake (object_key, compacted_dir, Manifest), exactly as the streaming
-and compaction jobs name them, and written with pyarrow to a LakeLocation (local directory or S3).
+A fixture lake is a `tickstream.testing.lake.TestLake` (a private Iceberg catalog and warehouse): ticks are
+appended as the streaming job commits them (one snapshot per micro-batch, late ticks in later commits),
+an hour is compacted by rewriting its files in one commit, and the 1-minute bars are those of
+`tickstream.testing.expected.expected_bars`. The expectations below never use DuckDB or dbt: they are a
+second implementation of the marts' definitions (docs/analytics.md), for tests to compare against.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+import math
+import random
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
+import polars as pl
 import pyarrow as pa
 
-from tickstream.lake import (
-    BARS_1M,
-    BARS_1M_ARROW_SCHEMA,
-    TICKS,
-    TICKS_ARROW_SCHEMA,
-    LakeLocation,
-    LakeObject,
-    Manifest,
-    TableSpec,
-    date_hour,
-    object_key,
-    write_manifest,
-)
-from tickstream.testing.lake import compacted_hour, write_object
+from tickstream.catalog import load_table
+from tickstream.contracts import Tick, make_tick
+from tickstream.lake import BARS_1M, TICKS, LakeTable
+from tickstream.testing.expected import expected_bars
+from tickstream.testing.lake import TestLake, tick_rows
 
-QUERY_ID = "8a04952a-0000-4000-8000-000000000000"
 MINUTE_US = 60_000_000
-
-
-@dataclass(frozen=True)
-class FixtureTick:
-    """One tick: bid/ask are price -/+ half a spread of 2 bps unless given."""
-
-    symbol: str
-    seq: int
-    ts_us: int
-    price: float
-    size: int
-    offset: int = 0
+HOUR_US = 3_600_000_000
+SPREAD = 1e-4
+"""Fixture quotes are price -/+ 1 bp: a spread of 2 bps of the mid price."""
 
 
 def ts_us(moment: str) -> int:
@@ -49,131 +35,221 @@ def ts_us(moment: str) -> int:
     return int(datetime.fromisoformat(moment).replace(tzinfo=UTC).timestamp() * 1_000_000)
 
 
-def ticks_table(ticks: Sequence[FixtureTick]) -> pa.Table:
-    """Ticks as an Arrow table of the lake's schema, sorted by (symbol, ts_us, seq)."""
-    rows = sorted(ticks, key=lambda t: (t.symbol, t.ts_us, t.seq))
-    return pa.table(
-        {
-            "schema_version": [1] * len(rows),
-            "symbol": [t.symbol for t in rows],
-            "seq": [t.seq for t in rows],
-            "ts_us": [t.ts_us for t in rows],
-            "price": [t.price for t in rows],
-            "bid": [t.price * (1 - 1e-4) for t in rows],
-            "ask": [t.price * (1 + 1e-4) for t in rows],
-            "size": [t.size for t in rows],
-            "kafka_partition": [0] * len(rows),
-            "kafka_offset": [t.offset for t in rows],
-        },
-        schema=TICKS_ARROW_SCHEMA,
+def tick(symbol: str, seq: int, moment: str | int, price: float, size: int) -> Tick:
+    """A valid tick at `moment` (ISO UTC or µs) whose quote is price -/+ 1 bp."""
+    at = moment if isinstance(moment, int) else ts_us(moment)
+    return make_tick(symbol, seq, at, price, size, price * (1 - SPREAD), price * (1 + SPREAD))
+
+
+def bar_rows(ticks: Sequence[Tick]) -> pa.Table:
+    """Rows of the bars_1m table for `ticks` (tickstream.testing.expected.expected_bars)."""
+    bars = expected_bars(ticks)
+    columns: dict[str, list[Any]] = {name: [] for name in BARS_1M.columns}
+    for symbol, start_us, open_, high, low, close, volume, vwap, trade_count in bars:
+        values = (symbol, start_us, start_us + MINUTE_US, open_, high, low, close, volume, vwap, trade_count)
+        for name, value in zip(BARS_1M.columns, values, strict=True):
+            columns[name].append(value)
+    arrays = {
+        name: (
+            pa.array(values, pa.int64()).cast(BARS_1M.schema.field(name).type)
+            if name in ("window_start", "window_end")
+            else pa.array(values, BARS_1M.schema.field(name).type)
+        )
+        for name, values in columns.items()
+    }
+    return pa.table(arrays, schema=BARS_1M.schema)
+
+
+def append_ticks(lake: TestLake, ticks: Sequence[Tick], first_offset: int = 0) -> None:
+    """One streaming micro-batch of ticks: one commit to the ticks table."""
+    lake.append(TICKS, tick_rows(ticks, first_offset=first_offset))
+
+
+def rewrite_hour(lake: TestLake, table: LakeTable, hour_start_us: int) -> int:
+    """Compact one hour of a table as maintenance does: its rows rewritten into one file, in one commit.
+
+    Returns the number of rows rewritten. Readers of the new snapshot must see each row once: the hour's
+    earlier files are no longer in it (they stay in storage for older snapshots).
+    """
+    column = table.partition_column
+    start = datetime.fromtimestamp(hour_start_us / 1e6, UTC).isoformat()
+    end = datetime.fromtimestamp((hour_start_us + HOUR_US) / 1e6, UTC).isoformat()
+    hour = f"{column} >= '{start}' and {column} < '{end}'"
+    iceberg_table = load_table(lake.catalog, lake.settings, table)
+    rows = iceberg_table.scan(row_filter=hour).to_arrow()
+    iceberg_table.overwrite(rows, overwrite_filter=hour, snapshot_properties={"fixture": "rewrite_hour"})
+    return rows.num_rows
+
+
+# --- the hand-checked fixture --------------------------------------------------------------------------
+
+FIXTURE_COMMITS: dict[str, list[Tick]] = {
+    # 2024-03-01 hour 09, compacted after e2
+    "e1": [
+        tick("AAPL", 1, "2024-03-01T09:00:00", 100.0, 10),
+        tick("AAPL", 2, "2024-03-01T09:00:30", 102.0, 20),
+        tick("MSFT", 1, "2024-03-01T09:00:00", 400.0, 5),
+        tick("MSFT", 2, "2024-03-01T09:00:00", 401.0, 5),  # same ts_us as seq 1: seq decides the open
+    ],
+    # one tick in hour 09, one in hour 10
+    "e2": [
+        tick("AAPL", 3, "2024-03-01T09:01:10", 99.0, 10),
+        tick("AAPL", 4, "2024-03-01T10:00:05", 101.0, 30),
+    ],
+    "e3": [tick("AAPL", 5, "2024-03-01T10:59:59", 103.0, 10)],
+    # a late tick of hour 09, committed after the hour was compacted
+    "e4": [tick("MSFT", 3, "2024-03-01T09:30:00", 402.0, 10)],
+    # 2024-03-02 hour 00
+    "e5": [
+        tick("AAPL", 6, "2024-03-02T00:00:10", 123.6, 10),
+        tick("MSFT", 4, "2024-03-02T00:00:10", 394.0, 10),
+    ],
+}
+"""The hand-checked fixture (dbt_project_test.py has the expected marts), by commit."""
+
+
+def build_fixture_lake(lake: TestLake) -> list[Tick]:
+    """The hand-checked fixture lake; returns its ticks.
+
+    Ticks: e1..e3 committed one by one, hour 2024-03-01T09 then compacted (its files rewritten into one),
+    e4 (late, into the compacted hour) and e5 appended after. Bars: 2024-03-01's, then 2024-03-02's.
+    """
+    offset = 0
+    for name in ("e1", "e2", "e3"):
+        append_ticks(lake, FIXTURE_COMMITS[name], first_offset=offset)
+        offset += len(FIXTURE_COMMITS[name])
+    rewrite_hour(lake, TICKS, ts_us("2024-03-01T09:00:00"))
+    for name in ("e4", "e5"):
+        append_ticks(lake, FIXTURE_COMMITS[name], first_offset=offset)
+        offset += len(FIXTURE_COMMITS[name])
+    ticks = [t for commit in FIXTURE_COMMITS.values() for t in commit]
+    for day in ("2024-03-01", "2024-03-02"):
+        lake.append(BARS_1M, bar_rows([t for t in ticks if utc_date(t["ts_us"]) == day]))
+    return ticks
+
+
+# --- a generated lake ----------------------------------------------------------------------------------
+
+
+def random_ticks(seed: int, symbols: Sequence[str], first_hour: str, hours: int, per_hour: int) -> list[Tick]:
+    """Seeded random ticks: `per_hour` per symbol and hour over `hours` hours from `first_hour`.
+
+    Prices are whole cents from a random walk, sizes 1..500, and about one tick in ten shares its ts_us
+    with the previous tick of its symbol (seq breaks the tie). Sorted by (symbol, seq).
+    """
+    rng = random.Random(seed)
+    start = ts_us(first_hour)
+    ticks: list[Tick] = []
+    for symbol in symbols:
+        price = rng.uniform(20, 500)
+        times = sorted(start + rng.randrange(hours * HOUR_US) for _ in range(hours * per_hour))
+        for seq, at in enumerate(times, start=1):
+            if seq > 1 and rng.random() < 0.1:
+                at = ticks[-1]["ts_us"]
+            price = max(1.0, price * math.exp(rng.gauss(0, 0.002)))
+            ticks.append(tick(symbol, seq, at, round(price, 2), rng.randint(1, 500)))
+    return ticks
+
+
+def build_random_lake(lake: TestLake, ticks: Sequence[Tick], batch: int, seed: int) -> None:
+    """Commit `ticks` in batches of `batch` in a shuffled arrival order (late ticks land in later commits,
+    in hours already committed), compact every second hour, and append the bars of each day."""
+    arrival = list(ticks)
+    random.Random(seed).shuffle(arrival)
+    for first in range(0, len(arrival), batch):
+        append_ticks(lake, arrival[first : first + batch], first_offset=first)
+    hours = sorted({t["ts_us"] // HOUR_US * HOUR_US for t in ticks})
+    for hour_start in hours[::2]:
+        rewrite_hour(lake, TICKS, hour_start)
+    for day in sorted({utc_date(t["ts_us"]) for t in ticks}):
+        lake.append(BARS_1M, bar_rows([t for t in ticks if utc_date(t["ts_us"]) == day]))
+
+
+# --- independent expectations of the marts -------------------------------------------------------------
+
+
+def utc_date(at_us: int) -> str:
+    """The UTC date (YYYY-MM-DD) of a time in µs since the epoch."""
+    return datetime.fromtimestamp(at_us / 1e6, UTC).date().isoformat()
+
+
+def _frame(ticks: Sequence[Tick]) -> pl.DataFrame:
+    return pl.DataFrame(list(ticks)).with_columns(
+        trade_date=pl.col("ts_us").map_elements(utc_date, return_dtype=pl.String),
+        trade_hour=(pl.col("ts_us") // HOUR_US % 24).cast(pl.Int32),
+        notional=pl.col("price") * pl.col("size"),
+        spread_bps=(pl.col("ask") - pl.col("bid")) / ((pl.col("ask") + pl.col("bid")) / 2) * 10_000,
     )
 
 
-def bars_table(ticks: Sequence[FixtureTick]) -> pa.Table:
-    """1-minute bars of `ticks`, computed as the streaming job does (open/close by (ts_us, seq))."""
-    by_minute: dict[tuple[str, int], list[FixtureTick]] = defaultdict(list)
-    for tick in ticks:
-        by_minute[(tick.symbol, tick.ts_us // MINUTE_US * MINUTE_US)].append(tick)
-    columns: dict[str, list] = {name: [] for name in BARS_1M_ARROW_SCHEMA.names}
-    for (symbol, start), group in sorted(by_minute.items()):
-        group.sort(key=lambda t: (t.ts_us, t.seq))
-        volume = sum(t.size for t in group)
-        columns["symbol"].append(symbol)
-        columns["window_start"].append(start)
-        columns["window_end"].append(start + MINUTE_US)
-        columns["open"].append(group[0].price)
-        columns["high"].append(max(t.price for t in group))
-        columns["low"].append(min(t.price for t in group))
-        columns["close"].append(group[-1].price)
-        columns["volume"].append(volume)
-        columns["vwap"].append(sum(t.price * t.size for t in group) / volume if volume else None)
-        columns["trade_count"].append(len(group))
-    return pa.table(columns, schema=BARS_1M_ARROW_SCHEMA)
-
-
-def hour_of(tick: FixtureTick) -> tuple[str, str]:
-    """(date, hour) partition of a tick (event time)."""
-    return date_hour(tick.ts_us)
-
-
-def write_stream_batch(location: LakeLocation, epoch: int, ticks: Iterable[FixtureTick]) -> list[LakeObject]:
-    """One streaming micro-batch: one ticks object and one bars object per hour it touched."""
-    written = []
-    by_hour: dict[tuple[str, str], list[FixtureTick]] = defaultdict(list)
-    for tick in ticks:
-        by_hour[hour_of(tick)].append(tick)
-    for (date, hour), group in sorted(by_hour.items()):
-        written.append(
-            write_object(location, object_key(TICKS, date, hour, QUERY_ID, epoch), ticks_table(group))
+def expected_ohlcv_daily(ticks: Sequence[Tick]) -> dict[tuple[str, str], dict[str, Any]]:
+    """fct_ohlcv_daily by (symbol, trade_date): open/close by (ts_us, seq), VWAP = notional / volume."""
+    daily = (
+        _frame(ticks)
+        .sort("ts_us", "seq")
+        .group_by("symbol", "trade_date", maintain_order=True)
+        .agg(
+            open_usd=pl.col("price").first(),
+            high_usd=pl.col("price").max(),
+            low_usd=pl.col("price").min(),
+            close_usd=pl.col("price").last(),
+            volume_shares=pl.col("size").sum(),
+            notional_usd=pl.col("notional").sum(),
+            trade_count=pl.len(),
         )
-        written.append(
-            write_object(location, object_key(BARS_1M, date, hour, QUERY_ID, epoch), bars_table(group))
+        .with_columns(vwap_usd=pl.col("notional_usd") / pl.col("volume_shares"))
+    )
+    return {(r.pop("symbol"), r.pop("trade_date")): r for r in daily.iter_rows(named=True)}
+
+
+def expected_activity_hourly(ticks: Sequence[Tick]) -> dict[tuple[str, str, int], dict[str, Any]]:
+    """fct_activity_hourly by (symbol, trade_date, trade_hour)."""
+    hourly = (
+        _frame(ticks)
+        .group_by("symbol", "trade_date", "trade_hour")
+        .agg(
+            trade_count=pl.len(),
+            volume_shares=pl.col("size").sum(),
+            notional_usd=pl.col("notional").sum(),
+            high_usd=pl.col("price").max(),
+            low_usd=pl.col("price").min(),
+            avg_spread_bps=pl.col("spread_bps").mean(),
         )
-    return written
-
-
-def compact_hour(
-    location: LakeLocation,
-    spec: TableSpec,
-    date: str,
-    hour: str,
-    table: pa.Table,
-    replaced: Sequence[str],
-    run_id: str = "rfixture0000000001",
-    publish: bool = True,
-) -> Manifest:
-    """Write one compacted object of an hour and (with `publish`) its manifest, as compaction does."""
-    created_at = "2024-03-01T12:00:00Z"
-    manifest = compacted_hour(location, spec, date, hour, table, sorted(replaced), run_id, created_at)
-    if publish:
-        write_manifest(location, manifest)
-    return manifest
-
-
-def fixture_ticks() -> dict[str, list[FixtureTick]]:
-    """The hand-checked fixture (see lake_test.py for the expected marts), by streaming batch."""
-    t = ts_us
+        .with_columns(vwap_usd=pl.col("notional_usd") / pl.col("volume_shares"))
+    )
     return {
-        # 2024-03-01 hour 09, compacted later
-        "e1": [
-            FixtureTick("AAPL", 1, t("2024-03-01T09:00:00"), 100.0, 10, offset=1),
-            FixtureTick("AAPL", 2, t("2024-03-01T09:00:30"), 102.0, 20, offset=2),
-            FixtureTick("MSFT", 1, t("2024-03-01T09:00:00"), 400.0, 5, offset=3),
-            FixtureTick("MSFT", 2, t("2024-03-01T09:00:00"), 401.0, 5, offset=4),
-        ],
-        # one object in hour 09 (compacted later), one in hour 10 (stays open)
-        "e2": [
-            FixtureTick("AAPL", 3, t("2024-03-01T09:01:10"), 99.0, 10, offset=5),
-            FixtureTick("AAPL", 4, t("2024-03-01T10:00:05"), 101.0, 30, offset=6),
-        ],
-        "e3": [FixtureTick("AAPL", 5, t("2024-03-01T10:59:59"), 103.0, 10, offset=7)],
-        # arrives in hour 09 after it was compacted: not in the manifest's `replaced`, must be read
-        "e4": [FixtureTick("MSFT", 3, t("2024-03-01T09:30:00"), 402.0, 10, offset=8)],
-        # 2024-03-02 hour 00
-        "e5": [
-            FixtureTick("AAPL", 6, t("2024-03-02T00:00:10"), 123.6, 10, offset=9),
-            FixtureTick("MSFT", 4, t("2024-03-02T00:00:10"), 394.0, 10, offset=10),
-        ],
-        # a second copy of AAPL seq 6 in another object: de-duplicated in staging
-        "e6": [FixtureTick("AAPL", 6, t("2024-03-02T00:00:10"), 123.6, 10, offset=11)],
+        (r.pop("symbol"), r.pop("trade_date"), r.pop("trade_hour")): r for r in hourly.iter_rows(named=True)
     }
 
 
-def build_fixture_lake(location: LakeLocation) -> None:
-    """The fixture lake: 2024-03-01 hour 09 compacted (manifest, replaced stream objects left in place, a
-    late stream object, an unpublished compaction run), hour 10 and 2024-03-02 hour 00 stream only."""
-    batches = fixture_ticks()
-    for name in ("e1", "e2", "e3"):
-        write_stream_batch(location, int(name[1:]), batches[name])
-    hour09 = [
-        tick for name in ("e1", "e2") for tick in batches[name] if hour_of(tick) == ("2024-03-01", "09")
-    ]
-    for spec, table in ((TICKS, ticks_table(hour09)), (BARS_1M, bars_table(hour09))):
-        replaced = [object_key(spec, "2024-03-01", "09", QUERY_ID, epoch) for epoch in (1, 2)]
-        compact_hour(location, spec, "2024-03-01", "09", table, replaced)
-        # a run that crashed before its manifest: its object must never be read
-        bogus = [FixtureTick("AAPL", 99, ts_us("2024-03-01T09:59:00"), 1_000_000.0, 1)]
-        bogus_table = ticks_table(bogus) if spec is TICKS else bars_table(bogus)
-        compact_hour(location, spec, "2024-03-01", "09", bogus_table, [], run_id="rcrashed", publish=False)
-    for name in ("e4", "e5", "e6"):
-        write_stream_batch(location, int(name[1:]), batches[name])
+def expected_daily_returns(ticks: Sequence[Tick]) -> dict[tuple[str, str], float | None]:
+    """fct_daily_returns.daily_return by (symbol, trade_date): close over the previous trading day's close."""
+    daily = expected_ohlcv_daily(ticks)
+    returns: dict[tuple[str, str], float | None] = {}
+    previous: dict[str, float] = {}
+    for symbol, day in sorted(daily):
+        close = daily[(symbol, day)]["close_usd"]
+        returns[(symbol, day)] = close / previous[symbol] - 1 if symbol in previous else None
+        previous[symbol] = close
+    return returns
+
+
+def expected_bar_indicators(ticks: Sequence[Tick]) -> dict[tuple[str, int], dict[str, Any]]:
+    """fct_bars_1m_indicators by (symbol, window start µs): the bar's close and volume, the SMA of the last
+    5 closes and the session VWAP to date, both within the bar's UTC day."""
+    expected: dict[tuple[str, int], dict[str, Any]] = {}
+    closes: dict[tuple[str, str], list[float]] = {}
+    session: dict[tuple[str, str], list[float]] = {}  # notional, volume
+    for symbol, start_us, _o, _h, _l, close, volume, vwap, _n in expected_bars(ticks):
+        day = (symbol, utc_date(start_us))
+        closes.setdefault(day, []).append(close)
+        totals = session.setdefault(day, [0.0, 0.0])
+        totals[0] += vwap * volume
+        totals[1] += volume
+        expected[(symbol, start_us)] = {
+            "close_usd": close,
+            "volume_shares": volume,
+            "sma_5_close_usd": sum(closes[day][-5:]) / len(closes[day][-5:]),
+            "session_vwap_usd": totals[0] / totals[1],
+        }
+    return expected

@@ -1,9 +1,5 @@
 {#- Market arithmetic used by several models. -#}
 
-{% macro micros_to_timestamp(ts_us) -%}
-  make_timestamp({{ ts_us }})
-{%- endmacro %}
-
 {% macro utc_timestamp(timestamptz) -%}
   {#- A timestamp with time zone as a plain UTC timestamp (the project's convention for *_at columns). -#}
   make_timestamp(epoch_us({{ timestamptz }}))

@@ -1,9 +1,13 @@
 {#-
-  Where the lake is and which interval a run covers.
+  Where the marts are published and which interval a run covers. (The lake's tables are read through the
+  Iceberg catalog: macros/lake_views.sql.)
 -#}
 
 {% macro lake_root() -%}
-  {#- s3://$TICKSTREAM_S3_BUCKET, or TICKSTREAM_DBT_LAKE_ROOT (s3://bucket/prefix or a local directory). -#}
+  {#-
+    Where mart exports (marts/<model>/data.parquet) go: TICKSTREAM_DBT_LAKE_ROOT (s3://bucket/prefix or a
+    local directory; analytics.run always sets it), else s3://$TICKSTREAM_S3_BUCKET.
+  -#}
   {%- set root = env_var('TICKSTREAM_DBT_LAKE_ROOT', '') -%}
   {%- if root == '' -%}
     {%- if target.name == 'local' -%}
@@ -16,16 +20,21 @@
 
 
 {% macro _parse_instant(value) -%}
+  {#- An ISO date or timestamp as a naive UTC datetime (a timestamp with an offset is converted to UTC). -#}
   {%- set text = value | string | trim -%}
   {%- if text | length == 10 -%}{%- set text = text ~ 'T00:00:00' -%}{%- endif -%}
-  {{ return(modules.datetime.datetime.fromisoformat(text.replace('Z', '+00:00')).replace(tzinfo=none)) }}
+  {%- set parsed = modules.datetime.datetime.fromisoformat(text.replace('Z', '+00:00')) -%}
+  {%- if parsed.tzinfo is not none -%}
+    {%- set parsed = parsed.astimezone(modules.datetime.timezone.utc) -%}
+  {%- endif -%}
+  {{ return(parsed.replace(tzinfo=none)) }}
 {%- endmacro %}
 
 
 {% macro run_interval() -%}
   {#-
     The run's interval from vars `start`/`end` ([start, end), UTC), widened to whole UTC days:
-    none (the whole lake) or {'start': date, 'end': date (exclusive), 'dates': ['YYYY-MM-DD', ...]}.
+    none (the whole lake) or {'start': 'YYYY-MM-DD', 'end': 'YYYY-MM-DD' (exclusive)}.
   -#}
   {%- set start, end = var('start', none), var('end', none) -%}
   {%- if start is none and end is none -%}{{ return(none) }}{%- endif -%}
@@ -39,19 +48,30 @@
   {%- set day = modules.datetime.timedelta(days=1) -%}
   {%- set first = start_at.date() -%}
   {%- set last = end_at.date() if end_at.time() == modules.datetime.time(0) else end_at.date() + day -%}
-  {%- set dates = [] -%}
-  {%- for offset in range((last - first).days) -%}
-    {%- do dates.append((first + day * offset).isoformat()) -%}
-  {%- endfor -%}
-  {{ return({'start': first.isoformat(), 'end': last.isoformat(), 'dates': dates}) }}
+  {{ return({'start': first.isoformat(), 'end': last.isoformat()}) }}
 {%- endmacro %}
 
 
 {% macro interval_filter(date_column) -%}
-  {#- SQL predicate keeping the run's days (true when the run covers the whole lake). -#}
+  {#- SQL predicate on a UTC date column keeping the run's days (true when the run covers the whole lake). -#}
   {%- set interval = run_interval() -%}
   {%- if interval is none -%}true
   {%- else -%}{{ date_column }} >= date '{{ interval.start }}' and {{ date_column }} < date '{{ interval.end }}'
+  {%- endif -%}
+{%- endmacro %}
+
+
+{% macro interval_time_filter(timestamptz_column) -%}
+  {#-
+    SQL predicate on a timestamp-with-time-zone column keeping the run's days (true for the whole lake).
+    On a lake table's partition column (ticks.event_time, bars_1m.window_start) iceberg_scan prunes the
+    data files outside the interval by their partition and column statistics.
+  -#}
+  {%- set interval = run_interval() -%}
+  {%- if interval is none -%}true
+  {%- else -%}
+    {{ timestamptz_column }} >= timestamptz '{{ interval.start }} 00:00:00+00'
+    and {{ timestamptz_column }} < timestamptz '{{ interval.end }} 00:00:00+00'
   {%- endif -%}
 {%- endmacro %}
 

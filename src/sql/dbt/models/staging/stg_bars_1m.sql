@@ -1,10 +1,11 @@
--- One row per (symbol, minute) bar of the run's days: typed, renamed, de-duplicated on (symbol, window_start).
+-- One row per (symbol, minute) bar stored in the lake for the run's days: typed and renamed, nothing else.
+-- No de-duplication: the uniqueness test on (symbol, window_start_at) fails the build on a duplicated bar.
 with
 
 source as (
 
     select * from {{ source('lake', 'bars_1m') }}
-    where {{ interval_filter('lake_date') }}
+    where {{ interval_time_filter('window_start') }}
 
 ),
 
@@ -26,26 +27,10 @@ renamed as (
         ---------- timestamps
         {{ utc_timestamp('window_start') }} as window_start_at,
         {{ utc_timestamp('window_end') }} as window_end_at,
-        cast({{ utc_timestamp('window_start') }} as date) as bar_date,
-
-        ---------- lineage
-        lake_date,
-        lake_hour
+        cast({{ utc_timestamp('window_start') }} as date) as bar_date
 
     from source
 
-),
-
-deduplicated as (
-
-    -- A bar is written once (append mode); keep the key unique regardless.
-    select *
-    from renamed
-    qualify row_number() over (
-        partition by symbol, window_start_at
-        order by trade_count desc, volume_shares desc
-    ) = 1
-
 )
 
-select * from deduplicated
+select * from renamed

@@ -1,10 +1,12 @@
--- One row per accepted tick of the run's days: typed, renamed, de-duplicated on (symbol, seq, ts_us).
+-- One row per tick stored in the lake for the run's days: typed and renamed, nothing else. No
+-- de-duplication: the lake holds each accepted tick exactly once, and the uniqueness test on
+-- (symbol, seq, ts_us) fails the build if it ever does not.
 with
 
 source as (
 
     select * from {{ source('lake', 'ticks') }}
-    where {{ interval_filter('lake_date') }}
+    where {{ interval_time_filter('event_time') }}
 
 ),
 
@@ -23,32 +25,17 @@ renamed as (
 
         ---------- timestamps
         ts_us,
-        {{ micros_to_timestamp('ts_us') }} as traded_at,
-        cast({{ micros_to_timestamp('ts_us') }} as date) as trade_date,
-        cast(hour({{ micros_to_timestamp('ts_us') }}) as integer) as trade_hour,
+        {{ utc_timestamp('event_time') }} as traded_at,
+        cast({{ utc_timestamp('event_time') }} as date) as trade_date,
+        cast(hour({{ utc_timestamp('event_time') }}) as integer) as trade_hour,
 
         ---------- lineage
         schema_version,
         kafka_partition,
-        kafka_offset,
-        lake_date,
-        lake_hour
+        kafka_offset
 
     from source
 
-),
-
-deduplicated as (
-
-    -- The lake holds each accepted tick once; this keeps the key unique even if a replayed or
-    -- overlapping object ever carried a copy (first copy in Kafka order wins, as in the stream job).
-    select *
-    from renamed
-    qualify row_number() over (
-        partition by symbol, seq, ts_us
-        order by kafka_partition, kafka_offset
-    ) = 1
-
 )
 
-select * from deduplicated
+select * from renamed
