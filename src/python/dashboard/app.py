@@ -17,28 +17,27 @@ import streamlit as st
 from pydantic import ValidationError
 
 from dashboard import charts
-from dashboard.data import (
+from dashboard.bars import TimeRange, overview, quote, with_moving_averages
+from dashboard.data import Sources
+from dashboard.errors import NoData, SourceUnavailable
+from dashboard.health import (
     Check,
-    NoData,
-    Sources,
-    SourceUnavailable,
-    TimeRange,
-    age_state,
-    consumer_lag,
-    overview,
-    parse_time,
-    quote,
-    reads_kafka,
-    with_moving_averages,
+    batch_rows,
+    compaction_check,
+    dbt_check,
+    files_table,
+    freshness_check,
+    lag_checks,
+    streaming_checks,
 )
 from dashboard.settings import DashboardSettings
-from tickstream.settings import KafkaSettings, S3Settings
+from tickstream.settings import CatalogSettings, KafkaSettings, S3Settings
 
 RANGES = {"15 min": timedelta(minutes=15), "1 h": timedelta(hours=1), "1 day": timedelta(days=1)}
 MA_CHOICES = (5, 10, 20, 50)
 # Badge colour per health state: colour plus the word, no emoji (headless browsers may lack the font).
 # (No bare string literals at module level here: Streamlit's "magic" would render them on the page.)
-STATE_COLOURS = {"good": "green", "late": "orange", "failing": "red", "unknown": "gray"}
+STATE_COLOURS = {"good": "green", "late": "orange", "failing": "red", "pending": "blue", "unknown": "gray"}
 
 
 @contextmanager
@@ -217,39 +216,28 @@ def show_mart(model: str, frame: pl.DataFrame) -> None:
 
 
 def health_page(sources: Sources) -> None:
-    """Freshness, throughput, batches, late/quarantined, Kafka lag, small files, compaction and dbt runs."""
+    """Freshness, streaming, Kafka lag, compaction and dbt checks; batches; files per hour partition."""
     st.title("Pipeline health")
 
     @st.fragment(run_every=sources.settings.health_refresh_seconds)
     def health() -> None:
         now = sources.now()
+        settings = sources.settings
         checks: list[Check] = []
         status: dict[str, Any] = {}
         with panel("Data freshness"):
-            newest = sources.newest_tick()
-            age = (now - newest).total_seconds()
-            state = age_state(age, sources.settings.fresh_seconds, sources.settings.stale_seconds)
-            checks.append(
-                Check(
-                    "Data freshness",
-                    state,
-                    f"newest tick {age:,.0f} s old",
-                    f"{newest:%Y-%m-%d %H:%M:%S} UTC",
-                )
-            )
+            checks.append(freshness_check(sources.newest_tick(), now, settings))
         with panel("Streaming job"):
             status = sources.status()
-            checks.extend(streaming_checks(status, now, sources.settings))
+            checks.extend(streaming_checks(status, now, settings))
         with panel("Kafka consumer lag"):
-            checks.extend(lag_checks(sources, status))
+            checks.extend(lag_checks(sources.kafka_end_offsets(), status, settings))
+        tables = []
         with panel("Compaction"):
-            checks.append(
-                run_check(
-                    "Last compaction", sources.last_compaction(), now, sources.settings.compaction_late_hours
-                )
-            )
+            tables = sources.table_files()
+            checks.append(compaction_check(tables, now, settings.compaction_late_hours))
         with panel("dbt"):
-            checks.append(dbt_check(sources.dbt_run(), now, sources.settings.dbt_late_hours))
+            checks.append(dbt_check(sources.dbt_run(), now, settings.dbt_late_hours))
         if checks:
             st.markdown(
                 "  ".join(f":{STATE_COLOURS.get(c.state, 'gray')}-badge[{c.name}: {c.state}]" for c in checks)
@@ -266,133 +254,26 @@ def health_page(sources: Sources) -> None:
                 hide_index=True,
                 key="health_checks",
             )
-        if status:
-            batches_panel(status)
-        with panel("Small files"):
-            st.subheader("Objects per hour partition (last 6 hours)")
-            files = sources.small_files()
-            if files.is_empty():
-                raise NoData("No stream objects in the last 6 hours.")
-            st.dataframe(files, hide_index=True, key="small_files")
-            st.caption(
-                "stream_objects: small objects the streaming job wrote to the hour; read_objects: what"
-                " readers open now (after compaction: the compacted objects plus later stream objects)."
-            )
-        st.caption(
-            f"Checked {now:%H:%M:%S} UTC · refreshed every {sources.settings.health_refresh_seconds:g} s"
-        )
+        rows = batch_rows(status)
+        if rows:
+            st.subheader("Streaming batches")
+            st.dataframe(pl.DataFrame(rows), hide_index=True, key="batches")
+        if tables:
+            with panel("Small files"):
+                st.subheader("Data files per hour partition (last 6 hours)")
+                files = files_table(tables, sources.closed_until())
+                if files.is_empty():
+                    raise NoData("No data files in the last 6 hours.")
+                st.dataframe(files, hide_index=True, key="small_files")
+                st.caption(
+                    "From the tables' Iceberg metadata. files: data files readers open for the hour now; "
+                    "commits: snapshots that added them (one per streaming batch; one after compaction); "
+                    "open: the stream still appends to the hour; rewritten from: files a compaction "
+                    "still in the snapshot history replaced."
+                )
+        st.caption(f"Checked {now:%H:%M:%S} UTC · refreshed every {settings.health_refresh_seconds:g} s")
 
     health()
-
-
-def streaming_checks(status: dict[str, Any], now: datetime, settings: DashboardSettings) -> list[Check]:
-    """One check per streaming query from the status object."""
-    checks = []
-    for name, query in sorted(status.get("queries", {}).items()):
-        updated = parse_time(query.get("updated_at"))
-        age = (now - updated).total_seconds() if updated else float("inf")
-        if query.get("state") == "failed":
-            state = "failing"
-        elif query.get("state") != "active":
-            state = "failing" if query.get("state") == "stopped" else "unknown"
-        else:
-            state = age_state(age, settings.fresh_seconds, settings.stale_seconds)
-        totals = query.get("totals", {})
-        checks.append(
-            Check(
-                f"Streaming query {name}",
-                state,
-                f"{query.get('state')} · batch {query.get('last_batch_id')} · {age:,.0f} s ago",
-                f"in {query.get('input_rows_per_second', 0):,.0f}/s, "
-                f"processed {query.get('processed_rows_per_second', 0):,.0f}/s"
-                f" · late {totals.get('late', 0):,} · quarantined {totals.get('quarantined', 0):,}"
-                + (f" · error: {str(query.get('error'))[:200]}" if query.get("error") else ""),
-            )
-        )
-    return checks
-
-
-def lag_checks(sources: Sources, status: dict[str, Any]) -> list[Check]:
-    """Kafka end offsets minus the offsets each streaming query processed (its last batch's end offsets)."""
-    topic = sources.settings.kafka_topic
-    end_offsets = sources.kafka_end_offsets()
-    checks = []
-    for name, query in sorted(status.get("queries", {}).items()):
-        if not reads_kafka(query):
-            continue  # the bars query reads the lake, not Kafka
-        lag = sum(consumer_lag(end_offsets, query.get("end_offsets"), topic).values())
-        limits = sources.settings
-        state = (
-            "good"
-            if lag <= limits.lag_late_records
-            else "late" if lag <= limits.lag_failing_records else "failing"
-        )
-        checks.append(
-            Check(
-                f"Kafka lag {name}",
-                state,
-                f"{lag:,} records",
-                f"topic {topic}, {len(end_offsets)} partitions",
-            )
-        )
-    if not checks:
-        total = sum(end_offsets.values())
-        checks.append(
-            Check("Kafka lag", "unknown", f"{total:,} records in {topic}", "no streaming offsets yet")
-        )
-    return checks
-
-
-def run_check(name: str, last: datetime | None, now: datetime, late_hours: float) -> Check:
-    """A scheduled job's last run: good if recent, late if older than `late_hours`, failing if never."""
-    if last is None:
-        return Check(name, "failing", "never", "no run recorded")
-    age_h = max(0.0, (now - last).total_seconds() / 3600)  # a pinned clock may be older than the run
-    return Check(
-        name, "good" if age_h < late_hours else "late", f"{age_h:,.1f} h ago", f"{last:%Y-%m-%d %H:%M} UTC"
-    )
-
-
-def dbt_check(run: dict[str, Any] | None, now: datetime, late_hours: float) -> Check:
-    """dbt's last run from run_results.json: failing if a node errored."""
-    if run is None:
-        return Check("Last dbt run", "unknown", "no run_results.json", "dbt has not reported a run")
-    generated = parse_time(run.get("metadata", {}).get("generated_at"))
-    results = run.get("results", [])
-    failed = [
-        r.get("unique_id", "?") for r in results if r.get("status") in ("error", "fail", "runtime error")
-    ]
-    check = run_check("Last dbt run", generated, now, late_hours)
-    if failed:
-        return Check(
-            check.name, "failing", f"{len(failed)} of {len(results)} nodes failed", ", ".join(failed)[:300]
-        )
-    return Check(check.name, check.state, check.value, f"{len(results)} nodes · {check.detail}")
-
-
-def batches_panel(status: dict[str, Any]) -> None:
-    """Per query: rates, last batch duration and its phases, late and quarantined counts."""
-    rows = []
-    for name, q in sorted(status.get("queries", {}).items()):
-        totals = q.get("totals", {})
-        rows.append(
-            {
-                "query": name,
-                "ticks in /s": float(q.get("input_rows_per_second") or 0.0),
-                "ticks out /s": float(q.get("processed_rows_per_second") or 0.0),
-                "batch ms": int(q.get("batch_duration_ms") or 0),
-                "rows in": int(q.get("input_rows") or 0),
-                "rows written": int(q.get("rows_written") or 0),
-                "late (batch)": int(q.get("late") or 0),
-                "late (total)": int(totals.get("late") or 0),
-                "quarantined (batch)": int(q.get("quarantined") or 0),
-                "quarantined (total)": int(totals.get("quarantined") or 0),
-                "watermark": str(q.get("watermark") or ""),
-            }
-        )
-    if rows:
-        st.subheader("Streaming batches")
-        st.dataframe(pl.DataFrame(rows), hide_index=True, key="batches")
 
 
 PAGES: dict[str, Callable[[Sources], None]] = {
@@ -406,7 +287,7 @@ def main() -> None:
     """Render the page picked in the sidebar."""
     st.set_page_config(page_title="Tickstream", page_icon="📈", layout="wide")
     try:
-        sources = Sources(DashboardSettings(), S3Settings(), KafkaSettings())
+        sources = Sources(DashboardSettings(), S3Settings(), CatalogSettings(), KafkaSettings())
     except ValidationError as exc:
         st.error(f"The dashboard's settings are invalid: {exc}")
         return

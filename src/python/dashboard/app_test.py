@@ -1,4 +1,4 @@
-"""The app rendered by Streamlit's AppTest on a hand-made lake: figures, numbers, and failure messages."""
+"""The app rendered by Streamlit's AppTest on an Iceberg test lake: figures, numbers, and failure messages."""
 
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from streamlit.testing.v1 import AppTest
+
+from dashboard.conftest import FIXTURE_TICKS
+from dashboard.testing import DashboardLake
 
 APP = str(Path(__file__).with_name("app.py"))
 
@@ -39,7 +42,7 @@ def messages(app: AppTest) -> str:
     return " ".join(e.value for e in [*app.info, *app.warning, *app.error])
 
 
-def test_live_view_shows_chart_price_and_overview(fixture_lake: Path) -> None:
+def test_live_view_shows_chart_price_and_overview(fixture_lake: DashboardLake) -> None:
     app = run(range_label="15 min")
     assert not app.error and not app.warning, messages(app)
     assert app.selectbox(key="ticker").value == "AAA"
@@ -63,7 +66,7 @@ def test_live_view_shows_chart_price_and_overview(fixture_lake: Path) -> None:
     assert math.isnan(rows["BBB"]["volatility_pct"]) or rows["BBB"]["volatility_pct"] is None
 
 
-def test_picking_another_ticker(fixture_lake: Path) -> None:
+def test_picking_another_ticker(fixture_lake: DashboardLake) -> None:
     app = run(range_label="1 h")
     app.selectbox(key="ticker").set_value("BBB").run()
     assert not app.exception
@@ -71,38 +74,48 @@ def test_picking_another_ticker(fixture_lake: Path) -> None:
     assert metric(app, "Change vs open of range").value == "-2.00 %"
 
 
-def test_health_page_reports_each_check(fixture_lake: Path) -> None:
+def test_health_page_reports_each_check(fixture_lake: DashboardLake) -> None:
     app = run("Pipeline health")
     checks = {row["check"]: row for row in table_with(app, "check").to_dict("records")}
     assert checks["Data freshness"]["value"] == "newest tick 10 s old"
     assert checks["Data freshness"]["state"] == "good"
     assert checks["Streaming query ticks"]["state"] == "good"
     assert "late 21" in checks["Streaming query ticks"]["detail"]
+    assert checks["Streaming bars_1m"]["state"] == "good"
+    assert checks["Streaming bars_1m"]["value"] == "active · 3 bars · 0 s ago"
     batches = table_with(app, "batch ms").to_dict("records")
     assert batches[1]["query"] == "ticks" and batches[1]["batch ms"] == 166
     assert batches[1]["quarantined (total)"] == 5
-    small = table_with(app, "stream_objects").to_dict("records")
-    assert {
-        (r["table"], r["partition"], r["stream_objects"], r["compacted"], r["read_objects"]) for r in small
-    } == {
-        ("ticks", "date=2024-03-01/hour=09", 1, False, 1),
-        ("ticks", "date=2024-03-01/hour=10", 2, False, 2),
-        ("bars_1m", "date=2024-03-01/hour=09", 1, True, 1),
-        ("bars_1m", "date=2024-03-01/hour=10", 1, False, 1),
+    files = table_with(app, "commits").to_dict("records")
+    assert {(r["table"], r["hour (UTC)"], r["files"], r["commits"], r["state"]) for r in files} == {
+        ("ticks", "2024-03-01 09:00", 1, 1, "compacted"),
+        ("ticks", "2024-03-01 10:00", 2, 2, "open"),
+        ("bars_1m", "2024-03-01 09:00", 1, 1, "compacted"),
+        ("bars_1m", "2024-03-01 10:00", 1, 1, "open"),
     }
+    # The fixture compacted ticks hour 09 (a replace snapshot, retained): the last compaction is known.
     assert checks["Last compaction"]["state"] == "good"
+    assert "2 files rewritten into 1" in checks["Last compaction"]["detail"]
     assert checks["Last dbt run"]["state"] == "unknown"
     assert ":green-badge[Data freshness: good]" in app.markdown[0].value
     # Kafka is unreachable in this test: that panel says so, the others still render.
     assert "Kafka consumer lag: source unavailable" in messages(app)
 
 
-def test_history_page_without_marts(fixture_lake: Path) -> None:
+def test_a_young_lake_shows_compaction_pending(empty_lake: DashboardLake) -> None:
+    empty_lake.append_ticks(FIXTURE_TICKS)  # one commit: nothing to compact, and no hour is due yet
+    app = run("Pipeline health")
+    checks = {row["check"]: row for row in table_with(app, "check").to_dict("records")}
+    assert checks["Last compaction"]["state"] == "pending"
+    assert ":blue-badge[Last compaction: pending]" in app.markdown[0].value
+
+
+def test_history_page_without_marts(fixture_lake: DashboardLake) -> None:
     app = run("History")
     assert "not built yet" in messages(app)
 
 
-def test_history_page_shows_daily_candles_from_the_marts(fixture_lake: Path) -> None:
+def test_history_page_shows_daily_candles_from_the_marts(fixture_lake: DashboardLake) -> None:
     daily = pa.table(
         {
             "symbol": ["AAA", "AAA", "BBB"],
@@ -114,12 +127,13 @@ def test_history_page_shows_daily_candles_from_the_marts(fixture_lake: Path) -> 
             "volume_shares": [10, 170, 200],
         }
     )
-    (fixture_lake / "marts" / "fct_ohlcv_daily").mkdir(parents=True)
-    pq.write_table(daily, fixture_lake / "marts" / "fct_ohlcv_daily" / "data.parquet")
-    (fixture_lake / "marts" / "fct_top_movers").mkdir(parents=True)
+    marts = Path(fixture_lake.objects.root) / "marts"
+    (marts / "fct_ohlcv_daily").mkdir(parents=True)
+    pq.write_table(daily, marts / "fct_ohlcv_daily" / "data.parquet")
+    (marts / "fct_top_movers").mkdir(parents=True)
     pq.write_table(
         pa.table({"trade_date": [date(2024, 3, 1)], "mover_rank": [1], "symbol": ["AAA"]}),
-        fixture_lake / "marts" / "fct_top_movers" / "data.parquet",
+        marts / "fct_top_movers" / "data.parquet",
     )
     app = run("History")
     assert app.selectbox(key="mart").options == ["fct_ohlcv_daily", "fct_top_movers"]
@@ -130,18 +144,38 @@ def test_history_page_shows_daily_candles_from_the_marts(fixture_lake: Path) -> 
     assert table_with(app, "mover_rank")["symbol"].tolist() == ["AAA"]
 
 
-def test_empty_lake_says_so_on_every_page(tmp_path: Path, dashboard_env: pytest.MonkeyPatch) -> None:
-    dashboard_env.setenv("TICKSTREAM_DASHBOARD_LAKE_ROOT", str(tmp_path / "empty"))
+def test_empty_lake_says_so_on_every_page(empty_lake: DashboardLake) -> None:
     for page in ("Live", "History", "Pipeline health"):
         app = run(page)
         assert not app.error, messages(app)
         assert app.info, page
     assert "No bars or ticks" in messages(run("Live"))
+    assert "No rows in the ticks table yet" in messages(run("Pipeline health"))
 
 
-def test_unreachable_s3_is_a_message_not_a_traceback(dashboard_env: pytest.MonkeyPatch) -> None:
-    dashboard_env.delenv("TICKSTREAM_DASHBOARD_LAKE_ROOT", raising=False)
+def test_a_catalog_without_tables_says_so(tmp_path: Path, dashboard_env: pytest.MonkeyPatch) -> None:
+    """The dashboard started before the streaming job ever created the tables."""
+    dashboard_env.setenv("TICKSTREAM_CATALOG_URI", f"sqlite:///{tmp_path / 'catalog' / 'none.db'}")
+    dashboard_env.setenv("TICKSTREAM_DASHBOARD_LAKE_ROOT", str(tmp_path / "objects"))
+    assert "No bars or ticks" in messages(run("Live"))
+    app = run("Pipeline health")
+    assert not app.error, messages(app)
+    assert "The lake has no ticks table yet" in messages(app)
+
+
+def test_unreachable_s3_is_a_message_not_a_traceback(
+    fixture_lake: DashboardLake, dashboard_env: pytest.MonkeyPatch
+) -> None:
+    """The catalog answers, but the tables' files and the bucket's objects are on an S3 nobody serves."""
+    with fixture_lake.lake.catalog.engine.begin() as connection:
+        connection.exec_driver_sql(
+            "UPDATE iceberg_tables "
+            "SET metadata_location = 's3://tickstream-lake/gone/' || table_name || '.json'"
+        )
+    dashboard_env.setenv("TICKSTREAM_DASHBOARD_LAKE_ROOT", "s3://tickstream-lake/gone")
     dashboard_env.setenv("TICKSTREAM_S3_ENDPOINT_URL", "http://127.0.0.1:1")
     for page in ("Live", "History", "Pipeline health"):
         app = run(page)
         assert "source unavailable" in messages(app), page
+        assert not app.error, messages(app)
+    assert "Data freshness: source unavailable" in messages(run("Pipeline health"))

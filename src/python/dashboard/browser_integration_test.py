@@ -1,8 +1,8 @@
 """End to end in headless Chromium: the app as a subprocess against the real S3 server, updating by itself.
 
-Writes a lake under a private prefix of the bucket, starts `python -m dashboard`, checks the ticker chart
-renders, then writes a new bar and new ticks and waits for them to show up without reloading the page.
-Leaves a screenshot in the test's tmp dir.
+Builds an Iceberg lake of its own (a private catalog, files under a fresh prefix of the bucket), starts
+`python -m dashboard`, checks the ticker chart renders, then commits a new bar and new ticks and waits for
+them to show up without reloading the page. Leaves a screenshot in the test's tmp dir.
 """
 
 from __future__ import annotations
@@ -12,20 +12,19 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from playwright.sync_api import Page, sync_playwright
 
 from dashboard.browser import CHROMIUM_ARGS, ChromiumUnavailable, ensure_chromium
-from dashboard.testing import bars_from_ticks, tick, write_bars, write_status, write_ticks
+from dashboard.testing import DashboardLake, tick
+from tickstream.contracts import Tick
 from tickstream.lake import LakeLocation
 from tickstream.services.seaweedfs import SeaweedFSService
-from tickstream.settings import S3Settings
+from tickstream.testing.lake import TestLake, private_catalog_settings
 from tickstream.testing.services import free_port
 
 pytestmark = pytest.mark.integration
@@ -43,20 +42,28 @@ def chromium() -> Path:
         pytest.fail(f"the browser test needs Chromium: {exc}")
 
 
+def lake_on_s3(lake: TestLake) -> DashboardLake:
+    """The test lake with its plain objects (status) next to its warehouse prefix in the bucket."""
+    return DashboardLake(
+        lake, LakeLocation(root=lake.settings.warehouse.rstrip("/") + "-objects", s3=lake.s3)
+    )
+
+
 @pytest.fixture
-def s3_lake(s3_settings: S3Settings) -> Iterator[LakeLocation]:
-    """A lake under a private prefix of the bucket, deleted afterwards."""
-    lake = LakeLocation(root=f"s3://{s3_settings.bucket}/it-dashboard-{uuid.uuid4().hex[:8]}", s3=s3_settings)
+def dashboard_lake(s3_lake: TestLake) -> Iterator[DashboardLake]:
+    """An Iceberg lake of this test on the shared S3 server; its files are deleted afterwards."""
+    lake = lake_on_s3(s3_lake)
     yield lake
-    filesystem, base = lake.filesystem()
-    filesystem.delete_dir_contents(base, missing_dir_ok=True)
+    for root in (lake.lake.settings.warehouse, lake.objects.root):
+        filesystem, base = LakeLocation(root=root, s3=lake.lake.s3).filesystem()
+        filesystem.delete_dir_contents(base, missing_dir_ok=True)
 
 
 def minute(moment: datetime) -> datetime:
     return moment.replace(second=0, microsecond=0)
 
 
-def history(now: datetime) -> list[dict[str, Any]]:
+def history(now: datetime) -> list[Tick]:
     """Ticks of the 30 minutes up to 3 minutes ago: two per symbol and minute."""
     rows = []
     start = minute(now) - timedelta(minutes=30)
@@ -72,7 +79,7 @@ def history(now: datetime) -> list[dict[str, Any]]:
 class DashboardServer:
     """The dashboard as a subprocess (`python -m dashboard`) on a fixed port; can be stopped and restarted."""
 
-    def __init__(self, lake: LakeLocation, s3: S3Settings, logs: Path) -> None:
+    def __init__(self, lake: DashboardLake, logs: Path) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.logs = logs
@@ -81,12 +88,11 @@ class DashboardServer:
             **os.environ,
             "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
             "TICKSTREAM_DASHBOARD_PORT": str(self.port),
-            "TICKSTREAM_DASHBOARD_LAKE_ROOT": lake.root,
             "TICKSTREAM_DASHBOARD_REFRESH_SECONDS": "2",
             "TICKSTREAM_DASHBOARD_HEALTH_REFRESH_SECONDS": "2",
             "TICKSTREAM_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
             "TICKSTREAM_DASHBOARD_KAFKA_TIMEOUT_SECONDS": "1",
-            **{f"TICKSTREAM_S3_{k.upper()}": str(v) for k, v in s3.model_dump().items()},
+            **lake.env(),
         }
 
     def start(self) -> None:
@@ -124,9 +130,9 @@ class DashboardServer:
 
 
 @pytest.fixture
-def dashboard_url(s3_lake: LakeLocation, s3_settings: S3Settings, tmp_path: Path) -> Iterator[str]:
+def dashboard_url(dashboard_lake: DashboardLake, tmp_path: Path) -> Iterator[str]:
     """The dashboard served by a subprocess on a free port."""
-    server = DashboardServer(s3_lake, s3_settings, tmp_path)
+    server = DashboardServer(dashboard_lake, tmp_path)
     server.start()
     try:
         yield server.url
@@ -139,14 +145,20 @@ def candle_count(page: Page) -> int:
     return int(page.evaluate("() => document.querySelector('.js-plotly-plot').data[0].x.length"))
 
 
+def build(lake: DashboardLake, now: datetime) -> None:
+    """History: ticks in two commits, their bars, and a status object without entries."""
+    ticks = history(now)
+    lake.append_ticks(ticks[: len(ticks) // 2], 0)
+    lake.append_ticks(ticks[len(ticks) // 2 :], 1)
+    lake.append_bars(ticks)
+    lake.write_status({"updated_at": now.isoformat(), "queries": {}})
+
+
 def test_live_chart_updates_without_reload(
-    chromium: Path, s3_lake: LakeLocation, dashboard_url: str, tmp_path: Path
+    chromium: Path, dashboard_lake: DashboardLake, dashboard_url: str, tmp_path: Path
 ) -> None:
     now = datetime.now(UTC)
-    ticks = history(now)
-    write_ticks(s3_lake, ticks, epoch=0)
-    write_bars(s3_lake, bars_from_ticks(ticks), epoch=0)
-    write_status(s3_lake, {"updated_at": now.isoformat(), "queries": {}})
+    build(dashboard_lake, now)
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
@@ -163,14 +175,15 @@ def test_live_chart_updates_without_reload(
             navigations: list[str] = []
             page.on("framenavigated", lambda frame: navigations.append(frame.url))
 
-            # A bar the watermark just released, and ticks of the current minute (the live edge).
+            # A bar of a minute that just completed, and a tick of the current minute (the live edge).
             newest = minute(now) - timedelta(minutes=3)
             bar_ticks = [
                 tick("AAA", 1000, int((newest + timedelta(seconds=10)).timestamp() * 1e6), 150.0, 10)
             ]
-            write_bars(s3_lake, bars_from_ticks(bar_ticks), epoch=1)
+            dashboard_lake.append_ticks(bar_ticks, 2)
+            dashboard_lake.append_bars(bar_ticks)
             live_ts = int(datetime.now(UTC).timestamp() * 1e6)
-            write_ticks(s3_lake, [tick("AAA", 1001, live_ts, LIVE_PRICE, 10)], epoch=1)
+            dashboard_lake.append_ticks([tick("AAA", 1001, live_ts, LIVE_PRICE, 10)], 3)
 
             page.get_by_text(f"{LIVE_PRICE:,.2f} USD").wait_for(timeout=30_000)
             page.wait_for_function(
@@ -189,13 +202,9 @@ def test_health_page_shows_an_s3_outage_and_the_dashboard_survives_a_restart(
     chromium: Path, private_s3: SeaweedFSService, tmp_path: Path
 ) -> None:
     """S3 down: the health page says so while it lasts, then recovers by itself; a restarted server serves."""
-    lake = LakeLocation(root=f"s3://{private_s3.s3.bucket}/outage", s3=private_s3.s3)
-    now = datetime.now(UTC)
-    ticks = history(now)
-    write_ticks(lake, ticks, epoch=0)
-    write_bars(lake, bars_from_ticks(ticks), epoch=0)
-    write_status(lake, {"updated_at": now.isoformat(), "queries": {}})
-    server = DashboardServer(lake, private_s3.s3, tmp_path)
+    lake = lake_on_s3(TestLake(private_catalog_settings(tmp_path / "lake", private_s3.s3), private_s3.s3))
+    build(lake, datetime.now(UTC))
+    server = DashboardServer(lake, tmp_path)
     server.start()
     unavailable = "Data freshness: source unavailable"  # (Kafka is unreachable throughout: ignored)
     try:

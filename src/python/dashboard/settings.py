@@ -1,7 +1,8 @@
 """Dashboard configuration from the environment (prefix TICKSTREAM_DASHBOARD_), each with its default.
 
-Where S3 is comes from `tickstream.settings.S3Settings` (TICKSTREAM_S3_*), where Kafka is from
-`tickstream.settings.KafkaSettings` (TICKSTREAM_KAFKA_*). Example: TICKSTREAM_DASHBOARD_REFRESH_SECONDS=2.
+Where S3 is comes from `tickstream.settings.S3Settings` (TICKSTREAM_S3_*), the lake's Iceberg catalog from
+`tickstream.settings.CatalogSettings` (TICKSTREAM_CATALOG_*), Kafka from `tickstream.settings.KafkaSettings`
+(TICKSTREAM_KAFKA_*). Example: TICKSTREAM_DASHBOARD_REFRESH_SECONDS=2.
 """
 
 from __future__ import annotations
@@ -34,7 +35,10 @@ class DashboardSettings(BaseSettings):
     )
     lake_root: str = Field(
         default="",
-        description="Lake: empty = s3://<TICKSTREAM_S3_BUCKET>; or s3://bucket/prefix; or a local directory.",
+        description=(
+            "Where the plain objects beside the tables are (streaming status, dbt run results, marts): "
+            "empty = s3://<TICKSTREAM_S3_BUCKET>; or s3://bucket/prefix; or a local directory."
+        ),
     )
     marts_prefix: str = Field(
         default="marts", description="Key prefix (in the lake) of the dbt marts: <prefix>/<model>/*.parquet."
@@ -59,7 +63,17 @@ class DashboardSettings(BaseSettings):
     lag_late_records: int = Field(default=100_000, ge=0, description="Consumer lag above this: late.")
     lag_failing_records: int = Field(default=1_000_000, ge=0, description="Consumer lag above this: failing.")
     compaction_late_hours: float = Field(
-        default=2.0, gt=0.0, description="No compaction manifest newer than this many hours: late."
+        default=2.0,
+        gt=0.0,
+        description="An hour that ended this long ago with files of several commits: compaction late.",
+    )
+    bars_cadence_seconds: float = Field(
+        default=60.0,
+        gt=0.0,
+        description=(
+            "How often the streaming job appends bars (its bars_trigger_seconds): the age of the bars "
+            "entry of the status object counts as late only beyond this."
+        ),
     )
     dbt_late_hours: float = Field(
         default=2.0, gt=0.0, description="No dbt run newer than this many hours: late."

@@ -1,136 +1,149 @@
-"""Builds small lakes for the dashboard's tests and demos, named exactly as the streaming job names them.
+"""Lakes for the dashboard's tests and demos: a `TestLake` (own catalog and warehouse) plus the plain objects
+beside it (status, run results, marts), written the way the platform writes them.
 
-`write_ticks` / `write_bars` split rows by hour partition and write one object per (table, hour) for a
-given (query id, epoch), as one streaming micro-batch would (tickstream.lake.object_key).
+Ticks are appended one commit per call, as one streaming micro-batch commits them; bars are computed from
+ticks by `tickstream.testing.expected.expected_bars` (polars: an implementation separate from the dashboard's
+DuckDB SQL) and appended one commit per call, as the streaming job appends the bars of complete minutes.
+`compact_hour` rewrites an hour's files into one with a `replace` snapshot, as Iceberg's rewrite_data_files
+does for the compaction job.
 """
 
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
+from pyiceberg.io.pyarrow import _dataframe_to_data_files
+from pyiceberg.table.snapshots import Operation, Summary
+from pyiceberg.table.update.snapshot import _OverwriteFiles
+from pyiceberg.typedef import EMPTY_DICT
 
-from tickstream.lake import (
-    BARS_1M,
-    BARS_1M_ARROW_SCHEMA,
-    STATUS_KEY,
-    TICKS,
-    TICKS_ARROW_SCHEMA,
-    LakeLocation,
-    TableSpec,
-    date_hour,
-    object_key,
-    put_object,
-    stream_objects,
-    write_manifest,
-)
-from tickstream.testing.lake import compacted_hour, write_object
+from tickstream.catalog import load_table
+from tickstream.contracts import Tick
+from tickstream.lake import BARS_1M, STATUS_KEY, TICKS, LakeLocation, LakeTable, put_object
+from tickstream.testing.expected import expected_bars
+from tickstream.testing.lake import TestLake, tick_rows
 
-QUERY_ID = "0a1b2c3d-0000-4000-8000-000000000000"
-US_PER_MINUTE = 60_000_000
+US = 1_000_000
 
 
-def tick(symbol: str, seq: int, ts_us: int, price: float, size: int) -> dict[str, Any]:
-    """One accepted tick row (quote one cent around the price; Kafka lineage made up)."""
-    return {
-        "schema_version": 1,
-        "symbol": symbol,
-        "seq": seq,
-        "ts_us": ts_us,
-        "price": price,
-        "bid": round(price - 0.01, 2),
-        "ask": round(price + 0.01, 2),
-        "size": size,
-        "kafka_partition": 0,
-        "kafka_offset": seq,
-    }
-
-
-def bars_from_ticks(ticks: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """1-minute bars of tick rows by the streaming job's rules (open/close by (ts_us, seq), VWAP by size)."""
-    groups: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
-    for row in ticks:
-        groups[(row["symbol"], row["ts_us"] - row["ts_us"] % US_PER_MINUTE)].append(row)
-    bars = []
-    for (symbol, start_us), rows in sorted(groups.items()):
-        rows.sort(key=lambda r: (r["ts_us"], r["seq"]))
-        volume = sum(r["size"] for r in rows)
-        bars.append(
-            {
-                "symbol": symbol,
-                "window_start": datetime.fromtimestamp(start_us / 1e6, tz=UTC),
-                "window_end": datetime.fromtimestamp((start_us + US_PER_MINUTE) / 1e6, tz=UTC),
-                "open": rows[0]["price"],
-                "high": max(r["price"] for r in rows),
-                "low": min(r["price"] for r in rows),
-                "close": rows[-1]["price"],
-                "volume": volume,
-                "vwap": sum(r["price"] * r["size"] for r in rows) / volume,
-                "trade_count": len(rows),
-            }
-        )
-    return bars
-
-
-def _write(
-    lake: LakeLocation,
-    spec: TableSpec,
-    schema: pa.Schema,
-    rows: Sequence[dict[str, Any]],
-    hour_of: Any,
-    epoch: int,
-) -> list[str]:
-    by_hour: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:
-        by_hour[hour_of(row)].append(row)
-    keys = []
-    for (date, hour), hour_rows in sorted(by_hour.items()):
-        table = pa.Table.from_pylist(hour_rows, schema=schema).sort_by(
-            [(k, "ascending") for k in spec.sort_keys]
-        )
-        keys.append(write_object(lake, object_key(spec, date, hour, QUERY_ID, epoch), table).key)
-    return keys
-
-
-def write_ticks(lake: LakeLocation, rows: Sequence[dict[str, Any]], epoch: int) -> list[str]:
-    """Write tick rows as micro-batch `epoch` of the ticks query (one object per event-time hour)."""
-    return _write(lake, TICKS, TICKS_ARROW_SCHEMA, rows, lambda r: date_hour(r["ts_us"]), epoch)
-
-
-def write_bars(lake: LakeLocation, rows: Sequence[dict[str, Any]], epoch: int) -> list[str]:
-    """Write bar rows as micro-batch `epoch` of the bars query (one object per window-start hour)."""
-    return _write(
-        lake,
-        BARS_1M,
-        BARS_1M_ARROW_SCHEMA,
-        rows,
-        lambda r: (r["window_start"].strftime("%Y-%m-%d"), r["window_start"].strftime("%H")),
-        epoch,
+def tick(symbol: str, seq: int, ts_us: int, price: float, size: int) -> Tick:
+    """One valid tick (quote one cent around the price)."""
+    return Tick(
+        schema_version=1,
+        symbol=symbol,
+        seq=seq,
+        ts_us=ts_us,
+        price=price,
+        size=size,
+        bid=round(price - 0.01, 2),
+        ask=round(price + 0.01, 2),
     )
 
 
-def compact_hour(lake: LakeLocation, spec: TableSpec, date: str, hour: str, run_id: str = "run1") -> str:
-    """Compact one hour as the compaction job would: one object with its rows, then the manifest."""
-    filesystem, base = lake.filesystem()
-    replaced = stream_objects(lake, spec, date, hour)
-    table = pa.concat_tables(pq.read_table(f"{base}/{o.key}", filesystem=filesystem) for o in replaced)
-    table = table.sort_by([(k, "ascending") for k in spec.sort_keys])
-    created_at = datetime.now(UTC).isoformat()
-    manifest = compacted_hour(lake, spec, date, hour, table, [o.key for o in replaced], run_id, created_at)
-    return write_manifest(lake, manifest)
+def at_us(moment: datetime) -> int:
+    """Epoch microseconds of an aware datetime."""
+    return int(moment.timestamp()) * US + moment.microsecond
 
 
-def write_json(lake: LakeLocation, key: str, payload: dict[str, Any]) -> None:
-    """Replace a JSON object of the lake (status, manifest, run results)."""
-    filesystem, base = lake.filesystem()
-    put_object(filesystem, f"{base}/{key}", json.dumps(payload).encode())
+def bar_rows(ticks: Iterable[Tick]) -> pa.Table:
+    """Rows of the bars_1m table for the 1-minute bars of `ticks` (tickstream.testing.expected's rules)."""
+    rows = [
+        {
+            "symbol": symbol,
+            "window_start": datetime.fromtimestamp(start_us / US, tz=UTC),
+            "window_end": datetime.fromtimestamp(start_us / US, tz=UTC) + timedelta(minutes=1),
+            "open": open_,
+            "high": high,
+            "low": low,
+            "close": close,
+            "volume": volume,
+            "vwap": vwap,
+            "trade_count": count,
+        }
+        for symbol, start_us, open_, high, low, close, volume, vwap, count in expected_bars(ticks)
+    ]
+    return pa.Table.from_pylist(rows, schema=BARS_1M.schema)
 
 
-def write_status(lake: LakeLocation, status: dict[str, Any]) -> None:
-    """Replace the streaming status object."""
-    write_json(lake, STATUS_KEY, status)
+@dataclass
+class DashboardLake:
+    """A test lake as the dashboard sees it: the tables (`lake`) and the plain objects (`objects`)."""
+
+    lake: TestLake
+    objects: LakeLocation
+    offset: int = 0
+
+    def append_ticks(self, ticks: Sequence[Tick], batch_id: int = 0) -> None:
+        """Append ticks as one streaming micro-batch commit (consecutive Kafka offsets)."""
+        self.lake.append(TICKS, tick_rows(ticks, 0, self.offset), {"tickstream.batch-id": str(batch_id)})
+        self.offset += len(ticks)
+
+    def append_bars(self, ticks: Iterable[Tick]) -> None:
+        """Append the bars of `ticks` as one commit (the streaming job appending complete minutes)."""
+        self.lake.append(BARS_1M, bar_rows(ticks))
+
+    def compact_hour(self, table: LakeTable, hour: datetime) -> int:
+        """Rewrite the hour's data files into one sorted file, committed as a `replace` snapshot; return how
+        many files it replaced."""
+        return compact_hour(self.lake, table, hour)
+
+    def write_json(self, key: str, payload: dict[str, Any]) -> None:
+        """Replace a JSON object of the bucket (status, run results)."""
+        filesystem, base = self.objects.filesystem()
+        put_object(filesystem, f"{base}/{key}", json.dumps(payload).encode())
+
+    def write_status(self, status: dict[str, Any]) -> None:
+        """Replace the streaming status object."""
+        self.write_json(STATUS_KEY, status)
+
+    def env(self) -> dict[str, str]:
+        """Environment variables pointing a dashboard (process or AppTest) at this lake."""
+        env = {
+            "TICKSTREAM_CATALOG_URI": self.lake.settings.uri,
+            "TICKSTREAM_CATALOG_WAREHOUSE": self.lake.settings.warehouse,
+            "TICKSTREAM_CATALOG_NAME": self.lake.settings.name,
+            "TICKSTREAM_CATALOG_NAMESPACE": self.lake.settings.namespace,
+            "TICKSTREAM_DASHBOARD_LAKE_ROOT": self.objects.root,
+        }
+        if self.objects.root.startswith("s3://"):
+            env.update({f"TICKSTREAM_S3_{k.upper()}": str(v) for k, v in self.lake.s3.model_dump().items()})
+        return env
+
+
+class _RewriteFiles(_OverwriteFiles):
+    """pyiceberg's overwrite committed as operation `replace` (pyiceberg has no rewrite of its own; its
+    snapshot summary code knows only append, overwrite and delete, whose totals a rewrite shares)."""
+
+    def _summary(self, snapshot_properties: dict[str, str] = EMPTY_DICT) -> Summary:
+        self._operation = Operation.OVERWRITE
+        try:
+            summary = super()._summary(snapshot_properties)
+        finally:
+            self._operation = Operation.REPLACE
+        return Summary(Operation.REPLACE, **summary.additional_properties)
+
+
+def compact_hour(lake: TestLake, table: LakeTable, hour: datetime) -> int:
+    """Rewrite one hour partition's files into one, sorted by the table's keys, as one `replace` commit."""
+    iceberg = load_table(lake.catalog, lake.settings, table)
+    start, end = hour, hour + timedelta(hours=1)
+    column = table.partition_column
+    in_hour = f"{column} >= '{start.isoformat()}' AND {column} < '{end.isoformat()}'"
+    scan = iceberg.scan(row_filter=in_hour)
+    old = [task.file for task in scan.plan_files()]
+    if len(old) < 2:
+        return 0
+    rows = scan.to_arrow().sort_by([(key, "ascending") for key in table.sort_keys])
+    with iceberg.transaction() as transaction:
+        rewrite = _RewriteFiles(operation=Operation.REPLACE, transaction=transaction, io=iceberg.io)
+        for data_file in old:
+            rewrite.delete_data_file(data_file)
+        for data_file in _dataframe_to_data_files(transaction.table_metadata, rows, iceberg.io):
+            rewrite.append_data_file(data_file)
+        rewrite.commit()
+    return len(old)
