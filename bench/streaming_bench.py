@@ -188,7 +188,9 @@ def measure_backlog(
 def bars_watermark_target(last_event_us: int, settings: StreamingSettings) -> str:
     """Where the bars end once they cover the backlog's last complete minute (its watermark's minute)."""
     complete_us = last_event_us - delay_seconds(settings.watermark_delay) * 1_000_000
-    return datetime.fromtimestamp(complete_us // 60_000_000 * 60, tz=UTC).isoformat(timespec="milliseconds")[:23]
+    return datetime.fromtimestamp(complete_us // 60_000_000 * 60, tz=UTC).isoformat(timespec="milliseconds")[
+        :23
+    ]
 
 
 def measure_latency(

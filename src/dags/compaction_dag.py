@@ -136,7 +136,8 @@ def compact(table: str, data_interval_start: datetime | None = None) -> dict[str
 def run_dbt(data_interval_start: datetime | None = None, data_interval_end: datetime | None = None) -> str:
     """`dbt build` of the analytics models for the interval, as a separate process (the analytics CLI)."""
     assert data_interval_start is not None and data_interval_end is not None
-    analytics = command(ANALYTICS_COMMAND, DEFAULT_ANALYTICS_COMMAND) + [
+    analytics = [
+        *command(ANALYTICS_COMMAND, DEFAULT_ANALYTICS_COMMAND),
         "build",
         "--start",
         data_interval_start.astimezone(UTC).isoformat(),

@@ -134,7 +134,9 @@ def test_dag_run_compacts_its_hour_then_builds_its_analytics(
     assert (date, hour) == ("2024-03-01", "09")
 
     def summary() -> dict[str, Any]:
-        return harness("summary", "--marts-root", marts_root, "--date", date, "--hour", hour, env=dict(os.environ))
+        return harness(
+            "summary", "--marts-root", marts_root, "--date", date, "--hour", hour, env=dict(os.environ)
+        )
 
     before = summary()
     assert sum(int(row[1]) for row in before["ticks_summary"]) == written["ticks"] == 12_000

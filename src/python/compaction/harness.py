@@ -81,7 +81,9 @@ def hour_files(lake: TestLake, date: str, hour: str) -> dict[str, int]:
 def table_files(lake: TestLake) -> set[str]:
     """Every object under the ticks table's data directory, committed or not."""
     location = load_table(lake.catalog, lake.settings, TICKS).location()
-    selector = pafs.FileSelector(f"{location.removeprefix('s3://')}/data", recursive=True, allow_not_found=True)
+    selector = pafs.FileSelector(
+        f"{location.removeprefix('s3://')}/data", recursive=True, allow_not_found=True
+    )
     return {i.path for i in s3_filesystem(lake.s3).get_file_info(selector) if i.type == pafs.FileType.File}
 
 

@@ -196,7 +196,9 @@ class SparkOnDemand:
             from streaming.spark_session import base_conf, cached_connector_jars
             from tickstream.spark import build_spark_session
 
-            jars = [j for j in self.settings.jars.split(",") if j] or [str(j) for j in cached_connector_jars()]
+            jars = [j for j in self.settings.jars.split(",") if j] or [
+                str(j) for j in cached_connector_jars()
+            ]
             conf = base_conf(
                 self.settings.master, self.app_name, self.settings.driver_memory, self.s3, self.catalog, jars
             )
@@ -226,7 +228,9 @@ def run(request: Request, spark: Callable[[], SparkSession] | None = None) -> tu
     started = time.perf_counter()
     result: dict[str, Any] = {"mode": request.mode, "catalog": request.catalog.identifier("*"), "hours": []}
     checks = check_closed(request.status_location, request.settings, request.partitions)
-    result["closed"] = [{"partition": str(c.partition), "closed": c.closed, "reason": c.reason} for c in checks]
+    result["closed"] = [
+        {"partition": str(c.partition), "closed": c.closed, "reason": c.reason} for c in checks
+    ]
     open_hours = [c for c in checks if not c.closed]
     for check in open_hours:
         log.warning("partition_open", partition=str(check.partition), reason=check.reason)
@@ -296,7 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--hour", help="hour (0-23) of --date")
     parser.add_argument("--from", dest="start", type=hour_arg, help="first hour of a range (YYYY-MM-DDTHH)")
     parser.add_argument("--to", dest="end", type=hour_arg, help="end of a range, exclusive (YYYY-MM-DDTHH)")
-    parser.add_argument("--lake-root", help="where the streaming status is: s3://bucket[/prefix] or a directory")
+    parser.add_argument(
+        "--lake-root", help="where the streaming status is: s3://bucket[/prefix] or a directory"
+    )
     parser.add_argument("--master", help=CompactionSettings.model_fields["master"].description)
     parser.add_argument(
         "--target-file-mb", type=int, help=CompactionSettings.model_fields["target_file_mb"].description

@@ -137,7 +137,11 @@ def test_compaction_keeps_every_row_under_readers_and_writers_and_is_idempotent(
         120,
         1,
     )
-    assert (bars_report["table"], bars_report["files_before"], bars_report["files_after"]) == ("bars_1m", 120, 1)
+    assert (bars_report["table"], bars_report["files_before"], bars_report["files_after"]) == (
+        "bars_1m",
+        120,
+        1,
+    )
     assert ticks_report["rows"] == 60_000 and ticks_report["bytes_after"] > 0
     assert '"event": "hour_compact"' in stderr
     assert seen and set(seen) == {60_000}, seen
@@ -148,9 +152,11 @@ def test_compaction_keeps_every_row_under_readers_and_writers_and_is_idempotent(
     with connect(s3_settings) as con:
         assert ticks_summary(con, lake, DATE, HOUR) == before
         location = metadata_location(lake.catalog, lake.settings, TICKS)
-        (count,) = con.execute(
+        found = con.execute(
             f"SELECT count(*) FROM iceberg_scan('{location}') WHERE event_time >= ?", [hour_10]
         ).fetchone()
+    assert found is not None
+    (count,) = found
     assert count == sum(appended)  # every concurrent append is in the table, once
     assert {m["table"] for m in report["maintenance"]} == {TICKS.name, BARS_1M.name}
 
@@ -171,7 +177,9 @@ def data_files(lake: TestLake) -> set[str]:
     return {info.path for info in filesystem.get_file_info(selector) if info.type == pafs.FileType.File}
 
 
-def test_kill_during_the_rewrite_then_rerun(setup: tuple[Compaction, TestLake], s3_settings: S3Settings) -> None:
+def test_kill_during_the_rewrite_then_rerun(
+    setup: tuple[Compaction, TestLake], s3_settings: S3Settings
+) -> None:
     job, lake = setup
     fill_hour(lake, DATE, HOUR, batches=16, rows_per_batch=25_000)  # 400k rows: several output files
     committed = data_files(lake)

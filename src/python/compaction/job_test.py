@@ -48,7 +48,9 @@ def test_compaction_keeps_rows_sorted_and_is_idempotent(spark: SparkSession, lak
     assert compacted.equals(compacted.sort_by([(k, "ascending") for k in TICKS.sort_keys]))  # the sort order
     assert pq.ParquetFile(path).metadata.row_group(0).column(0).compression == "ZSTD"
     replace = load_table(lake.catalog, lake.settings, TICKS).current_snapshot()
-    assert replace is not None and replace.summary is not None and replace.summary.operation.value == "replace"
+    assert (
+        replace is not None and replace.summary is not None and replace.summary.operation.value == "replace"
+    )
 
     again = compact_hour(spark, lake.settings, partition, SETTINGS)
     assert (again.action, again.files_before, again.files_after) == ("noop", 1, 1)
@@ -125,7 +127,9 @@ def test_open_partition_is_refused(lake: TestLake, tmp_path: Path) -> None:
 
 
 def test_cli_validates_ranges() -> None:
-    request = parse_args(["--table", "all", "--from", "2024-03-01T22", "--to", "2024-03-02T01", "--lake-root", "/x"])
+    request = parse_args(
+        ["--table", "all", "--from", "2024-03-01T22", "--to", "2024-03-02T01", "--lake-root", "/x"]
+    )
     assert isinstance(request, Request) and len(request.partitions) == 6
     for bad in (
         ["--table", "ticks"],

@@ -81,7 +81,7 @@ class RebuildRequest:
 
 
 def offset_ranges(kafka: KafkaSettings, topic: str, starting: str) -> dict[int, tuple[int, int]]:
-    """partition -> [start, end) offsets to read: from `starting` (earliest or Spark's JSON) to the end now."""
+    """partition -> [start, end) offsets to read: from `starting` (earliest or Spark JSON) to the end now."""
     consumer = Consumer({"bootstrap.servers": kafka.bootstrap_servers, "group.id": "tickstream-rebuild"})
     try:
         metadata = consumer.list_topics(topic, timeout=30)
@@ -103,7 +103,9 @@ def spark_offsets(topic: str, ranges: dict[int, tuple[int, int]], end: bool) -> 
     return json.dumps({topic: {str(p): (r[1] if end else r[0]) for p, r in ranges.items()}})
 
 
-def lake_frames(spark: SparkSession, request: RebuildRequest, ranges: dict[int, tuple[int, int]]) -> dict[str, DataFrame]:
+def lake_frames(
+    spark: SparkSession, request: RebuildRequest, ranges: dict[int, tuple[int, int]]
+) -> dict[str, DataFrame]:
     """Ticks and 1-minute bars of [start, end) from the offset ranges, with the streaming job's rules."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
@@ -136,7 +138,9 @@ def lake_frames(spark: SparkSession, request: RebuildRequest, ranges: dict[int, 
     return {TICKS.name: ticks, BARS_1M.name: bars_1m(ticks).select(*BARS_1M.columns).cache()}
 
 
-def overwrite_hour(rows: DataFrame, identifier: str, partition: HourPartition, snapshot_id: int | None) -> None:
+def overwrite_hour(
+    rows: DataFrame, identifier: str, partition: HourPartition, snapshot_id: int | None
+) -> None:
     """Replace the hour's rows of a table with `rows` in one commit, which fails if anything was committed
     to the hour after `snapshot_id` (Iceberg's serializable validation; None: the table was empty)."""
     from pyspark.sql import functions as F
@@ -166,7 +170,8 @@ def rebuild_hour(
     count = frame.count()
     if count < before.rows and not request.force:
         raise ShrinkRefused(
-            f"{partition}: the rebuild has {count} rows where the lake holds {before.rows}; refusing to shrink "
+            f"{partition}: the rebuild has {count} rows where the lake holds {before.rows}; refusing to "
+            "shrink "
             "the hour (the topic may no longer hold all of it); re-run with --force to replace it anyway"
         )
     overwrite_hour(frame, identifier, partition, None if snapshot is None else int(snapshot.snapshotId()))
@@ -223,9 +228,12 @@ def parse_args(argv: Sequence[str] | None) -> RebuildRequest:
     parser = argparse.ArgumentParser(
         prog="python -m compaction.rebuild",
         description="Rebuild closed hours of the lake (ticks and 1-minute bars) from the Kafka topic.",
-        epilog="Spark and margins from TICKSTREAM_COMPACTION_*; catalog TICKSTREAM_CATALOG_*; Kafka TICKSTREAM_KAFKA_*.",
+        epilog="Spark and margins: TICKSTREAM_COMPACTION_*; catalog: TICKSTREAM_CATALOG_*; Kafka: "
+        "TICKSTREAM_KAFKA_*.",
     )
-    parser.add_argument("--from", dest="start", type=hour_arg, required=True, help="first hour (YYYY-MM-DDTHH)")
+    parser.add_argument(
+        "--from", dest="start", type=hour_arg, required=True, help="first hour (YYYY-MM-DDTHH)"
+    )
     parser.add_argument("--to", dest="end", type=hour_arg, required=True, help="end hour, exclusive")
     parser.add_argument("--topic", default=TICKS_TOPIC.name, help="the ticks topic (default: ticks)")
     parser.add_argument(
@@ -233,8 +241,12 @@ def parse_args(argv: Sequence[str] | None) -> RebuildRequest:
         default="earliest",
         help="where to start reading: earliest (default) or Spark's per-partition JSON offsets",
     )
-    parser.add_argument("--force", action="store_true", help="replace an hour even if it would hold fewer rows")
-    parser.add_argument("--lake-root", help="where the streaming status is: s3://bucket[/prefix] or a directory")
+    parser.add_argument(
+        "--force", action="store_true", help="replace an hour even if it would hold fewer rows"
+    )
+    parser.add_argument(
+        "--lake-root", help="where the streaming status is: s3://bucket[/prefix] or a directory"
+    )
     args = parser.parse_args(argv)
     if args.end <= args.start:
         parser.error("--to must be after --from")

@@ -77,6 +77,7 @@ def rebuild(env: dict[str, str], *args: str) -> tuple[int, dict[str, Any], str]:
 
 def read(lake: TestLake, table: LakeTable, columns: str) -> list[tuple[Any, ...]]:
     location = metadata_location(lake.catalog, lake.settings, table)
+    assert location is not None
     with connect(lake.s3) as con:
         return sorted(
             con.execute(
@@ -130,7 +131,10 @@ def test_rebuild_replaces_an_hour_with_what_kafka_holds(
     code, report, stderr = rebuild(env, *hour)
     assert code == 0, stderr[-3000:]
     rebuilt = {h["partition"]: h for h in report["hours"]}
-    assert (rebuilt["ticks/2024-03-01T09"]["rows_before"], rebuilt["ticks/2024-03-01T09"]["rows"]) == (250, len(truth))
+    assert (rebuilt["ticks/2024-03-01T09"]["rows_before"], rebuilt["ticks/2024-03-01T09"]["rows"]) == (
+        250,
+        len(truth),
+    )
     assert sum(high - low for low, high in report["offsets"].values()) == len(sent)
 
     assert read(lake, TICKS, TICK_COLUMNS) == sorted(tuple(t.values()) for t in truth)
@@ -145,7 +149,9 @@ def test_rebuild_replaces_an_hour_with_what_kafka_holds(
     extra = [make_tick("MSFT", 900_000 + i, H_US + i * 1_000, 101.0, 5, 100.99, 101.01) for i in range(10)]
     lake.append(TICKS, tick_rows(extra))
     code, refused, stderr = rebuild(env, *hour)
-    assert code == 3 and "refusing to shrink" in refused["error"] and "--force" in refused["error"], stderr[-2000:]
+    assert code == 3 and "refusing to shrink" in refused["error"] and "--force" in refused["error"], stderr[
+        -2000:
+    ]
     assert len(read(lake, TICKS, TICK_COLUMNS)) == len(truth) + 10  # nothing changed
     code, forced, stderr = rebuild(env, *hour, "--force")
     assert code == 0, stderr[-3000:]

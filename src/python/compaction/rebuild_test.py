@@ -20,7 +20,9 @@ def test_overwrite_replaces_only_the_hour(spark: SparkSession, local_lake: TestL
     lake = register_lake(spark, local_lake)
     lake.append(TICKS, synthetic_ticks(hour_start("2024-03-01", "09"), 0, 100, 100))
     lake.append(TICKS, synthetic_ticks(hour_start("2024-03-01", "10"), 0, 40, 40))
-    replacement = spark.createDataFrame(synthetic_ticks(hour_start("2024-03-01", "09"), 1000, 30, 3000).to_pandas())
+    replacement = spark.createDataFrame(
+        synthetic_ticks(hour_start("2024-03-01", "09"), 1000, 30, 3000).to_pandas()
+    )
     snapshot = load_table(lake.catalog, lake.settings, TICKS).current_snapshot()
     assert snapshot is not None
     overwrite_hour(replacement, lake.settings.spark_identifier(TICKS.name), HOUR, snapshot.snapshot_id)
@@ -29,7 +31,9 @@ def test_overwrite_replaces_only_the_hour(spark: SparkSession, local_lake: TestL
     assert rows.num_rows == 70 and hours == [9, 10]
 
 
-def test_overwrite_fails_if_the_hour_changed_since_its_snapshot(spark: SparkSession, local_lake: TestLake) -> None:
+def test_overwrite_fails_if_the_hour_changed_since_its_snapshot(
+    spark: SparkSession, local_lake: TestLake
+) -> None:
     lake = register_lake(spark, local_lake)
     start = hour_start("2024-03-01", "09")
     lake.append(TICKS, synthetic_ticks(start, 0, 100, 1000))

@@ -20,7 +20,8 @@ class CompactionSettings(BaseSettings):
     driver_memory: str = Field(default="2g", description="spark.driver.memory.")
     lake_root: str = Field(
         default="",
-        description="Where the streaming status object is read: s3://bucket[/prefix] or a directory; empty = the bucket.",
+        description="Where the streaming status object is read: s3://bucket[/prefix] or a directory; "
+        "empty = the bucket.",
     )
     target_file_mb: int = Field(default=128, ge=1, description="Target size of a compacted data file (MiB).")
     closed_margin_seconds: int = Field(
@@ -40,7 +41,9 @@ class CompactionSettings(BaseSettings):
         description="Files no snapshot references are deleted once older than this: younger ones may belong "
         "to a commit in flight, so never set it below the longest write (0 is for tests).",
     )
-    jars: str = Field(default="", description="Jars for Spark; empty = the cached ones (tickstream services).")
+    jars: str = Field(
+        default="", description="Jars for Spark; empty = the cached ones (tickstream services)."
+    )
 
     @property
     def target_bytes(self) -> int:

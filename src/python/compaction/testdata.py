@@ -104,7 +104,9 @@ def write_status(
     mark = watermark.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     status = {
         "updated_at": mark,
-        "queries": {q: {"state": "active", "query_id": str(uuid.uuid4()), "watermark": mark} for q in queries},
+        "queries": {
+            q: {"state": "active", "query_id": str(uuid.uuid4()), "watermark": mark} for q in queries
+        },
     }
     filesystem, base = location.filesystem()
     put_object(filesystem, f"{base}/{STATUS_KEY}", json.dumps(status).encode())
@@ -117,7 +119,9 @@ TICKS_SUMMARY = (
 )
 
 
-def ticks_summary(con: duckdb.DuckDBPyConnection, lake: TestLake, date: str, hour: str) -> list[tuple[Any, ...]]:
+def ticks_summary(
+    con: duckdb.DuckDBPyConnection, lake: TestLake, date: str, hour: str
+) -> list[tuple[Any, ...]]:
     """Per-symbol count, sums and time range of an hour of ticks, read by DuckDB from the current snapshot."""
     location = metadata_location(lake.catalog, lake.settings, TICKS)
     if location is None:
@@ -133,7 +137,9 @@ def private_s3_server() -> Iterator[SeaweedFSService]:
     home = Path(tempfile.mkdtemp(prefix="tickstream-private-s3-"))
     grpc = (0, 10000)  # SeaweedFS serves gRPC on port + 10000
     s3 = S3Settings(endpoint_url=f"http://127.0.0.1:{free_port(grpc)}")
-    seaweed = SeaweedFSSettings(master_port=free_port(grpc), volume_port=free_port(grpc), filer_port=free_port(grpc))
+    seaweed = SeaweedFSSettings(
+        master_port=free_port(grpc), volume_port=free_port(grpc), filer_port=free_port(grpc)
+    )
     service = SeaweedFSService(PathsSettings(home=home), s3, seaweed)
     service.up()
     try:

@@ -1,11 +1,12 @@
 """End to end through the packaged platform, checked against an independent computation over the input.
 
 producer PEX (seeded simulation with late, duplicate and malformed records, event time spanning a past
-hour H) → Kafka → streaming PEX (Spark) → S3 → Airflow (`airflow dags test` of the hourly DAG from the
-Airflow PEX: closedness sensor, compaction PEX for ticks and bars, analytics PEX's `dbt build`) → the
-dashboard's data layer. The expectation is computed from the records actually in the topic with the
-contract's reference parser and polars — no Spark, no DuckDB: every accepted tick once, every malformed
-record quarantined with its reason, bars, the dbt mart and the dashboard's bars equal to it.
+hour H) → Kafka → streaming PEX (Spark) → the lake's Iceberg tables on S3 → Airflow (`airflow dags test` of
+the hourly DAG from the Airflow PEX: closedness sensor, compaction PEX for ticks and bars, analytics PEX's
+`dbt build`) → the dashboard's data layer. The expectation is computed from the records actually in the
+topic with the contract's reference parser and polars — no Spark, no DuckDB: every accepted tick once, every
+malformed record quarantined with its reason, bars, the dbt mart and the dashboard's bars equal to it; and
+pyiceberg, Iceberg's own library, reads the same ticks as the platform's readers.
 """
 
 from __future__ import annotations
@@ -26,23 +27,16 @@ import polars as pl
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from dashboard.data import Lake as DashboardLake
+from dashboard.lake_reader import Lake as DashboardLake
 from dashboard.settings import DashboardSettings
 from tickstream.airflow_local import ensure_venv
 from tickstream.contracts import Rejection, Tick, decode_tick
-from tickstream.lake import (
-    BARS_1M,
-    QUARANTINE,
-    TICKS,
-    LakeLocation,
-    committed_hour,
-    committed_objects,
-    list_objects,
-    read_status,
-)
+from tickstream.duckdb_lake import iceberg_scan
+from tickstream.lake import BARS_1M, QUARANTINE, TICKS, LakeLocation, LakeTable, read_status
 from tickstream.services.kafka import ensure_topics
 from tickstream.settings import PathsSettings, S3Settings
 from tickstream.testing.expected import expected_bars
+from tickstream.testing.lake import TestLake, private_catalog_settings
 from tickstream.topology import Topic
 
 pytestmark = pytest.mark.integration
@@ -50,7 +44,6 @@ pytestmark = pytest.mark.integration
 TICK_COUNT = 30_000
 SPAN = timedelta(minutes=70)  # H - 2 min .. H + 68 min: hour H complete, the next one far enough to close it
 WATERMARK = "30 seconds"
-BARS_WATERMARK = "90 seconds"  # the least the job allows: WATERMARK + 1 minute
 STEP_TIMEOUT_S = 420
 
 
@@ -149,7 +142,8 @@ class Platform:
 
     env: dict[str, str]
     topic: str
-    lake: LakeLocation
+    lake: TestLake
+    status_location: LakeLocation
     work: Path
 
     def run(self, argv: list[str], name: str, timeout: float = STEP_TIMEOUT_S) -> str:
@@ -166,7 +160,7 @@ class Platform:
     def status(self) -> dict[str, Any]:
         """The streaming job's status object ({} until written)."""
         try:
-            return read_status(self.lake)
+            return read_status(self.status_location)
         except OSError:
             return {}
 
@@ -191,11 +185,10 @@ def run_streaming_until_caught_up(platform: Platform, records: int, watermark_at
     argv = [
         str(package("src.python.streaming", "bin.pex")),
         "--topic", platform.topic,
-        "--lake-root", platform.lake.root,
+        "--lake-root", platform.status_location.root,
         "--checkpoint-dir", str(platform.work / "checkpoints"),
         "--trigger-seconds", "1",
         "--watermark-delay", WATERMARK,
-        "--bars-watermark-delay", BARS_WATERMARK,
         "--bars-trigger-seconds", "1",
     ]  # fmt: skip
     log = (platform.work / "streaming.log").open("wb")
@@ -243,20 +236,15 @@ def run_airflow_dag(platform: Platform, hour: datetime) -> str:
 # --- reading the results -----------------------------------------------------------------------------
 
 
-def duckdb_rows(lake: DashboardLake, urls: list[str], columns: str) -> list[tuple[Any, ...]]:
-    """Sorted rows of the given Parquet objects, read by DuckDB (httpfs from its PyPI package)."""
-    if not urls:
-        return []
-    return sorted(lake.query(f"SELECT {columns} FROM read_parquet($files)", {"files": urls}).rows())
-
-
-def committed_urls(lake: LakeLocation, table: str, hours: list[datetime]) -> list[str]:
-    """URLs of the committed objects of `table` in `hours` (the reader rule of docs/lake.md)."""
-    return [
-        lake.url(key)
-        for hour in hours
-        for key in committed_objects(lake, table, hour.strftime("%Y-%m-%d"), hour.strftime("%H"))
-    ]
+def read_table(
+    dashboard: DashboardLake, table: LakeTable, columns: str, start: datetime, end: datetime
+) -> list[tuple[Any, ...]]:
+    """Sorted rows of a table's current snapshot in [start, end) of its partition column, read by DuckDB."""
+    location = dashboard.metadata_location(table)
+    assert location is not None
+    column = table.partition_column
+    query = f"SELECT {columns} FROM {iceberg_scan(location)} WHERE {column} >= $start AND {column} < $end"
+    return sorted(dashboard.query(query, {"start": start, "end": end}).rows())
 
 
 @pytest.fixture
@@ -267,23 +255,27 @@ def platform(
     run = uuid.uuid4().hex[:8]
     topic = Topic(f"ticks-e2e-{run}", 3, 7 * 86_400_000, "end-to-end test")
     ensure_topics(kafka_bootstrap, [topic])
-    root = f"s3://{s3_settings.bucket}/e2e-{run}"
+    lake = TestLake(private_catalog_settings(tmp_path / "lake", s3_settings), s3_settings)
+    status = LakeLocation(f"{lake.settings.warehouse}-status", s3_settings)
     jars = ",".join(str(jar) for jar in spark_connector_jars)
     env = {
         **os.environ,
         "TICKSTREAM_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
         **{f"TICKSTREAM_S3_{k.upper()}": str(v) for k, v in s3_settings.model_dump().items()},
+        "TICKSTREAM_CATALOG_URI": lake.settings.uri,
+        "TICKSTREAM_CATALOG_NAME": lake.settings.name,
+        "TICKSTREAM_CATALOG_WAREHOUSE": lake.settings.warehouse,
         "TICKSTREAM_STREAMING_JARS": jars,
         "TICKSTREAM_COMPACTION_JARS": jars,
-        "TICKSTREAM_COMPACTION_LAKE_ROOT": root,
+        "TICKSTREAM_COMPACTION_LAKE_ROOT": status.root,
         "TICKSTREAM_COMPACTION_COMMAND": str(package("src.python.compaction", "bin.pex")),
         "TICKSTREAM_ANALYTICS_COMMAND": str(package("src.python.analytics", "bin.pex")),
         "TICKSTREAM_DBT_PROJECT_DIR": str(source_dir("src/sql/dbt")),
-        "TICKSTREAM_DBT_LAKE_ROOT": root,
+        "TICKSTREAM_DBT_LAKE_ROOT": status.root,
         "TICKSTREAM_DBT_STATE_DIR": str(tmp_path / "dbt"),
         "TICKSTREAM_DBT_DUCKDB_PATH": str(tmp_path / "dbt" / "marts.duckdb"),
     }
-    yield Platform(env, topic.name, LakeLocation(root, s3_settings), tmp_path)
+    yield Platform(env, topic.name, lake, status, tmp_path)
 
 
 def test_ticks_flow_through_every_component_exactly_once(platform: Platform) -> None:
@@ -317,38 +309,44 @@ def test_ticks_flow_through_every_component_exactly_once(platform: Platform) -> 
     # 2. streaming until hour H is closed (watermark past its end + the compaction margin)
     run_streaming_until_caught_up(platform, len(values), hour + timedelta(hours=1, minutes=3))
     status = platform.status()["queries"]
-    assert status[TICKS.name]["totals"]["late"] == status[BARS_1M.name]["totals"]["late"] == 0
+    assert status[TICKS.name]["totals"]["late"] == 0
+    assert status[TICKS.name]["totals"]["rows_written"] == len(expected.ticks)
 
-    # 3. Airflow: sensor, compaction of ticks and bars, dbt build of the hour
+    # 3. Airflow: sensor, compaction and maintenance of ticks and bars, dbt build of the hour
+    lake = platform.lake
+    hour_files = {t: lake.files(t) for t in (TICKS, BARS_1M)}
     dag_log = run_airflow_dag(platform, hour)
     for table in (TICKS, BARS_1M):
-        view = committed_hour(platform.lake, table, hour.strftime("%Y-%m-%d"), hour.strftime("%H"))
-        assert view.manifest is not None, f"{table.name} hour not compacted:\n{dag_log[-4000:]}"
+        replaced = [
+            s for s in lake.table(table).snapshots() if s.summary and s.summary.operation.value == "replace"
+        ]
+        assert replaced, f"{table.name} hour not compacted:\n{dag_log[-4000:]}"
+        assert lake.files(table) < hour_files[table]
 
-    # 4. the lake, read by DuckDB through the reader rule, equals the independent computation
-    assert platform.lake.s3 is not None
-    con = DashboardLake(DashboardSettings(lake_root=platform.lake.root), platform.lake.s3)
-    every_hour = [hour - timedelta(hours=1), hour, hour + timedelta(hours=1)]
+    # 4. the lake, read by DuckDB through the catalog, equals the independent computation
+    dashboard = DashboardLake(
+        DashboardSettings(lake_root=platform.status_location.root), lake.s3, lake.settings
+    )
+    end = hour + timedelta(hours=1)
     tick_columns = "symbol, seq, ts_us, price, size, bid, ask"
-    assert duckdb_rows(con, committed_urls(platform.lake, TICKS.name, [hour]), tick_columns) == (
-        expected.ticks_between(hour_us, end_us)
-    )
-    all_ticks = duckdb_rows(con, committed_urls(platform.lake, TICKS.name, every_hour), tick_columns)
-    assert len(all_ticks) == len(expected.ticks) and len(set(all_ticks)) == len(all_ticks)
+    assert read_table(dashboard, TICKS, tick_columns, hour, end) == expected.ticks_between(hour_us, end_us)
+    far = timedelta(days=2)
+    all_ticks = read_table(dashboard, TICKS, tick_columns, hour - far, hour + far)
+    assert all_ticks == expected.ticks_between(0, 2**62)
+    # any engine: pyiceberg (not the platform's code) reads the same ticks
+    read_by_pyiceberg = lake.read(TICKS).select(tick_columns.split(", ")).to_pylist()
+    assert sorted(tuple(row.values()) for row in read_by_pyiceberg) == all_ticks
     bar_columns = "symbol, epoch_us(window_start), open, high, low, close, volume, vwap, trade_count"
-    assert duckdb_rows(con, committed_urls(platform.lake, BARS_1M.name, [hour]), bar_columns) == (
-        expected.bars_between(hour_us, end_us)
-    )
-    # quarantine is partitioned by Kafka time (when the records were produced), not event time
-    quarantine_urls = [f"s3://{info.path}" for info in list_objects(platform.lake, QUARANTINE.prefix, True)]
-    quarantined = duckdb_rows(con, quarantine_urls, "reason")
+    assert read_table(dashboard, BARS_1M, bar_columns, hour, end) == expected.bars_between(hour_us, end_us)
+    quarantined = read_table(dashboard, QUARANTINE, "reason", hour - far, hour + far)
     assert Counter(reason for (reason,) in quarantined) == expected.rejected_reasons
 
     # 5. dbt: the hour's trading activity mart published to the lake
-    activity = duckdb_rows(
-        con,
-        [platform.lake.url("marts/fct_activity_hourly/data.parquet")],
-        "symbol, trade_date, trade_hour, trade_count, volume_shares",
+    activity = sorted(
+        dashboard.query(
+            "SELECT symbol, trade_date, trade_hour, trade_count, volume_shares FROM read_parquet($file)",
+            {"file": platform.status_location.url("marts/fct_activity_hourly/data.parquet")},
+        ).rows()
     )
     frame = pl.DataFrame(
         expected.ticks_between(hour_us, end_us), orient="row", schema=tick_columns.split(", ")
@@ -359,7 +357,9 @@ def test_ticks_flow_through_every_component_exactly_once(platform: Platform) -> 
     ]
 
     # 6. the dashboard's data layer shows the same bars
-    shown = con.bars([hour]).sort("symbol", "window_start")
+    location = dashboard.metadata_location(BARS_1M)
+    assert location is not None
+    shown = dashboard.bars(location, hour, end).sort("symbol", "window_start")
     assert [
         (
             r["symbol"],

@@ -16,12 +16,15 @@ from tickstream.settings import CatalogSettings
 
 
 def java_table(spark: SparkSession, identifier: str) -> Any:
-    """The Iceberg table `catalog.namespace.table` through Iceberg's Java API (as the catalog holds it now)."""
-    jvm = spark._jvm  # type: ignore[attr-defined]
-    return jvm.org.apache.iceberg.spark.Spark3Util.loadIcebergTable(spark._jsparkSession, identifier)  # type: ignore[attr-defined]
+    """The Iceberg table `catalog.namespace.table` through Iceberg's Java API (as the catalog has it now)."""
+    jvm = spark._jvm
+    assert jvm is not None, "a classic (JVM) SparkSession is needed"
+    return jvm.org.apache.iceberg.spark.Spark3Util.loadIcebergTable(spark._jsparkSession, identifier)
 
 
-def newest_snapshot_property(spark: SparkSession, identifier: str, key: str, only_if: dict[str, str]) -> str | None:
+def newest_snapshot_property(
+    spark: SparkSession, identifier: str, key: str, only_if: dict[str, str]
+) -> str | None:
     """The value of summary property `key` in the newest snapshot (walking back from the current one) whose
     summary holds every `only_if` key with that value; None if no retained snapshot does."""
     table = java_table(spark, identifier)
@@ -53,7 +56,9 @@ def expire_snapshots(
 
 def rewrite_manifests(spark: SparkSession, catalog: CatalogSettings, table: str) -> dict[str, int]:
     """Merge the table's manifests (one per small append) into few; return the procedure's counts."""
-    row = spark.sql(f"CALL {catalog.name}.system.rewrite_manifests('{catalog.identifier(table)}')").collect()[0]
+    row = spark.sql(f"CALL {catalog.name}.system.rewrite_manifests('{catalog.identifier(table)}')").collect()[
+        0
+    ]
     return {key: int(value) for key, value in row.asDict().items()}
 
 
@@ -65,8 +70,9 @@ def remove_orphan_files(
 
     Iceberg's action API, which takes any age (its SQL procedure refuses less than 24 hours).
     """
-    jvm = spark._jvm  # type: ignore[attr-defined]
-    actions = jvm.org.apache.iceberg.spark.actions.SparkActions.get(spark._jsparkSession)  # type: ignore[attr-defined]
+    jvm = spark._jvm
+    assert jvm is not None, "a classic (JVM) SparkSession is needed"
+    actions = jvm.org.apache.iceberg.spark.actions.SparkActions.get(spark._jsparkSession)
     result = (
         actions.deleteOrphanFiles(java_table(spark, catalog.spark_identifier(table)))
         .olderThan(int(older_than.timestamp() * 1000))

@@ -274,9 +274,16 @@ def run(
         else None
     )
     sink = LakeSink(tables, bars, book, settings)
-    log.info("starting", master=settings.master, catalog=catalog.uri, warehouse=catalog.warehouse, bars=settings.bars)
+    log.info(
+        "starting",
+        master=settings.master,
+        catalog=catalog.uri,
+        warehouse=catalog.warehouse,
+        bars=settings.bars,
+    )
     deadline = time.monotonic() + run_seconds if run_seconds else None
     expiry = SnapshotExpiry(spark, catalog, settings)
+
     def start() -> StreamingQuery:
         return start_ticks_query(kafka_records(spark, settings, kafka), settings, sink)
 
@@ -307,7 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m streaming.job",
         description="Stream Kafka ticks into the lake's Iceberg tables (ticks, quarantine, 1-minute bars).",
-        epilog="Options override TICKSTREAM_STREAMING_* variables; the catalog is TICKSTREAM_CATALOG_* (docs/lake.md).",
+        epilog="Options override TICKSTREAM_STREAMING_* variables; the catalog is TICKSTREAM_CATALOG_* "
+        "(docs/lake.md).",
     )
     for name, kind in _OVERRIDES.items():
         field = StreamingSettings.model_fields[name]
@@ -316,7 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-bars", action="store_true", help="do not update the bars table (only ticks and quarantine)"
     )
     parser.add_argument(
-        "--lake-root", help="where the status object goes: s3://bucket[/prefix] or a directory (default: the bucket)"
+        "--lake-root",
+        help="where the status object goes: s3://bucket[/prefix] or a directory (default: the bucket)",
     )
     parser.add_argument("--run-seconds", type=float, help="stop gracefully after this many seconds")
     return parser

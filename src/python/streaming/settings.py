@@ -70,7 +70,8 @@ class StreamingSettings(BaseSettings):
         default=600.0,
         ge=60.0,
         description=(
-            "The job expires the lake tables' snapshots older than this (every third of it), which keeps each "
+            "The job expires the lake tables' snapshots older than this (every third of it), which keeps "
+            "each "
             "commit's metadata small; the hourly maintenance expires them too."
         ),
     )

@@ -215,7 +215,13 @@ class StatusBook:
                 "updated_at": _iso(moment),
             }
             status = self.status(moment)
-        log.info("bars", rows_out=output.rows, start=_iso(output.start), end=_iso(output.end), duration_ms=output.write_ms)
+        log.info(
+            "bars",
+            rows_out=output.rows,
+            start=_iso(output.start),
+            end=_iso(output.end),
+            duration_ms=output.write_ms,
+        )
         self._store.write(status)
 
     def on_terminated(self, query_name: str, error: str | None) -> None:

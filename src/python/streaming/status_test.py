@@ -103,7 +103,16 @@ def test_bars_updates_are_recorded_beside_the_ticks_query() -> None:
 
     minute = datetime(2024, 3, 1, 9, 58, tzinfo=UTC)
     book.record_bars(BarsOutput(minute, minute.replace(minute=59), 12, 80), now=NOW)
-    book.record_bars(BarsOutput(minute.replace(minute=59), minute.replace(minute=59, second=0).replace(hour=10, minute=0), 3, 40), now=NOW)
+    book.record_bars(
+        BarsOutput(
+            minute.replace(minute=59), minute.replace(minute=59, second=0).replace(hour=10, minute=0), 3, 40
+        ),
+        now=NOW,
+    )
     bars = store.written[-1]["queries"]["bars_1m"]
-    assert (bars["rows_written"], bars["totals"]["rows_written"], bars["watermark"]) == (3, 15, "2024-03-01T10:00:00.000Z")
+    assert (bars["rows_written"], bars["totals"]["rows_written"], bars["watermark"]) == (
+        3,
+        15,
+        "2024-03-01T10:00:00.000Z",
+    )
     assert store.written[-1]["queries"]["ticks"]["last_batch_id"] == 1

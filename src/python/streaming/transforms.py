@@ -9,7 +9,7 @@ attempt did.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -67,7 +67,7 @@ def parse_ticks(records: DataFrame) -> DataFrame:
     return records.mapInArrow(decode_arrow_records, PARSED_SCHEMA)
 
 
-def decode_arrow_records(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+def decode_arrow_records(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
     """The mapInArrow function of `parse_ticks`: each batch of Kafka records decoded by the contract."""
     for batch in batches:
         yield decode_record_batch(batch)
@@ -189,6 +189,7 @@ def bars_stream(ticks: DataFrame, watermark_delay: str) -> DataFrame:
 
 
 # --- routing rows to lake tables ---------------------------------------------------------------------
+
 
 def route_ticks_batch(batch: DataFrame) -> DataFrame:
     """One micro-batch of the ticks query as lake rows: valid ticks to `ticks`, the rest to `quarantine`.

@@ -125,7 +125,9 @@ def test_bars_ohlcv_vwap_by_hand(kafka_rows: KafkaRows) -> None:
         ("AAPL", 5, 60_000_000, 102.0, 50),  # 09:30:00 -> next bar
         ("MSFT", 1, 10_000_000, 400.0, 10),
     ]
-    bars = {(b.symbol, b.window_start.minute): b.asDict() for b in bars_1m(_ticks(kafka_rows, ticks)).collect()}
+    bars = {
+        (b.symbol, b.window_start.minute): b.asDict() for b in bars_1m(_ticks(kafka_rows, ticks)).collect()
+    }
     first = bars[("AAPL", 29)]
     assert (first["open"], first["high"], first["low"], first["close"]) == (100.0, 101.0, 99.5, 100.5)
     assert (first["volume"], first["trade_count"]) == (700, 4)

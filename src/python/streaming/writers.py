@@ -81,7 +81,11 @@ class IcebergBatchSink:
         spark = routed.sparkSession
         batch = routed.persist(StorageLevel.MEMORY_AND_DISK)
         try:
-            counts = batch.groupBy(TABLE, "reason").agg(F.count(F.lit(1)).alias("count"), F.max(EVENT_TIME).alias("newest")).collect()
+            counts = (
+                batch.groupBy(TABLE, "reason")
+                .agg(F.count(F.lit(1)).alias("count"), F.max(EVENT_TIME).alias("newest"))
+                .collect()
+            )
             phases_ms = {"compute": round((time.perf_counter() - started) * 1000)}
             rows: Counter[str] = Counter()
             reasons: Counter[str] = Counter()
@@ -100,7 +104,9 @@ class IcebergBatchSink:
                 if last is None or last >= epoch_id:
                     last = last_committed_batch(spark, identifier, query_id)
                 if last is not None and last >= epoch_id:
-                    log.info("batch_already_committed", table=table.name, batch_id=epoch_id, query_id=query_id)
+                    log.info(
+                        "batch_already_committed", table=table.name, batch_id=epoch_id, query_id=query_id
+                    )
                     skipped.append(table.name)
                     self.committed[key] = last
                     continue
@@ -179,7 +185,9 @@ class BarsUpdater:
         try:
             rows = bars.count()
             if rows:
-                bars.writeTo(self.bars).option(f"snapshot-property.{SNAPSHOT_BARS_UNTIL}", until.isoformat()).append()
+                bars.writeTo(self.bars).option(
+                    f"snapshot-property.{SNAPSHOT_BARS_UNTIL}", until.isoformat()
+                ).append()
         except Exception:
             self.through = None  # unknown whether the append landed: read it back next time
             raise

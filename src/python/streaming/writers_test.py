@@ -52,7 +52,11 @@ def snapshots(lake: TestLake, table: str) -> list[dict[str, str]]:
 def test_a_batch_commits_each_table_once_with_its_ids(kafka_rows: KafkaRows, lake: TestLake) -> None:
     values = [encode_tick(tick(1, 0)), encode_tick(tick(2, 1)), b"not json"]
     output = sink(lake).write(batch(kafka_rows, values), QUERY, 7)
-    assert (output.rows, dict(output.reasons), output.skipped) == ({"ticks": 2, "quarantine": 1}, {"not_json": 1}, ())
+    assert (output.rows, dict(output.reasons), output.skipped) == (
+        {"ticks": 2, "quarantine": 1},
+        {"not_json": 1},
+        (),
+    )
     assert sorted(lake.read(TICKS)["seq"].to_pylist()) == [1, 2]
     assert lake.read(QUARANTINE)["reason"].to_pylist() == ["not_json"]
     for table in (TICKS.name, QUARANTINE.name):
@@ -79,12 +83,15 @@ def test_a_replayed_batch_is_skipped_table_by_table(kafka_rows: KafkaRows, lake:
     assert sorted(lake.read(TICKS)["seq"].to_pylist()) == [1, 2, 3]
 
 
-def test_replay_check_steps_over_compaction(spark: SparkSession, kafka_rows: KafkaRows, lake: TestLake) -> None:
+def test_replay_check_steps_over_compaction(
+    spark: SparkSession, kafka_rows: KafkaRows, lake: TestLake
+) -> None:
     writer = sink(lake)
     for epoch in range(3):
         writer.write(batch(kafka_rows, [encode_tick(tick(epoch + 1, epoch))]), QUERY, epoch)
     spark.sql(
-        f"CALL {lake.settings.name}.system.rewrite_data_files(table => '{lake.settings.identifier('ticks')}', "
+        f"CALL {lake.settings.name}.system.rewrite_data_files("
+        f"table => '{lake.settings.identifier('ticks')}', "
         "options => map('min-input-files', '2'))"
     ).collect()
     assert snapshots(lake, TICKS.name)[-1].get(SNAPSHOT_QUERY_ID) is None  # the newest is compaction's
@@ -98,10 +105,14 @@ def test_an_empty_batch_commits_nothing(kafka_rows: KafkaRows, lake: TestLake) -
 
 
 def test_bars_of_complete_minutes_once_each(spark: SparkSession, lake: TestLake) -> None:
-    ticks = [tick(i, i * 1.5, 100 + i % 7, "AAPL" if i % 3 else "MSFT") for i in range(1, 150)]  # 09:28-09:31:43
+    ticks = [
+        tick(i, i * 1.5, 100 + i % 7, "AAPL" if i % 3 else "MSFT") for i in range(1, 150)
+    ]  # 09:28-09:31:43
     lake.append(TICKS, tick_rows(ticks[:100]))
     lake.append(TICKS, tick_rows(ticks[100:], first_offset=100))
-    bars = BarsUpdater(lake.settings.spark_identifier(TICKS.name), lake.settings.spark_identifier(BARS_1M.name))
+    bars = BarsUpdater(
+        lake.settings.spark_identifier(TICKS.name), lake.settings.spark_identifier(BARS_1M.name)
+    )
     minute = timedelta(minutes=1)
     start = floor_minute(datetime.fromtimestamp(T0 / 1e6, tz=UTC))
 

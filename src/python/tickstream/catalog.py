@@ -101,7 +101,10 @@ def sort_order(table: LakeTable) -> SortOrder:
     """The table's sort order (ascending, nulls first) over its sort keys."""
     schema = iceberg_schema(table)
     return SortOrder(
-        *[SortField(source_id=schema.find_field(key).field_id, transform=IdentityTransform()) for key in table.sort_keys]
+        *[
+            SortField(source_id=schema.find_field(key).field_id, transform=IdentityTransform())
+            for key in table.sort_keys
+        ]
     )
 
 
@@ -123,7 +126,9 @@ def open_catalog(settings: CatalogSettings, s3: S3Settings) -> SqlCatalog:
     url = make_url(settings.uri)
     if url.get_backend_name() == "sqlite" and url.database:
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    catalog = SqlCatalog(settings.name, uri=settings.uri, warehouse=settings.warehouse, **s3_file_io_properties(s3))
+    catalog = SqlCatalog(
+        settings.name, uri=settings.uri, warehouse=settings.warehouse, **s3_file_io_properties(s3)
+    )
     if url.get_backend_name() == "sqlite":
         with catalog.engine.connect() as connection:
             # Readers never wait for the writer, and the setting stays in the file for every client.
@@ -132,7 +137,7 @@ def open_catalog(settings: CatalogSettings, s3: S3Settings) -> SqlCatalog:
 
 
 def ensure_tables(catalog: SqlCatalog, settings: CatalogSettings) -> list[str]:
-    """Create the namespace and every lake table that does not exist yet (idempotent); return those created."""
+    """Create the namespace and every lake table not there yet (idempotent); return those created."""
     catalog.create_namespace_if_not_exists(settings.namespace)
     existing = {name for _, name in catalog.list_tables(settings.namespace)}
     created = []
@@ -192,4 +197,6 @@ def jdbc_catalog_properties(settings: CatalogSettings) -> dict[str, str]:
         if url.password:
             properties["jdbc.password"] = url.password
         return properties
-    raise ValueError(f"unsupported catalog database {backend!r} in TICKSTREAM_CATALOG_URI: use sqlite or postgresql")
+    raise ValueError(
+        f"unsupported catalog database {backend!r} in TICKSTREAM_CATALOG_URI: use sqlite or postgresql"
+    )

@@ -37,7 +37,8 @@ def extension_path(name: str) -> Path:
     if not path.is_file():
         shipped = sorted(p.name for p in (package_dir / "extensions").iterdir())
         raise RuntimeError(
-            f"the {name} extension package has no build for duckdb {duckdb.__version__} (it ships {shipped}): "
+            f"the {name} extension package has no build for duckdb {duckdb.__version__} "
+            f"(it ships {shipped}): "
             "pin duckdb and the duckdb-extension-* packages to the same version"
         )
     return path
@@ -75,7 +76,9 @@ def configure(conn: duckdb.DuckDBPyConnection, s3: S3Settings | None) -> None:
         conn.execute(s3_secret_sql(s3))
 
 
-def connect(s3: S3Settings | None, database: str = ":memory:", read_only: bool = False) -> duckdb.DuckDBPyConnection:
+def connect(
+    s3: S3Settings | None, database: str = ":memory:", read_only: bool = False
+) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection ready to read the lake (see `configure`)."""
     conn = duckdb.connect(database, read_only=read_only)
     configure(conn, s3)

@@ -1,112 +1,117 @@
-"""Tests of the lake layout helpers: deterministic object names and partition values."""
+"""Tests of the lake's tables in code and their Iceberg form: schemas, hidden partitioning, sort orders,
+creation through the catalog, and what every engine reads back."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
+from pyiceberg.transforms import HourTransform
 
+from tickstream.catalog import (
+    TABLE_PROPERTIES,
+    ensure_tables,
+    iceberg_schema,
+    jdbc_catalog_properties,
+    load_table,
+    metadata_location,
+    partition_spec,
+    sort_order,
+)
+from tickstream.contracts import FIELD_NAMES, make_tick
+from tickstream.duckdb_lake import connect, iceberg_scan
 from tickstream.lake import (
     BARS_1M,
+    QUARANTINE,
+    TABLES,
     TICKS,
     LakeLocation,
-    LakeObject,
-    Manifest,
-    committed_hour,
-    committed_objects,
-    committed_objects_between,
-    compacted_dir,
-    date_hour,
-    epoch_of,
-    keys_fingerprint,
-    object_key,
-    object_name,
-    read_manifest,
-    write_manifest,
+    hour_starts,
+    lake_table,
+    put_object,
+    read_status,
 )
-
-QUERY_ID = "8a04952a-1370-4d47-a976-c0c4423c8dcf"
-
-
-def test_object_name_depends_only_on_query_id_epoch_and_task() -> None:
-    assert object_name(QUERY_ID, 7) == "part-8a04952a-e000000000007.parquet"
-    assert object_name(QUERY_ID, 7, 3) == "part-8a04952a-e000000000007-p003.parquet"
-    assert object_name(QUERY_ID, 7) == object_name(QUERY_ID.upper(), 7)
-    assert epoch_of(f"stream/ticks/date=2024-03-01/hour=09/{object_name(QUERY_ID, 7, 3)}") == 7
+from tickstream.settings import CatalogSettings
+from tickstream.testing.lake import TestLake, tick_rows
 
 
-def test_object_key_is_hive_partitioned() -> None:
-    key = object_key(TICKS, "2024-03-01", "09", QUERY_ID, 12)
-    assert key == "stream/ticks/date=2024-03-01/hour=09/part-8a04952a-e000000000012.parquet"
-    assert object_key(BARS_1M, "2024-03-01", "09", QUERY_ID, 12).startswith("stream/bars_1m/date=")
-    assert epoch_of(key) == 12
-    assert epoch_of("compacted/ticks/date=2024-03-01/hour=09/run-1/part-0.parquet") is None
+def test_ticks_columns_are_the_contracts_plus_lineage_and_event_time() -> None:
+    assert TICKS.columns == (*FIELD_NAMES, "kafka_partition", "kafka_offset", "event_time")
+    assert TICKS.schema.field("event_time").type == pa.timestamp("us", tz="UTC")
+    for table in TABLES.values():
+        assert set(table.sort_keys) <= set(table.columns)
+        assert pa.types.is_timestamp(table.schema.field(table.partition_column).type)
+    assert lake_table("bars_1m") is BARS_1M
+    with pytest.raises(ValueError, match="choose from ticks, bars_1m, quarantine"):
+        lake_table("candles")
 
 
-@pytest.mark.parametrize(
-    ("query_id", "epoch", "task"), [("not-a-uuid", 1, None), (QUERY_ID, -1, None), (QUERY_ID, 1, 1000)]
-)
-def test_object_name_rejects_bad_input(query_id: str, epoch: int, task: int | None) -> None:
-    with pytest.raises(ValueError):
-        object_name(query_id, epoch, task)
+def test_iceberg_form_of_each_table() -> None:
+    for table in TABLES.values():
+        schema = iceberg_schema(table)
+        assert [f.name for f in schema.fields] == list(table.columns)
+        assert [f.field_id for f in schema.fields] == list(range(1, len(table.columns) + 1))
+        (field,) = partition_spec(table).fields
+        assert isinstance(field.transform, HourTransform)
+        assert schema.find_field(field.source_id).name == table.partition_column
+        assert [schema.find_field(f.source_id).name for f in sort_order(table).fields] == list(table.sort_keys)
+    assert TABLE_PROPERTIES["write.parquet.compression-codec"] == "zstd"
 
 
-def test_date_hour_is_utc() -> None:
-    assert date_hour(1_709_283_600_000_000) == ("2024-03-01", "09")  # 2024-03-01T09:00:00Z
+def test_jdbc_properties_reach_the_same_database() -> None:
+    sqlite = CatalogSettings(uri="sqlite:////var/lib/catalog.db", warehouse="s3://b/w")
+    assert jdbc_catalog_properties(sqlite)["uri"] == "jdbc:sqlite:/var/lib/catalog.db"
+    postgres = CatalogSettings(uri="postgresql://cat:s3cret@db:5433/iceberg", warehouse="s3://b/w")
+    assert jdbc_catalog_properties(postgres) == {
+        "uri": "jdbc:postgresql://db:5433/iceberg",
+        "jdbc.user": "cat",
+        "jdbc.password": "s3cret",
+        "jdbc.schema-version": "V1",
+    }
+    with pytest.raises(ValueError, match="use sqlite or postgresql"):
+        jdbc_catalog_properties(CatalogSettings(uri="mysql://db/x", warehouse="s3://b/w"))
 
 
-def test_local_lake_location(tmp_path) -> None:
-    filesystem, base = LakeLocation(str(tmp_path)).filesystem()
-    assert base == str(tmp_path)
-    assert LakeLocation(str(tmp_path)).path("a/b") == f"{tmp_path}/a/b"
-    with pytest.raises(ValueError):
-        LakeLocation("s3://bucket").filesystem()
+def test_tables_are_created_once_and_read_alike_by_pyiceberg_and_duckdb(local_lake: TestLake) -> None:
+    lake = local_lake
+    assert ensure_tables(lake.catalog, lake.settings) == []  # the fixture created them: idempotent
+    assert {name for _, name in lake.catalog.list_tables(lake.settings.namespace)} == set(TABLES)
+    assert load_table(lake.catalog, lake.settings, QUARANTINE).sort_order().fields  # as declared
+    empty = metadata_location(lake.catalog, lake.settings, TICKS)
+    assert empty is not None and metadata_location(lake.catalog, lake.settings, "nope") is None
+
+    t0 = int(datetime(2024, 3, 1, 9, 59, 30, tzinfo=UTC).timestamp() * 1_000_000)
+    ticks = [make_tick("AAPL", i, t0 + i * 20_000_000, 100.0 + i, 10, 99.9 + i, 100.1 + i) for i in range(4)]
+    lake.append(TICKS, tick_rows(ticks))  # 09:59:30 .. 10:00:30: two hours
+    location = metadata_location(lake.catalog, lake.settings, TICKS)
+    assert location is not None and location != empty
+    with connect(None) as con:
+        assert con.execute(f"SELECT count(*) FROM {iceberg_scan(empty)}").fetchall() == [(0,)]
+        rows = con.execute(f"SELECT seq, ts_us, event_time FROM {iceberg_scan(location)} ORDER BY seq").fetchall()
+    assert [r[:2] for r in rows] == [(t["seq"], t["ts_us"]) for t in ticks]
+    assert all(r[2].timestamp() * 1_000_000 == r[1] for r in rows)
+    assert sorted(lake.read(TICKS)["seq"].to_pylist()) == [0, 1, 2, 3]
+    hours = {p["event_time_hour"] for p in load_table(lake.catalog, lake.settings, TICKS).inspect.files()["partition"].to_pylist()}
+    assert len(hours) == 2  # hidden hourly partitioning
 
 
-def _put_stream_object(location: LakeLocation, epoch: int, hour: str = "09") -> str:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    key = object_key(TICKS, "2024-03-01", hour, QUERY_ID, epoch)
-    path = Path(location.path(key))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.table({"seq": [epoch]}), path)
-    return key
+def test_hour_starts_are_utc_hours() -> None:
+    start = datetime(2024, 3, 1, 22, 30, tzinfo=UTC)
+    assert hour_starts(start, datetime(2024, 3, 2, 0, 30, tzinfo=UTC)) == [
+        datetime(2024, 3, 1, 22, tzinfo=UTC),
+        datetime(2024, 3, 1, 23, tzinfo=UTC),
+        datetime(2024, 3, 2, 0, tzinfo=UTC),
+    ]
 
 
-def test_reader_rule_stream_then_manifest_then_late_objects(tmp_path: Path) -> None:
+def test_status_object_round_trip_on_a_local_location(tmp_path: Path) -> None:
     location = LakeLocation(str(tmp_path))
-    assert committed_objects(location, "ticks", "2024-03-01", "09") == []
-    stream = [_put_stream_object(location, epoch) for epoch in range(3)]
-    Path(location.path("stream/ticks/date=2024-03-01/hour=09/notes.txt")).write_text("not an object")
-    assert committed_objects(location, TICKS, "2024-03-01", "09") == stream
-
-    compacted = LakeObject("compacted/ticks/date=2024-03-01/hour=09/r1/part-00000.parquet", 10, 3)
-    manifest = Manifest(
-        "ticks", "2024-03-01", "09", "r1", "2024-03-01T10:10:00.000Z", (compacted,), 3, {}, tuple(stream)
-    )
-    assert write_manifest(location, manifest) == "_manifests/compacted/ticks/date=2024-03-01/hour=09.json"
-    assert read_manifest(location, TICKS, "2024-03-01", "09") == manifest
-    assert committed_objects(location, TICKS, "2024-03-01", "09") == [compacted.key]
-
-    late = _put_stream_object(location, 7)
-    assert committed_objects(location, TICKS, "2024-03-01", "09") == [compacted.key, late]
-    assert committed_hour(location, TICKS, "2024-03-01", "09").manifest == manifest
-
-    other = _put_stream_object(location, 8, hour="10")
-    assert committed_objects_between(
-        location, TICKS, datetime(2024, 3, 1, 9, 30, tzinfo=UTC), datetime(2024, 3, 1, 11, tzinfo=UTC)
-    ) == [compacted.key, late, other]
-
-
-def test_manifest_json_round_trip_and_fingerprint() -> None:
-    manifest = Manifest("bars_1m", "2024-03-01", "09", "r2", "t", (), 0, {"rows": "0"}, ("b", "a"))
-    assert Manifest.from_json(manifest.to_json()) == Manifest(
-        "bars_1m", "2024-03-01", "09", "r2", "t", (), 0, {"rows": "0"}, ("a", "b")
-    )
-    assert manifest.replaced_fingerprint == keys_fingerprint(["a", "b", "a"])
-    with pytest.raises(ValueError):
-        Manifest.from_json(b'{"version": 99}')
-    with pytest.raises(ValueError):
-        compacted_dir(TICKS, "2024-03-01", "09", "../escape")
+    assert read_status(location) == {}
+    filesystem, base = location.filesystem()
+    put_object(filesystem, f"{base}/_status/streaming.json", b'{"queries": {}}')
+    assert read_status(location) == {"queries": {}}
+    assert not list(tmp_path.rglob(".*.tmp"))  # written through a rename
+    with pytest.raises(ValueError, match="unsupported lake root"):
+        LakeLocation("ftp://x").filesystem()

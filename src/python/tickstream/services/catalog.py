@@ -43,10 +43,11 @@ class CatalogService:
     @property
     def endpoint(self) -> str:
         """The catalog database (password hidden) and the warehouse."""
-        return f"{make_url(self.catalog.uri).render_as_string(hide_password=True)} (warehouse {self.catalog.warehouse})"
+        database = make_url(self.catalog.uri).render_as_string(hide_password=True)
+        return f"{database} (warehouse {self.catalog.warehouse})"
 
     def up(self) -> bool:
-        """Create the catalog database and the lake's tables that are missing; True if any table was created."""
+        """Create the catalog database and the lake's missing tables; True if any table was created."""
         return bool(self._provision())
 
     def provision(self) -> None:

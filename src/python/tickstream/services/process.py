@@ -29,8 +29,10 @@ class Service(Protocol):
     """What the CLI and the test fixtures need from a local service."""
 
     name: str
-    daemon: Daemon | None
-    """The service's process; None for a service that is only data (the catalog database)."""
+
+    @property
+    def daemon(self) -> Daemon | None:
+        """The service's process; None for a service that is only data (the catalog database)."""
 
     def up(self) -> bool: ...
 

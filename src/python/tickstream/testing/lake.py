@@ -15,6 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.table import Table
 
 from tickstream.catalog import ensure_tables, load_table, open_catalog
 from tickstream.contracts import Tick
@@ -29,7 +30,9 @@ def private_catalog_settings(directory: Path, s3: S3Settings | None) -> CatalogS
     directory.mkdir(parents=True, exist_ok=True)
     unique = uuid.uuid4().hex[:12]
     warehouse = f"s3://{s3.bucket}/tests/{unique}" if s3 is not None else (directory / "warehouse").as_uri()
-    return CatalogSettings(uri=f"sqlite:///{directory / 'catalog.db'}", warehouse=warehouse, name=f"lake_{unique}")
+    return CatalogSettings(
+        uri=f"sqlite:///{directory / 'catalog.db'}", warehouse=warehouse, name=f"lake_{unique}"
+    )
 
 
 class TestLake:
@@ -50,7 +53,13 @@ class TestLake:
         """Append `rows` (the table's columns, in any order) to a lake table as one commit."""
         spec = lake_table(table)
         ordered = rows.select(list(spec.columns)).cast(spec.schema)
-        load_table(self.catalog, self.settings, spec).append(ordered, snapshot_properties=dict(properties or {}))
+        load_table(self.catalog, self.settings, spec).append(
+            ordered, snapshot_properties=dict(properties or {})
+        )
+
+    def table(self, table: str | LakeTable) -> Table:
+        """The pyiceberg table (its snapshots, files, ...)."""
+        return load_table(self.catalog, self.settings, table)
 
     def read(self, table: str | LakeTable) -> pa.Table:
         """Every row of a table's current snapshot (pyiceberg's scan)."""
@@ -70,6 +79,8 @@ def tick_rows(ticks: Sequence[Tick], kafka_partition: int = 0, first_offset: int
     """Rows of the ticks table for `ticks`, with consecutive Kafka offsets from `first_offset`."""
     rows = pa.Table.from_pylist([dict(t) for t in ticks])
     rows = rows.append_column("kafka_partition", pa.array([kafka_partition] * len(ticks), pa.int32()))
-    rows = rows.append_column("kafka_offset", pa.array(range(first_offset, first_offset + len(ticks)), pa.int64()))
+    rows = rows.append_column(
+        "kafka_offset", pa.array(range(first_offset, first_offset + len(ticks)), pa.int64())
+    )
     event_time = pc.cast(rows["ts_us"], pa.int64()).cast(pa.timestamp("us", tz="UTC"))
     return rows.append_column("event_time", event_time).select(list(TICKS.columns)).cast(TICKS.schema)
