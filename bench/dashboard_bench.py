@@ -1,16 +1,24 @@
-"""Dashboard benchmark: the day view's data read (`dashboard.data.Lake.bars`) on raw vs compacted hours.
+"""Dashboard benchmark: the day view's data read (`dashboard.lake_reader.Lake.bars`) on streamed vs compacted hours.
 
-Writes one UTC day of 1-minute bars for `--symbols` symbols into a scratch lake prefix, each hour as
-`--objects-per-hour` stream objects (the streaming job's layout), and times the day view's read of the
-24 hours through the dashboard's own `Lake` (reader rule listing + one DuckDB query over the object list),
-cold (a new `Lake`, i.e. a new DuckDB, per run), median of `--repeat`. Then compacts every hour (one object
-+ manifest per hour, stream objects left in place as during the grace period) and times it again.
+Builds two Iceberg lakes holding the same day of 1-minute bars for `--symbols` symbols, with the lake builder
+of the dashboard's own benchmark (`dashboard.bench.Builder`: data files written with pyarrow, sorted by the
+table's sort order, and registered with pyiceberg's add_files), each in a private SQLite catalog (a temporary
+directory) with its files under a fresh `tests/<random>` prefix of the configured bucket (`tickstream
+services up`, TICKSTREAM_S3_*), deleted at the end; `--local` puts the files in the temporary directory
+instead (no services, but no per-request cost either):
 
-Target: day view data <= 1 s on compacted hours. Writes bench/results/dashboard.json. By default the lake is
-a scratch prefix in the configured bucket (`tickstream services up`, TICKSTREAM_S3_*), deleted at the end;
-`--local` uses a temporary directory instead (no services, but no per-request cost either):
+- streamed ("raw"): every hour as `--objects-per-hour` data files (60: one per minute, as the streaming job
+  commits the bars), committed in about 100 commits (manifests as Spark's merge-append keeps them);
+- compacted: every closed hour as one file (as the hourly compaction leaves it), the open hour streamed.
 
-    PYTHONPATH=src/python python bench/dashboard_bench.py --symbols 30 --objects-per-hour 60
+The day ends at `dashboard.bench.NOW` (14:40 UTC): the day view is the 24 hours before it, 25 hour partitions
+of which the newest is the open hour. It is timed as the app reads it, cold: a new `Lake(settings, s3,
+catalog)` (a new DuckDB and catalog connection), `.metadata_location(BARS_1M)` (one SELECT of the catalog)
+and `.bars(location, NOW - 1 day, NOW)` (DuckDB's iceberg_scan of that snapshot); median of `--repeat`.
+
+Target: day view data <= 1 s on compacted hours. Writes bench/results/dashboard.json:
+
+    ./pants run bench/dashboard_bench.py -- --symbols 30 --objects-per-hour 60
 """
 
 from __future__ import annotations
@@ -23,138 +31,99 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pyarrow as pa
-from analytics.testing import QUERY_ID, compact_hour, write_object
-
-from dashboard.data import Lake
+from dashboard.bench import NOW, Builder
+from dashboard.lake_reader import Lake
 from dashboard.settings import DashboardSettings
-from tickstream.lake import BARS_1M, BARS_1M_ARROW_SCHEMA, LakeLocation, object_key
+from tickstream.lake import BARS_1M
 from tickstream.settings import S3Settings
+from tickstream.testing.lake import TestLake, private_catalog_settings
 
 RESULTS_PATH = Path(__file__).resolve().parent / "results" / "dashboard.json"
-DAY = datetime(2024, 3, 1, tzinfo=UTC)
-MINUTE_US = 60_000_000
+DAY_START, DAY_END = NOW - timedelta(days=1), NOW
 
 
-def hour_bars(rng: np.random.Generator, hour: int, symbols: int) -> pa.Table:
-    """One hour of 1-minute bars for `symbols` symbols, sorted by window start then symbol."""
-    start_us = int((DAY + timedelta(hours=hour)).timestamp() * 1_000_000)
-    minutes = np.repeat(np.arange(60), symbols)
-    names = np.tile(np.array([f"SYM{i:02d}" for i in range(symbols)]), 60)
-    window_start = start_us + minutes * MINUTE_US
-    close = np.round(100.0 * np.exp(np.cumsum(rng.normal(0, 1e-3, len(minutes)))), 4)
-    spread = np.abs(rng.normal(0, 0.05, len(minutes)))
-    volume = rng.integers(100, 100_000, len(minutes))
-    columns = {
-        "symbol": names,
-        "window_start": pa.array(window_start, pa.timestamp("us", tz="UTC")),
-        "window_end": pa.array(window_start + MINUTE_US, pa.timestamp("us", tz="UTC")),
-        "open": close - spread / 2,
-        "high": close + spread,
-        "low": close - spread,
-        "close": close,
-        "volume": volume,
-        "vwap": close,
-        "trade_count": rng.integers(1, 500, len(minutes)),
-    }
-    return pa.table(columns, schema=BARS_1M_ARROW_SCHEMA)
+def symbol_names(count: int) -> list[str]:
+    """`count` distinct ticker-like names."""
+    return [f"S{i:02d}" for i in range(count)]
 
 
-def write_day(
-    location: LakeLocation, symbols: int, objects_per_hour: int
-) -> dict[int, tuple[pa.Table, list[str]]]:
-    """Write the day's stream objects (8 writers); return each hour's bars and its object keys."""
-    rng = np.random.default_rng(11)
-    hours: dict[int, tuple[pa.Table, list[str]]] = {}
-    jobs: list[tuple[str, pa.Table]] = []
-    for hour in range(24):
-        bars = hour_bars(rng, hour, symbols)
-        keys = []
-        bounds = np.linspace(0, bars.num_rows, objects_per_hour + 1).astype(int)
-        for index, (lo, hi) in enumerate(pairwise(bounds)):
-            key = object_key(
-                BARS_1M, DAY.strftime("%Y-%m-%d"), f"{hour:02d}", QUERY_ID, hour * 10_000 + index
-            )
-            jobs.append((key, bars.slice(int(lo), int(hi - lo))))
-            keys.append(key)
-        hours[hour] = (bars, keys)
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda job: write_object(location, *job), jobs))
-    return hours
+def lake_builder(directory: Path, s3: S3Settings | None, symbols: int) -> Builder:
+    """The builder of a new lake of its own (catalog in `directory`, files on S3 if given, else there)."""
+    return Builder(TestLake(private_catalog_settings(directory, s3), s3), symbol_names(symbols))
 
 
-def compact_day(location: LakeLocation, hours: dict[int, tuple[pa.Table, list[str]]]) -> None:
-    """One compacted object and a manifest per hour, as the compaction job leaves them."""
-    date = DAY.strftime("%Y-%m-%d")
-
-    def compact(hour: int) -> None:
-        bars, replaced = hours[hour]
-        compact_hour(location, BARS_1M, date, f"{hour:02d}", bars, replaced, run_id=f"rdash{hour:02d}")
-
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(compact, hours))
-
-
-def time_day_view(settings: DashboardSettings, s3: S3Settings, repeat: int) -> tuple[float, list[float], int]:
-    """Median seconds of a cold day-view read (new Lake each run), every run's seconds, and the rows read."""
-    hours = [DAY + timedelta(hours=h) for h in range(24)]
-    runs, rows = [], 0
+def day_view(
+    lake: TestLake, s3: S3Settings, objects: str, repeat: int
+) -> tuple[float, list[float], dict[str, float], tuple[int, float]]:
+    """Cold day-view reads: median seconds, every run's seconds, medians of the parts (opening the Lake,
+    the catalog SELECT, the bars query), and the rows read with their sum of closes (a checksum)."""
+    settings = DashboardSettings(lake_root=objects, now=NOW)
+    runs: list[float] = []
+    parts: dict[str, list[float]] = {"open_lake_s": [], "metadata_location_s": [], "bars_query_s": []}
+    rows, checksum = 0, 0.0
     for _ in range(repeat):
         started = time.perf_counter()
-        rows = Lake(settings, s3).bars(hours).height
-        runs.append(round(time.perf_counter() - started, 3))
-    return statistics.median(runs), runs, rows
-
-
-def delete_prefix(location: LakeLocation) -> None:
-    """Remove the scratch lake (best effort)."""
-    filesystem, base = location.filesystem()
-    try:
-        filesystem.delete_dir(base)
-    except OSError as exc:
-        print(f"could not delete {location.root}: {exc}", file=sys.stderr)
+        reader = Lake(settings, s3, lake.settings)
+        opened = time.perf_counter()
+        location = reader.metadata_location(BARS_1M)
+        located = time.perf_counter()
+        if location is None:
+            raise RuntimeError("the bench lake has no bars_1m table")
+        bars = reader.bars(location, DAY_START, DAY_END)
+        done = time.perf_counter()
+        runs.append(round(done - started, 3))
+        for name, seconds in zip(parts, (opened - started, located - opened, done - located), strict=True):
+            parts[name].append(seconds)
+        rows, checksum = bars.height, round(float(bars["close"].sum()), 6)
+    medians = {name: round(statistics.median(values), 3) for name, values in parts.items()}
+    return statistics.median(runs), runs, medians, (rows, checksum)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Write the lake, time both layouts and write the results file."""
+    """Build both lakes, time the day view on each and write the results file."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--symbols", type=int, default=30)
-    parser.add_argument("--objects-per-hour", type=int, default=60, help="stream objects per hour (raw)")
+    parser.add_argument(
+        "--objects-per-hour", type=int, default=60, help="data files per streamed hour (1..60; raw)"
+    )
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--local", action="store_true", help="a temporary directory instead of S3")
+    parser.add_argument("--local", action="store_true", help="files in a temporary directory instead of S3")
     parser.add_argument("--out", type=Path, default=RESULTS_PATH)
     args = parser.parse_args(argv)
+    if not 1 <= args.objects_per_hour <= 60:
+        parser.error("--objects-per-hour must be 1..60 (a bars file holds whole minutes)")
 
     load_at_start = [round(x, 2) for x in os.getloadavg()]
     s3 = S3Settings()
+    lake_s3 = None if args.local else s3
+    builders: list[Builder] = []
     with tempfile.TemporaryDirectory(prefix="dashboard-bench-") as scratch:
-        root = scratch if args.local else f"s3://{s3.bucket}/bench/dashboard-{uuid.uuid4().hex[:8]}"
-        location = LakeLocation(root, None if args.local else s3)
-        settings = DashboardSettings(lake_root=root)
         try:
             started = time.perf_counter()
-            hours = write_day(location, args.symbols, args.objects_per_hour)
+            for variant in ("raw", "compacted"):
+                builders.append(lake_builder(Path(scratch) / variant, lake_s3, args.symbols))
+                builders[-1].bars(compacted=variant == "compacted", files_per_hour=args.objects_per_hour)
+            raw_lake, compacted_lake = (builder.lake for builder in builders)
             write_s = time.perf_counter() - started
-            print(f"wrote {24 * args.objects_per_hour} objects in {write_s:.1f}s", file=sys.stderr)
-            raw_s, raw_runs, raw_rows = time_day_view(settings, s3, args.repeat)
-            print(f"day view, raw: {raw_s:.2f}s ({raw_rows} bars)", file=sys.stderr)
-            compact_day(location, hours)
-            compacted_s, compacted_runs, compacted_rows = time_day_view(settings, s3, args.repeat)
-            print(f"day view, compacted: {compacted_s:.2f}s ({compacted_rows} bars)", file=sys.stderr)
+            files = {"raw": raw_lake.files(BARS_1M), "compacted": compacted_lake.files(BARS_1M)}
+            print(f"built both lakes ({files} bars files) in {write_s:.1f}s", file=sys.stderr)
+            objects = str(Path(scratch) / "objects")
+            raw_s, raw_runs, raw_parts, raw_read = day_view(raw_lake, s3, objects, args.repeat)
+            print(f"day view, raw: {raw_s:.2f}s ({raw_read[0]} bars)", file=sys.stderr)
+            compacted_s, compacted_runs, compacted_parts, compacted_read = day_view(
+                compacted_lake, s3, objects, args.repeat
+            )
+            print(f"day view, compacted: {compacted_s:.2f}s ({compacted_read[0]} bars)", file=sys.stderr)
         finally:
-            if not args.local:
-                delete_prefix(location)
+            for builder in builders:
+                builder.delete()
     expected = 24 * 60 * args.symbols
-    if raw_rows != expected or compacted_rows != expected:
-        print(f"read {raw_rows} / {compacted_rows} bars, expected {expected}", file=sys.stderr)
+    if raw_read[0] != expected or compacted_read != raw_read:
+        print(f"read {raw_read} / {compacted_read} (bars, sum of closes), expected {expected} bars", file=sys.stderr)
         return 1
     results: dict[str, Any] = {
         "benchmark": "dashboard",
@@ -166,14 +135,19 @@ def main(argv: list[str] | None = None) -> int:
         },
         "load_average_at_start": load_at_start,
         "lake": "local" if args.local else "s3",
+        "format": "iceberg (SQLite catalog; files written with pyarrow, registered with add_files)",
         "symbols": args.symbols,
         "bars": expected,
+        "day_view": {"start": DAY_START.isoformat(), "end": DAY_END.isoformat()},
         "raw_objects_per_hour": args.objects_per_hour,
+        "bars_files": files,
         "write_s": round(write_s, 1),
         "day_view_raw_s": raw_s,
         "day_view_raw_runs_s": raw_runs,
+        "day_view_raw_parts_s": raw_parts,
         "day_view_compacted_s": compacted_s,
         "day_view_compacted_runs_s": compacted_runs,
+        "day_view_compacted_parts_s": compacted_parts,
         "speedup": round(raw_s / compacted_s, 1) if compacted_s else None,
         "targets": {"day_view_s": 1.0},
     }

@@ -5,16 +5,20 @@ from __future__ import annotations
 import pytest
 
 from deploy.static_checks import (
+    SPARK_POM,
     Image,
     Target,
     build_targets,
     context_file_problems,
     dockerfile_instructions,
+    env_instructions,
     images,
     parse_build_file,
     pex_copy_problems,
+    pom_property,
     repo_root,
     resolve_address,
+    spark_jars_problems,
 )
 
 # repository -> the PEXes (paths in the build context) its Dockerfile copies.
@@ -75,6 +79,68 @@ def test_dockerfiles_copy_the_pexes_of_their_image(all_images: list[Image], targ
 
 def test_copied_files_are_in_the_build_context(all_images: list[Image], targets: list[Target]) -> None:
     assert [p for image in all_images for p in context_file_problems(image, targets)] == []
+
+
+@pytest.fixture(scope="module")
+def spark_version() -> str:
+    version = pom_property((repo_root() / SPARK_POM).read_text(), "spark.version")
+    assert version is not None
+    return version
+
+
+def test_spark_images_carry_the_poms_jars(all_images: list[Image], spark_version: str) -> None:
+    # The streaming, compaction and Airflow (runs compaction) images: Iceberg's runtime and the JDBC drivers
+    # where the jobs look for them, for the pom's Spark version.
+    assert [p for image in all_images for p in spark_jars_problems(image, spark_version)] == []
+    with_jars = {
+        image.target.fields["repository"]
+        for image in all_images
+        if any(i.keyword == "COPY" and "/spark-jars-" in i.arguments[-1] for i in image.instructions)
+    }
+    assert with_jars == {"tickstream/streaming", "tickstream/compaction", "tickstream/airflow"}
+
+
+def test_no_s3a_or_hadoop_aws_in_images(all_images: list[Image]) -> None:
+    # Spark reaches S3 through Iceberg's S3FileIO (deploy/spark/pom.xml has no hadoop-aws).
+    for image in all_images:
+        text = (repo_root() / image.dockerfile).read_text().lower()
+        assert "s3a" not in text and "hadoop-aws" not in text, image.dockerfile
+
+
+def test_spark_jars_check_catches_mistakes() -> None:
+    image, _ = fake_image(
+        "FROM maven AS jars\nRUN true\nFROM python:3.11-slim\n"
+        "COPY --from=jars /jars /opt/cache/spark-jars-4.2.0\n"
+        "COPY src.python.compaction/bin.pex /app/compaction.pex\n"
+        "ENV TICKSTREAM_CACHE_DIR=/somewhere/else \\\n    OTHER=1\n",
+        'docker_image(name="image")\n',
+    )
+    assert spark_jars_problems(image, "4.1.3") == [
+        "src/python/demo/Dockerfile: jars copied to /opt/cache/spark-jars-4.2.0, but the pom's spark.version"
+        " is 4.1.3",
+        "src/python/demo/Dockerfile: jars in /opt/cache, but TICKSTREAM_CACHE_DIR is '/somewhere/else'",
+    ]
+    bare, _ = fake_image(
+        "FROM python:3.11-slim\nCOPY src.python.streaming/bin.pex /app/streaming.pex\n",
+        'docker_image(name="image")\n',
+    )
+    assert spark_jars_problems(bare, "4.1.3") == [
+        "src/python/demo/Dockerfile: runs src.python.streaming/bin.pex (Spark)"
+        " but copies no spark-jars-<version> directory"
+    ]
+    assert env_instructions(dockerfile_instructions("ENV A=1 B=x\nENV C 2 3\nENV A=4\n")) == {
+        "A": "4",
+        "B": "x",
+        "C": "2 3",
+    }
+    assert (
+        pom_property(
+            '<project xmlns="http://maven.apache.org/POM/4.0.0">'
+            "<properties><v> 1.2 </v></properties></project>",
+            "v",
+        )
+        == "1.2"
+    )
 
 
 def fake_image(dockerfile: str, build: str) -> tuple[Image, list[Target]]:

@@ -19,7 +19,9 @@ from deploy.static_checks import (
     Interpolation,
     PortMapping,
     build_targets,
+    catalog_client_problems,
     dependency_problems,
+    depends_on,
     env_file,
     interpolate,
     interpolation_problems,
@@ -35,6 +37,8 @@ EXPECTED_SERVICES = {
     "seaweedfs",
     "init-topics",
     "init-buckets",
+    "catalog-db",
+    "catalog-init",
     "spark-master",
     "spark-worker",
     "producer",
@@ -47,6 +51,8 @@ EXPECTED_SERVICES = {
     "airflow-dag-processor",
 }
 AIRFLOW_SERVICES = ("airflow-init", "airflow-api-server", "airflow-scheduler", "airflow-dag-processor")
+LAKE_SERVICES = {"catalog-init", "streaming", "dashboard", "airflow-scheduler"}
+"""Services that read or write the lake's Iceberg tables (the scheduler runs compaction and dbt)."""
 SPARK_MASTER_URL = "spark://spark-master:7077"
 
 
@@ -131,7 +137,7 @@ def test_dependency_check_catches_mistakes() -> None:
 
 def test_long_running_services_are_health_checked(services: dict[str, dict[str, Any]]) -> None:
     one_shots = {name for name, s in services.items() if s.get("restart") == "no"}
-    assert one_shots == {"init-topics", "init-buckets", "airflow-init"}
+    assert one_shots == {"init-topics", "init-buckets", "catalog-init", "airflow-init"}
     unchecked = {name for name, s in services.items() if "healthcheck" not in s} - one_shots
     assert unchecked == {"producer"}  # no endpoint; its exit code and restart policy tell
 
@@ -166,7 +172,11 @@ def test_port_check_catches_clashes() -> None:
 def test_interpolations_have_documented_defaults(compose: dict[str, Any], documented: dict[str, str]) -> None:
     assert interpolation_problems(compose, documented) == []
     names = {item.name for value in strings(compose) for item in interpolations(value)}
-    assert {"TICKSTREAM_S3_SECRET_ACCESS_KEY", "TICKSTREAM_COMPOSE_POSTGRES_PASSWORD"} <= names
+    assert {
+        "TICKSTREAM_S3_SECRET_ACCESS_KEY",
+        "TICKSTREAM_COMPOSE_POSTGRES_PASSWORD",
+        "TICKSTREAM_COMPOSE_CATALOG_PASSWORD",
+    } <= names
 
 
 def test_interpolation_parsing() -> None:
@@ -233,6 +243,85 @@ def test_clients_reach_kafka_and_s3_inside_the_network(
             assert f'"secretKey": "{env["TICKSTREAM_S3_SECRET_ACCESS_KEY"]}"' in identities, name
     assert kafka_clients == {"producer", "streaming", "dashboard"}
     assert {"streaming", "dashboard", *AIRFLOW_SERVICES} <= s3_clients
+
+
+def lake_bucket(services: dict[str, dict[str, Any]]) -> str:
+    (bucket,) = resolved_env(services["init-buckets"])["BUCKETS"].split()
+    return bucket
+
+
+def test_lake_services_use_the_catalog(services: dict[str, dict[str, Any]]) -> None:
+    assert catalog_client_problems(services, LAKE_SERVICES, lake_bucket(services)) == []
+    # Exactly the lake services have the catalog: the other Airflow components never open a table.
+    assert {
+        name for name, s in services.items() if "TICKSTREAM_CATALOG_URI" in resolved_env(s)
+    } == LAKE_SERVICES
+    assert resolved_env(services["streaming"])["TICKSTREAM_CATALOG_URI"] == (
+        "postgresql+psycopg2://iceberg:iceberg-local-password@catalog-db:5432/iceberg_catalog"
+    )
+    assert resolved_env(services["airflow-scheduler"])["TICKSTREAM_CATALOG_WAREHOUSE"] == (
+        "s3://tickstream-lake/warehouse"
+    )
+
+
+def test_catalog_database_and_tables_are_provisioned(services: dict[str, dict[str, Any]]) -> None:
+    database, init = services["catalog-db"], services["catalog-init"]
+    assert database["image"] == services["postgres"]["image"]  # one PostgreSQL version to pin
+    # Its own server and volume, apart from Airflow's metadata database.
+    assert [str(v).split(":", 1)[0] for v in database["volumes"]] == ["catalog-data"]
+    assert resolved_env(database)["POSTGRES_DB"] != resolved_env(services["postgres"])["POSTGRES_DB"]
+    # Healthy only once the real server answers over TCP (not the first start's socket-only init server).
+    test = " ".join(database["healthcheck"]["test"])
+    assert "pg_isready -h 127.0.0.1" in test and "$$POSTGRES_DB" in test
+    assert "ports" not in database
+    # The tables are created by the product's own provisioning, once the bucket exists.
+    assert init["image"] == "tickstream/cli:latest"
+    assert init["command"] == ["services", "up", "catalog"]
+    assert depends_on(init) == {
+        "catalog-db": "service_healthy",
+        "init-buckets": "service_completed_successfully",
+    }
+
+
+def test_catalog_check_catches_mistakes() -> None:
+    database = {
+        "image": "postgres:17.6",
+        "environment": {"POSTGRES_USER": "u", "POSTGRES_PASSWORD": "${P:-p@ss}", "POSTGRES_DB": "cat"},
+    }
+    good = "postgresql+psycopg2://u:p@ss@catalog-db:5432/cat"
+    services: dict[str, dict[str, Any]] = {
+        "catalog-db": database,
+        "catalog-init": {"environment": {"TICKSTREAM_CATALOG_URI": good}},
+        "job": {
+            "environment": [
+                "TICKSTREAM_CATALOG_URI=postgresql://u:other@postgres:5432/cat",
+                "TICKSTREAM_CATALOG_WAREHOUSE=s3://other/warehouse",
+                "TICKSTREAM_S3_ENDPOINT_URL=http://seaweedfs:8333",
+            ],
+            "depends_on": ["catalog-db", "catalog-init"],
+        },
+    }
+    assert catalog_client_problems(services, {"job", "reader"}, "lake") == [
+        "catalog-db has no healthcheck",
+        "catalog-db: the password is not URL-safe, but it is part of TICKSTREAM_CATALOG_URI",
+        "catalog-init: no TICKSTREAM_CATALOG_WAREHOUSE",
+        "catalog-init: reads table files on S3 but has no TICKSTREAM_S3_* settings",
+        "catalog-init does not wait for catalog-db to be healthy",
+        # wrong host, and a bare postgresql:// (psycopg 3 under SQLAlchemy 2.1)
+        "job: TICKSTREAM_CATALOG_URI postgresql://u:***@postgres:5432/cat"
+        " is not postgresql+psycopg2://u:***@catalog-db:5432/cat",
+        "job: TICKSTREAM_CATALOG_WAREHOUSE s3://other/warehouse is not s3://lake/warehouse",
+        "job does not wait for catalog-db to be healthy",
+        "job does not wait for catalog-init to create the tables",
+        "reader: no such service",
+    ]
+    assert catalog_client_problems({}, (), "lake") == ["no catalog-db service"]
+
+
+def test_no_s3a_or_hadoop_aws(root: Path) -> None:
+    # The lake is read and written through Iceberg's S3FileIO; streaming checkpoints are on a shared volume.
+    text = (root / COMPOSE_FILE).read_text().lower()
+    assert "s3a" not in text and "hadoop-aws" not in text
 
 
 def test_airflow_uses_postgres(services: dict[str, dict[str, Any]]) -> None:

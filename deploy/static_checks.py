@@ -11,13 +11,18 @@ import ast
 import fnmatch
 import json
 import re
+import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 COMPOSE_FILE = "deploy/docker-compose.yml"
 ENV_EXAMPLE = ".env.example"
+SPARK_POM = "deploy/spark/pom.xml"
+SPARK_JOB_PEXES = frozenset({"src.python.streaming/bin.pex", "src.python.compaction/bin.pex"})
+"""PEXes that start a Spark driver: an image with one needs the jars of SPARK_POM (Iceberg, JDBC drivers)."""
 SKIPPED_DIRS = frozenset({".git", "dist", ".pants.d", "node_modules", "__pycache__"})
 DEPENDS_ON_CONDITIONS = frozenset({"service_started", "service_healthy", "service_completed_successfully"})
 
@@ -173,6 +178,28 @@ def entrypoint(instructions: Iterable[Instruction]) -> tuple[str, ...]:
     return found
 
 
+def env_instructions(instructions: Iterable[Instruction]) -> dict[str, str]:
+    """The variables ENV instructions set (`ENV A=1 B=2` and the legacy `ENV A 1`; later ones win)."""
+    found: dict[str, str] = {}
+    for instruction in instructions:
+        if instruction.keyword != "ENV" or not instruction.arguments:
+            continue
+        words = instruction.arguments
+        if "=" not in words[0]:
+            found[words[0]] = " ".join(words[1:])
+            continue
+        for word in words:
+            key, _, value = word.partition("=")
+            found[key] = value.strip("\"'")
+    return found
+
+
+def pom_property(text: str, name: str) -> str | None:
+    """`<properties><name>` of a Maven pom's text (None if absent)."""
+    element = ET.fromstring(text).find(f"m:properties/m:{name}", {"m": "http://maven.apache.org/POM/4.0.0"})
+    return element.text.strip() if element is not None and element.text else None
+
+
 @dataclass(frozen=True)
 class Image:
     """A Dockerfile with the docker_image target building it."""
@@ -268,6 +295,40 @@ def context_file_problems(image: Image, targets: list[Target]) -> list[str]:
                 problems.append(
                     f"{image.dockerfile}: COPY {source}: no files target of the image provides it"
                 )
+    return problems
+
+
+_SPARK_JARS_DIR = re.compile(r"^(?P<cache>.+)/spark-jars-(?P<version>[^/]+)/?$")
+
+
+def spark_jars_problems(image: Image, spark_version: str) -> list[str]:
+    """An image that runs a Spark job carries the pom's jars where the job looks for them.
+
+    The jobs never download: they take every jar in `$TICKSTREAM_CACHE_DIR/spark-jars-<spark.version of
+    deploy/spark/pom.xml>/` (tickstream.services.spark_jars), and fail without Iceberg's runtime there.
+    """
+    jar_dirs = [
+        match
+        for instruction in image.instructions
+        if instruction.keyword == "COPY" and instruction.arguments
+        if (match := _SPARK_JARS_DIR.match(instruction.arguments[-1])) is not None
+    ]
+    problems = [
+        f"{image.dockerfile}: jars copied to {match.string}, but the pom's spark.version is {spark_version}"
+        for match in jar_dirs
+        if match.group("version") != spark_version
+    ]
+    copied = {s for copy in context_copies(image.instructions) for s in copy.sources}
+    runs_spark = sorted(copied & SPARK_JOB_PEXES)
+    if runs_spark and not jar_dirs:
+        problems.append(
+            f"{image.dockerfile}: runs {runs_spark[0]} (Spark) but copies no spark-jars-<version> directory"
+        )
+    cache_dir = env_instructions(image.instructions).get("TICKSTREAM_CACHE_DIR")
+    for match in jar_dirs:
+        if cache_dir != match.group("cache"):
+            cache = match.group("cache")
+            problems.append(f"{image.dockerfile}: jars in {cache}, but TICKSTREAM_CACHE_DIR is {cache_dir!r}")
     return problems
 
 
@@ -446,4 +507,71 @@ def port_problems(mappings: list[PortMapping]) -> list[str]:
                 f"{mapping.service} and {seen[key]} both publish {mapping.host_ip}:{mapping.host_port}"
             )
         seen[key] = mapping.service
+    return problems
+
+
+def environment(service: Mapping[str, Any], env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A service's environment (mapping or `KEY=VALUE` list), interpolated with `env` (else the defaults)."""
+    declared = service.get("environment") or {}
+    if isinstance(declared, list):
+        declared = dict(str(item).partition("=")[::2] for item in declared)
+    return {str(key): interpolate(str(value), env or {}) for key, value in declared.items()}
+
+
+CATALOG_ENV = ("TICKSTREAM_CATALOG_URI", "TICKSTREAM_CATALOG_WAREHOUSE")
+_URL_SAFE = re.compile(r"^[A-Za-z0-9._~-]+$")
+
+
+def catalog_client_problems(
+    services: Mapping[str, Mapping[str, Any]],
+    lake_services: Iterable[str],
+    bucket: str,
+    catalog_db: str = "catalog-db",
+    catalog_init: str = "catalog-init",
+) -> list[str]:
+    """Every lake service (and any other with catalog settings) reaches the catalog database and waits for it.
+
+    The URI is `postgresql+psycopg2://<user>:<password>@<catalog_db>:5432/<db>` with catalog_db's own
+    POSTGRES_* values; the warehouse is `s3://<bucket>/warehouse`; each such service also has the S3 settings
+    (table files are on S3), depends on catalog_db being healthy and, except catalog_init itself, on
+    catalog_init having created the tables.
+    """
+    database = services.get(catalog_db)
+    if database is None:
+        return [f"no {catalog_db} service"]
+    problems = []
+    if "healthcheck" not in database:
+        problems.append(f"{catalog_db} has no healthcheck")
+    db_env = environment(database)
+    user, password, name = (db_env.get(k, "") for k in ("POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"))
+    if not _URL_SAFE.match(password):
+        problems.append(
+            f"{catalog_db}: the password is not URL-safe, but it is part of TICKSTREAM_CATALOG_URI"
+        )
+    # The driver named: SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3, which the images lack.
+    expected_uri = f"postgresql+psycopg2://{user}:{password}@{catalog_db}:5432/{name}"
+    hidden = f"postgresql+psycopg2://{user}:***@{catalog_db}:5432/{name}"
+    expected_warehouse = f"s3://{bucket}/warehouse"
+    clients = set(lake_services) | {n for n, s in services.items() if CATALOG_ENV[0] in environment(s)}
+    for client in sorted(clients):
+        if client not in services:
+            problems.append(f"{client}: no such service")
+            continue
+        env = environment(services[client])
+        problems += [f"{client}: no {key}" for key in CATALOG_ENV if key not in env]
+        uri = env.get(CATALOG_ENV[0])
+        if uri is not None and uri != expected_uri:
+            parts = urlsplit(uri)
+            shown = uri.replace(f":{parts.password}@", ":***@") if parts.password else uri
+            problems.append(f"{client}: TICKSTREAM_CATALOG_URI {shown} is not {hidden}")
+        warehouse = env.get(CATALOG_ENV[1])
+        if warehouse is not None and warehouse != expected_warehouse:
+            problems.append(f"{client}: TICKSTREAM_CATALOG_WAREHOUSE {warehouse} is not {expected_warehouse}")
+        if "TICKSTREAM_S3_ENDPOINT_URL" not in env:
+            problems.append(f"{client}: reads table files on S3 but has no TICKSTREAM_S3_* settings")
+        conditions = depends_on(services[client])
+        if conditions.get(catalog_db) != "service_healthy":
+            problems.append(f"{client} does not wait for {catalog_db} to be healthy")
+        if client != catalog_init and conditions.get(catalog_init) != "service_completed_successfully":
+            problems.append(f"{client} does not wait for {catalog_init} to create the tables")
     return problems

@@ -11,6 +11,9 @@ committed with pyiceberg's add_files, which is much faster to build than thousan
 Then it times, with `dashboard.lake_reader.Lake` as the app uses it: the first query of a process, a day
 view (all bars of 24 hours), the open hour's bars, the live edge (cold, then each refresh after one more
 ticks commit), the newest tick, and the files per hour of the health page. Prints one JSON object.
+
+`Builder` is also the lake builder of the repository's benchmarks (bench/dashboard_bench.py, bench/dbt_bench.py):
+it writes to an S3 or a local (file://) warehouse, for any symbols and any number of bar files per hour.
 """
 
 from __future__ import annotations
@@ -21,14 +24,16 @@ import math
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from dashboard import charts
@@ -37,7 +42,7 @@ from dashboard.data import Sources, clear_caches
 from dashboard.lake_reader import Lake
 from dashboard.settings import DashboardSettings
 from tickstream.catalog import load_table
-from tickstream.lake import BARS_1M, TICKS, LakeTable, s3_filesystem
+from tickstream.lake import BARS_1M, TICKS, LakeLocation, LakeTable
 from tickstream.settings import KafkaSettings, S3Settings
 from tickstream.testing.lake import TestLake, private_catalog_settings
 
@@ -47,11 +52,11 @@ COMMITS = 100
 US = 1_000_000
 
 
-def minute_bars(minute: datetime) -> pa.Table:
+def minute_bars(minute: datetime, symbols: Sequence[str] = SYMBOLS) -> pa.Table:
     """One bar per symbol for `minute`."""
     k = int(minute.timestamp() // 60)
     rows = []
-    for i, symbol in enumerate(SYMBOLS):
+    for i, symbol in enumerate(symbols):
         price = 100 + i + math.sin(k / 50 + i)
         rows.append(
             {
@@ -97,45 +102,74 @@ def second_ticks(second: datetime, first_seq: int) -> pa.Table:
 
 
 class Builder:
-    """Writes data files of a test lake's tables with pyarrow and commits them with add_files."""
+    """Writes data files of a test lake's tables with pyarrow and commits them with add_files.
 
-    def __init__(self, lake: TestLake) -> None:
+    The files go under `<warehouse>/bench-files/<table>/`, on S3 or in a local (file://) warehouse; each is
+    sorted by its table's sort order. `bars` writes the day of bars this module measures (`symbols`, closed
+    hours streamed as `files_per_hour` files or compacted as one); `write` and `commit` build any other layout.
+    """
+
+    def __init__(self, lake: TestLake, symbols: Sequence[str] = SYMBOLS) -> None:
         self.lake = lake
-        self.fs = s3_filesystem(lake.s3)
+        self.symbols = list(symbols)
         self.root = lake.settings.warehouse.rstrip("/") + "/bench-files"
+        self.fs, self.base = LakeLocation(root=self.root, s3=lake.s3).filesystem()
+        if isinstance(self.fs, pafs.LocalFileSystem):  # S3 has no directories to create
+            for table in (TICKS, BARS_1M):
+                self.fs.create_dir(f"{self.base}/{table.name}", recursive=True)
         self.pool = ThreadPoolExecutor(16)
 
     def write(self, table: LakeTable, name: str, rows: pa.Table) -> str:
-        path = f"{self.root}/{table.name}/{name}.parquet"
+        """Write `rows` (sorted by the table's sort order) as one Parquet file; return its URL for add_files."""
         rows = rows.sort_by([(key, "ascending") for key in table.sort_keys])
-        pq.write_table(rows, path.removeprefix("s3://"), filesystem=self.fs, compression="zstd")
-        return path
+        pq.write_table(rows, f"{self.base}/{table.name}/{name}.parquet", filesystem=self.fs, compression="zstd")
+        return f"{self.root}/{table.name}/{name}.parquet"
+
+    def write_all(self, table: LakeTable, files: Sequence[tuple[str, pa.Table]]) -> list[str]:
+        """Write several (name, rows) files in parallel; their URLs in the same order."""
+        return list(self.pool.map(lambda item: self.write(table, *item), files))
 
     def commit(self, table: LakeTable, paths: list[str], commits: int) -> None:
+        """Register `paths` with the table in `commits` add_files commits (consecutive runs of paths)."""
         per = max(1, math.ceil(len(paths) / commits))
         for start in range(0, len(paths), per):
             iceberg = load_table(self.lake.catalog, self.lake.settings, table)
             iceberg.add_files(paths[start : start + per], check_duplicate_files=False)
 
-    def bars(self, compacted: bool) -> None:
+    def bars(self, compacted: bool, files_per_hour: int = 60) -> None:
+        """A day of bars up to NOW. Streamed hours are `files_per_hour` files per hour (consecutive minutes
+        each; 60: a file per minute, as the streaming job commits them); with `compacted`, every closed hour
+        is one file instead (committed at once) and only the open hour is streamed, a commit per file;
+        without it, the files are committed in COMMITS commits."""
+        if not 1 <= files_per_hour <= 60:
+            raise ValueError(f"files_per_hour must be 1..60 (a file holds whole minutes), not {files_per_hour}")
         minutes = [NOW - timedelta(days=1, minutes=60 - m) for m in range(24 * 60 + 59)]
         open_hour = NOW.replace(minute=0)
+        commits = COMMITS
         if compacted:
             closed = sorted({m.replace(minute=0) for m in minutes if m < open_hour})
             hourly = self.pool.map(
                 lambda h: self.write(
                     BARS_1M,
                     f"{h:%Y%m%d%H}",
-                    pa.concat_tables(minute_bars(m) for m in minutes if m.replace(minute=0) == h),
+                    pa.concat_tables(minute_bars(m, self.symbols) for m in minutes if m.replace(minute=0) == h),
                 ),
                 closed,
             )
             self.commit(BARS_1M, list(hourly), 1)
             minutes = [m for m in minutes if m >= open_hour]
-            commits = len(minutes)
-        else:
-            commits = COMMITS
-        paths = self.pool.map(lambda m: self.write(BARS_1M, f"{m:%Y%m%d%H%M}", minute_bars(m)), minutes)
+        groups = [
+            list(group)
+            for _, group in groupby(minutes, lambda m: (m.replace(minute=0), m.minute * files_per_hour // 60))
+        ]
+        if compacted:
+            commits = len(groups)
+        paths = self.pool.map(
+            lambda ms: self.write(
+                BARS_1M, f"{ms[0]:%Y%m%d%H%M}", pa.concat_tables(minute_bars(m, self.symbols) for m in ms)
+            ),
+            groups,
+        )
         self.commit(BARS_1M, list(paths), commits)
 
     def ticks(self, compacted: bool) -> int:
@@ -162,6 +196,13 @@ class Builder:
         )
         self.commit(TICKS, list(streamed), COMMITS)
         return len(seconds) * 10
+
+    def delete(self) -> None:
+        """Delete every file of the lake's warehouse (data and metadata); the catalog file stays."""
+        warehouse = LakeLocation(root=self.lake.settings.warehouse, s3=self.lake.s3)
+        fs, base = warehouse.filesystem()
+        fs.delete_dir_contents(base, missing_dir_ok=True)
+        self.pool.shutdown()
 
 
 def timed(function: Callable[[], Any], runs: int = 5) -> dict[str, float]:
@@ -269,8 +310,7 @@ def main(argv: list[str] | None = None) -> None:
             results["files"] = {t.name: lake.files(t) for t in (TICKS, BARS_1M)}
             print(json.dumps(results, indent=1))
         finally:
-            base = lake.settings.warehouse.removeprefix("s3://")
-            builder.fs.delete_dir_contents(base, missing_dir_ok=True)
+            builder.delete()
 
 
 if __name__ == "__main__":

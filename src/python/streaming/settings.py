@@ -55,7 +55,10 @@ class StreamingSettings(BaseSettings):
     )
     checkpoint_dir: str = Field(
         default_factory=_default_checkpoint_dir,
-        description="Checkpoint root (local path or s3a://bucket/prefix); one subdirectory per query.",
+        description=(
+            "Checkpoint root, one subdirectory per query: storage the driver and every executor share "
+            "(a local path in local mode)."
+        ),
     )
     watermark_delay: str = Field(
         default="30 seconds", description="How late (event time) a tick may arrive, e.g. '30 seconds'."

@@ -19,6 +19,7 @@ from tickstream.catalog import (
     metadata_location,
     partition_spec,
     sort_order,
+    sqlalchemy_url,
 )
 from tickstream.contracts import FIELD_NAMES, make_tick
 from tickstream.duckdb_lake import connect, iceberg_scan
@@ -89,12 +90,13 @@ def test_tables_are_created_once_and_read_alike_by_pyiceberg_and_duckdb(local_la
     assert location is not None and location != empty
     with connect(None) as con:
         assert con.execute(f"SELECT count(*) FROM {iceberg_scan(empty)}").fetchall() == [(0,)]
-        rows = con.execute(f"SELECT seq, ts_us, event_time FROM {iceberg_scan(location)} ORDER BY seq").fetchall()
-    assert [r[:2] for r in rows] == [(t["seq"], t["ts_us"]) for t in ticks]
-    assert all(r[2].timestamp() * 1_000_000 == r[1] for r in rows)
+        rows = con.execute(
+            f"SELECT seq, ts_us, epoch_us(event_time) FROM {iceberg_scan(location)} ORDER BY seq"
+        ).fetchall()
+    assert rows == [(t["seq"], t["ts_us"], t["ts_us"]) for t in ticks]
     assert sorted(lake.read(TICKS)["seq"].to_pylist()) == [0, 1, 2, 3]
-    hours = {p["event_time_hour"] for p in load_table(lake.catalog, lake.settings, TICKS).inspect.files()["partition"].to_pylist()}
-    assert len(hours) == 2  # hidden hourly partitioning
+    files = load_table(lake.catalog, lake.settings, TICKS).inspect.files()
+    assert len({p["event_time_hour"] for p in files["partition"].to_pylist()}) == 2  # hidden hourly partitions
 
 
 def test_hour_starts_are_utc_hours() -> None:
@@ -115,3 +117,8 @@ def test_status_object_round_trip_on_a_local_location(tmp_path: Path) -> None:
     assert not list(tmp_path.rglob(".*.tmp"))  # written through a rename
     with pytest.raises(ValueError, match="unsupported lake root"):
         LakeLocation("ftp://x").filesystem()
+
+
+def test_a_bare_postgresql_url_uses_the_installed_driver() -> None:
+    assert sqlalchemy_url("postgresql://cat:pw@db:5432/iceberg") == "postgresql+psycopg2://cat:pw@db:5432/iceberg"
+    assert sqlalchemy_url("sqlite:////tmp/c.db") == "sqlite:////tmp/c.db"
