@@ -1,4 +1,4 @@
-"""The dashboard benchmark end to end on a tiny local lake (no services)."""
+"""The dashboard benchmark end to end on tiny local lakes (no services)."""
 
 from __future__ import annotations
 
@@ -13,19 +13,20 @@ def test_tiny_local_run_reads_every_bar_in_both_layouts(tmp_path: Path) -> None:
     argv = ["--local", "--symbols", "2", "--objects-per-hour", "3", "--repeat", "1", "--out", str(out)]
     assert dashboard_bench.main(argv) == 0
     result = json.loads(out.read_text())
-    assert result["bars"] == 24 * 60 * 2
+    assert result["bars"] == (24 * 60 - 1) * 2  # the builder's newest bar is of NOW - 2 min
     assert result["raw_objects_per_hour"] == 3
     assert result["lake"] == "local"
+    # Streamed: 3 files for each of 24 whole hours, plus the older partial hour (1) and the open hour (2).
+    # Compacted: one file for each of the 25 closed hours, plus the open hour's 2.
+    assert result["bars_files"] == {"raw": 75, "compacted": 27}
     assert result["day_view_raw_s"] > 0 and result["day_view_compacted_s"] > 0
     assert result["targets"] == {"day_view_s": 1.0}
 
 
-def test_hour_bars_cover_every_minute_and_symbol() -> None:
-    import numpy as np
+def test_objects_per_hour_must_fit_whole_minutes(tmp_path: Path) -> None:
+    import pytest
 
-    bars = dashboard_bench.hour_bars(np.random.default_rng(0), 9, 3)
-    assert bars.num_rows == 180
-    starts = bars.column("window_start").to_pylist()
-    assert starts[0].isoformat() == "2024-03-01T09:00:00+00:00"
-    assert starts[-1].isoformat() == "2024-03-01T09:59:00+00:00"
-    assert set(bars.column("symbol").to_pylist()) == {"SYM00", "SYM01", "SYM02"}
+    with pytest.raises(SystemExit) as exited:
+        dashboard_bench.main(["--local", "--objects-per-hour", "61", "--out", str(tmp_path / "x.json")])
+    assert exited.value.code == 2
+    assert not (tmp_path / "x.json").exists()

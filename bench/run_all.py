@@ -63,9 +63,10 @@ STAGES = (
     Stage("streaming", "bench/streaming_bench.py", ["--backlog", "10000000", "--seconds", "60"], 6, True),
     # One full hour as streaming writes it (18M ticks, 3,600 objects), compacted by the Spark job: ~6 min.
     Stage("compaction", "bench/compaction_bench.py", ["--rate", "5000", "--seconds", "3600"], 6, False),
-    # One day at 100 ticks/s (8.64M ticks, 10k objects), dbt build full + hourly, queries: ~3.5 min.
+    # One day at 100 ticks/s (8.64M ticks) in two Iceberg lakes on local disk, every hour streamed (10k files)
+    # vs closed hours compacted; dbt build full + hourly, DuckDB query on both: ~2-3 min.
     Stage("dbt", "bench/dbt_bench.py", ["--ticks-per-second", "100", "--batch-seconds", "10"], 4, False),
-    # 30 symbols x 1 day of bars, 60 objects/hour vs compacted, day view read: ~1 min.
+    # 30 symbols x 1 day of bars in two Iceberg lakes on S3, 60 files/hour vs compacted, day view: ~1 min.
     Stage("dashboard", "bench/dashboard_bench.py", ["--symbols", "30", "--objects-per-hour", "60"], 1, True),
 )
 

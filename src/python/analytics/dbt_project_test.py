@@ -241,9 +241,14 @@ def test_a_run_reads_one_snapshot_and_an_interval_run_only_its_days(tmp_path: Pa
         assert conn.sql("select count(*) from lake.ticks").fetchone() == (len(ticks),)
         assert conn.sql(f"select count(*) from {lake_scan(lake, TICKS)}").fetchone() == (len(ticks) + 1,)
 
-    # an interval run over 2024-03-02 reads the new snapshot but only its days: 2024-03-01 stays as it was
-    for _ in range(2):
-        result = build(lake, settings, {"start": "2024-03-02T00:00:00", "end": "2024-03-02T01:00:00"})
+    # an interval run over 2024-03-02 reads the new snapshot but only its days: 2024-03-01 stays as it was;
+    # the interval as the hourly DAG passes it (UTC offsets), and with another offset for the same instant
+    intervals = [
+        {"start": "2024-03-02T00:00:00+00:00", "end": "2024-03-02T01:00:00+00:00"},
+        {"start": "2024-03-02T01:00:00+01:00", "end": "2024-03-02T01:00:00Z"},
+    ]
+    for interval in intervals:
+        result = build(lake, settings, interval)
         assert result.success, result.exception
         assert {(r["symbol"], str(r["trade_date"])): r for r in mart(settings, "fct_ohlcv_daily")} == before
     # the run over 2024-03-01 replaces that day, now with the late tick; re-running it changes nothing

@@ -12,8 +12,9 @@ Then it times, with `dashboard.lake_reader.Lake` as the app uses it: the first q
 view (all bars of 24 hours), the open hour's bars, the live edge (cold, then each refresh after one more
 ticks commit), the newest tick, and the files per hour of the health page. Prints one JSON object.
 
-`Builder` is also the lake builder of the repository's benchmarks (bench/dashboard_bench.py, bench/dbt_bench.py):
-it writes to an S3 or a local (file://) warehouse, for any symbols and any number of bar files per hour.
+`Builder` is also the lake builder of the repository's benchmarks (bench/dashboard_bench.py and
+bench/dbt_bench.py): it writes to an S3 or a local (file://) warehouse, for any symbols and any number of bar
+files per hour.
 """
 
 from __future__ import annotations
@@ -106,7 +107,8 @@ class Builder:
 
     The files go under `<warehouse>/bench-files/<table>/`, on S3 or in a local (file://) warehouse; each is
     sorted by its table's sort order. `bars` writes the day of bars this module measures (`symbols`, closed
-    hours streamed as `files_per_hour` files or compacted as one); `write` and `commit` build any other layout.
+    hours streamed as `files_per_hour` files or compacted as one); `write` and `commit` build any other
+    layout.
     """
 
     def __init__(self, lake: TestLake, symbols: Sequence[str] = SYMBOLS) -> None:
@@ -120,9 +122,11 @@ class Builder:
         self.pool = ThreadPoolExecutor(16)
 
     def write(self, table: LakeTable, name: str, rows: pa.Table) -> str:
-        """Write `rows` (sorted by the table's sort order) as one Parquet file; return its URL for add_files."""
+        """Write `rows`, sorted by the table's sort order, as one Parquet file; its URL (for add_files)."""
         rows = rows.sort_by([(key, "ascending") for key in table.sort_keys])
-        pq.write_table(rows, f"{self.base}/{table.name}/{name}.parquet", filesystem=self.fs, compression="zstd")
+        pq.write_table(
+            rows, f"{self.base}/{table.name}/{name}.parquet", filesystem=self.fs, compression="zstd"
+        )
         return f"{self.root}/{table.name}/{name}.parquet"
 
     def write_all(self, table: LakeTable, files: Sequence[tuple[str, pa.Table]]) -> list[str]:
@@ -142,7 +146,9 @@ class Builder:
         is one file instead (committed at once) and only the open hour is streamed, a commit per file;
         without it, the files are committed in COMMITS commits."""
         if not 1 <= files_per_hour <= 60:
-            raise ValueError(f"files_per_hour must be 1..60 (a file holds whole minutes), not {files_per_hour}")
+            raise ValueError(
+                f"files_per_hour must be 1..60 (a file holds whole minutes), not {files_per_hour}"
+            )
         minutes = [NOW - timedelta(days=1, minutes=60 - m) for m in range(24 * 60 + 59)]
         open_hour = NOW.replace(minute=0)
         commits = COMMITS
@@ -152,7 +158,9 @@ class Builder:
                 lambda h: self.write(
                     BARS_1M,
                     f"{h:%Y%m%d%H}",
-                    pa.concat_tables(minute_bars(m, self.symbols) for m in minutes if m.replace(minute=0) == h),
+                    pa.concat_tables(
+                        minute_bars(m, self.symbols) for m in minutes if m.replace(minute=0) == h
+                    ),
                 ),
                 closed,
             )

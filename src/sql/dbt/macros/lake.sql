@@ -25,7 +25,7 @@
   {%- if text | length == 10 -%}{%- set text = text ~ 'T00:00:00' -%}{%- endif -%}
   {%- set parsed = modules.datetime.datetime.fromisoformat(text.replace('Z', '+00:00')) -%}
   {%- if parsed.tzinfo is not none -%}
-    {%- set parsed = parsed.astimezone(modules.datetime.timezone.utc) -%}
+    {%- set parsed = parsed.astimezone(modules.pytz.utc) -%}
   {%- endif -%}
   {{ return(parsed.replace(tzinfo=none)) }}
 {%- endmacro %}
