@@ -107,7 +107,7 @@ def rewrite_hour(
     }
     option_map = ", ".join(f"'{key}', '{value}'" for key, value in options.items())
     row = spark.sql(
-        f"CALL {catalog.name}.system.rewrite_data_files(table => '{catalog.identifier(table.name)}', "
+        f"CALL {catalog.name}.system.rewrite_data_files(table => '{catalog.spark_identifier(table.name)}', "
         f"strategy => 'sort', where => \"{where}\", options => map({option_map}))"
     ).collect()[0]
     return {key: int(value) for key, value in row.asDict().items()}
@@ -165,6 +165,13 @@ def maintain_table(
 
 
 # --- the run ---------------------------------------------------------------------------------------------
+
+
+def error_line(exc: BaseException) -> str:
+    """The telling line of an error: a Java exception's own message (not py4j's wrapper), else repr."""
+    java = getattr(exc, "java_exception", None)
+    text = str(java) if java is not None else repr(exc)
+    return text.splitlines()[0][:500] if text else repr(exc)[:500]
 
 
 @dataclass(frozen=True)
@@ -226,7 +233,7 @@ def check_closed(
 def run(request: Request, spark: Callable[[], SparkSession] | None = None) -> tuple[int, dict[str, Any]]:
     """Execute a request; return the exit code and the JSON report."""
     started = time.perf_counter()
-    result: dict[str, Any] = {"mode": request.mode, "catalog": request.catalog.identifier("*"), "hours": []}
+    result: dict[str, Any] = {"mode": request.mode, "catalog": request.catalog.name, "hours": []}
     checks = check_closed(request.status_location, request.settings, request.partitions)
     result["closed"] = [
         {"partition": str(c.partition), "closed": c.closed, "reason": c.reason} for c in checks
@@ -248,9 +255,9 @@ def run(request: Request, spark: Callable[[], SparkSession] | None = None) -> tu
             try:
                 report = compact_hour(session(), request.catalog, partition, request.settings)
             except Exception as exc:
-                log.exception("hour_failed", partition=str(partition))
+                log.exception("hour_failed", partition=str(partition), error=error_line(exc))
                 report = HourReport(
-                    partition.table.name, partition.date, partition.hour, "failed", error=repr(exc)[:500]
+                    partition.table.name, partition.date, partition.hour, "failed", error=error_line(exc)
                 )
                 code = EXIT_FAILED
             log.info(f"hour_{report.action}", **asdict(report))
@@ -266,8 +273,8 @@ def run(request: Request, spark: Callable[[], SparkSession] | None = None) -> tu
                 log.info("table_maintained", **maintained)
                 result["maintenance"].append(maintained)
     except Exception as exc:
-        log.exception("maintenance_failed")
-        result["error"] = repr(exc)[:500]
+        log.exception("maintenance_failed", error=error_line(exc))
+        result["error"] = error_line(exc)
         code = EXIT_FAILED
     finally:
         if isinstance(session, SparkOnDemand):

@@ -48,7 +48,7 @@ def expire_snapshots(
     """Expire snapshots older than `older_than` (keeping the newest `retain_last`) and delete the files only
     they referenced; return the procedure's counts."""
     row = spark.sql(
-        f"CALL {catalog.name}.system.expire_snapshots(table => '{catalog.identifier(table)}', "
+        f"CALL {catalog.name}.system.expire_snapshots(table => '{catalog.spark_identifier(table)}', "
         f"older_than => {_sql_timestamp(older_than)}, retain_last => {int(retain_last)})"
     ).collect()[0]
     return {key: int(value) for key, value in row.asDict().items()}
@@ -56,7 +56,7 @@ def expire_snapshots(
 
 def rewrite_manifests(spark: SparkSession, catalog: CatalogSettings, table: str) -> dict[str, int]:
     """Merge the table's manifests (one per small append) into few; return the procedure's counts."""
-    row = spark.sql(f"CALL {catalog.name}.system.rewrite_manifests('{catalog.identifier(table)}')").collect()[
+    row = spark.sql(f"CALL {catalog.name}.system.rewrite_manifests('{catalog.spark_identifier(table)}')").collect()[
         0
     ]
     return {key: int(value) for key, value in row.asDict().items()}
@@ -68,13 +68,15 @@ def remove_orphan_files(
     """Delete files under the table's location that no snapshot references and that are older than
     `older_than` (files of commits in flight are younger); return how many were deleted.
 
-    Iceberg's action API, which takes any age (its SQL procedure refuses less than 24 hours).
+    Iceberg's action API, which takes any age (its SQL procedure refuses less than 24 hours); the table's
+    location is listed through the table's own FileIO (S3FileIO: no Hadoop S3 filesystem needed).
     """
     jvm = spark._jvm
     assert jvm is not None, "a classic (JVM) SparkSession is needed"
     actions = jvm.org.apache.iceberg.spark.actions.SparkActions.get(spark._jsparkSession)
     result = (
         actions.deleteOrphanFiles(java_table(spark, catalog.spark_identifier(table)))
+        .usePrefixListing(True)
         .olderThan(int(older_than.timestamp() * 1000))
         .execute()
     )

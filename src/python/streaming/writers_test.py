@@ -91,7 +91,7 @@ def test_replay_check_steps_over_compaction(
         writer.write(batch(kafka_rows, [encode_tick(tick(epoch + 1, epoch))]), QUERY, epoch)
     spark.sql(
         f"CALL {lake.settings.name}.system.rewrite_data_files("
-        f"table => '{lake.settings.identifier('ticks')}', "
+        f"table => '{lake.settings.spark_identifier('ticks')}', "
         "options => map('min-input-files', '2'))"
     ).collect()
     assert snapshots(lake, TICKS.name)[-1].get(SNAPSHOT_QUERY_ID) is None  # the newest is compaction's
