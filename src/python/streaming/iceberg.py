@@ -56,9 +56,9 @@ def expire_snapshots(
 
 def rewrite_manifests(spark: SparkSession, catalog: CatalogSettings, table: str) -> dict[str, int]:
     """Merge the table's manifests (one per small append) into few; return the procedure's counts."""
-    row = spark.sql(f"CALL {catalog.name}.system.rewrite_manifests('{catalog.spark_identifier(table)}')").collect()[
-        0
-    ]
+    row = spark.sql(
+        f"CALL {catalog.name}.system.rewrite_manifests('{catalog.spark_identifier(table)}')"
+    ).collect()[0]
     return {key: int(value) for key, value in row.asDict().items()}
 
 

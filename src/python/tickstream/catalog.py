@@ -122,7 +122,7 @@ def s3_file_io_properties(s3: S3Settings) -> dict[str, str]:
 
 
 def sqlalchemy_url(uri: str) -> str:
-    """The catalog URL with its SQLAlchemy driver: a bare postgresql:// means psycopg2 (the driver installed)."""
+    """The catalog URL with its SQLAlchemy driver: a bare postgresql:// means psycopg2 (installed here)."""
     url = make_url(uri)
     if url.drivername == "postgresql":
         url = url.set(drivername="postgresql+psycopg2")
@@ -135,7 +135,10 @@ def open_catalog(settings: CatalogSettings, s3: S3Settings) -> SqlCatalog:
     if url.get_backend_name() == "sqlite" and url.database:
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     catalog = SqlCatalog(
-        settings.name, uri=sqlalchemy_url(settings.uri), warehouse=settings.warehouse, **s3_file_io_properties(s3)
+        settings.name,
+        uri=sqlalchemy_url(settings.uri),
+        warehouse=settings.warehouse,
+        **s3_file_io_properties(s3),
     )
     if url.get_backend_name() == "sqlite":
         with catalog.engine.connect() as connection:

@@ -57,7 +57,9 @@ def test_iceberg_form_of_each_table() -> None:
         (field,) = partition_spec(table).fields
         assert isinstance(field.transform, HourTransform)
         assert schema.find_field(field.source_id).name == table.partition_column
-        assert [schema.find_field(f.source_id).name for f in sort_order(table).fields] == list(table.sort_keys)
+        assert [schema.find_field(f.source_id).name for f in sort_order(table).fields] == list(
+            table.sort_keys
+        )
     assert TABLE_PROPERTIES["write.parquet.compression-codec"] == "zstd"
 
 
@@ -96,7 +98,9 @@ def test_tables_are_created_once_and_read_alike_by_pyiceberg_and_duckdb(local_la
     assert rows == [(t["seq"], t["ts_us"], t["ts_us"]) for t in ticks]
     assert sorted(lake.read(TICKS)["seq"].to_pylist()) == [0, 1, 2, 3]
     files = load_table(lake.catalog, lake.settings, TICKS).inspect.files()
-    assert len({p["event_time_hour"] for p in files["partition"].to_pylist()}) == 2  # hidden hourly partitions
+    assert (
+        len({p["event_time_hour"] for p in files["partition"].to_pylist()}) == 2
+    )  # hidden hourly partitions
 
 
 def test_hour_starts_are_utc_hours() -> None:
@@ -120,5 +124,8 @@ def test_status_object_round_trip_on_a_local_location(tmp_path: Path) -> None:
 
 
 def test_a_bare_postgresql_url_uses_the_installed_driver() -> None:
-    assert sqlalchemy_url("postgresql://cat:pw@db:5432/iceberg") == "postgresql+psycopg2://cat:pw@db:5432/iceberg"
+    assert (
+        sqlalchemy_url("postgresql://cat:pw@db:5432/iceberg")
+        == "postgresql+psycopg2://cat:pw@db:5432/iceberg"
+    )
     assert sqlalchemy_url("sqlite:////tmp/c.db") == "sqlite:////tmp/c.db"
