@@ -115,14 +115,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batches", type=int, default=60)
     parser.add_argument("--rows", type=int, default=200)
     parser.add_argument("--marker", help="kill-first-rewrite: the file that says the kill happened")
-    parser.add_argument("rest", nargs="*", help="kill-first-rewrite: the command to run")
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    # kill-first-rewrite: everything after `--` is the command to run, options and all
+    split = arguments.index("--") if "--" in arguments else len(arguments)
+    args, rest = parser.parse_args(arguments[:split]), arguments[split + 1 :]
     configure_logging()  # logs to stderr: stdout carries only the JSON answer
     if args.command == "serve-s3":
         return serve_s3()
     s3 = S3Settings()
     if args.command == "kill-first-rewrite":
-        return kill_first_rewrite(Path(args.marker), args.rest, TestLake(CatalogSettings(), s3))
+        return kill_first_rewrite(Path(args.marker), rest, TestLake(CatalogSettings(), s3))
     output: dict[str, Any]
     if args.command == "write-hour":
         lake = TestLake(private_catalog_settings(Path(args.directory), s3), s3)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -25,7 +25,7 @@ from streaming.status import StatusBook, StatusListener, StatusStore
 from streaming.writers import BarsUpdater, IcebergBatchSink
 from tickstream.contracts import encode_tick, make_tick
 from tickstream.lake import BARS_1M, QUARANTINE, STATUS_KEY, TICKS, LakeLocation
-from tickstream.testing.lake import TestLake
+from tickstream.testing.lake import TestLake, tick_rows
 from tickstream.testing.spark import register_lake
 
 KAFKA_SCHEMA = (
@@ -275,3 +275,22 @@ def test_error_summary_names_the_python_error_not_the_proxy() -> None:
     assert job.error_summary(RuntimeError(proxy)) == "OSError: When uploading part: Connection refused"
     assert job.error_summary("Kafka timeout\n\tat x.y") == "Kafka timeout"
     assert job.error_summary(None) is None
+
+
+def test_snapshot_expiry_runs_when_due_and_keeps_the_newest(
+    spark: SparkSession, local_lake: TestLake
+) -> None:
+    lake = register_lake(spark, local_lake)
+    t0 = T0
+    for i in range(job.RETAIN_SNAPSHOTS + 3):
+        lake.append(
+            TICKS, tick_rows([make_tick("AAPL", i + 1, t0 + i, 100.0, 1, 99.0, 101.0)], first_offset=i)
+        )
+    expiry = job.SnapshotExpiry(spark, lake.settings, StreamingSettings(snapshot_retention_s=60))
+    expiry.maybe_run()  # first due a third of the retention after the start
+    assert len(lake.table(TICKS).snapshots()) == job.RETAIN_SNAPSHOTS + 3
+    expiry.retention = timedelta(0)  # every snapshot is old enough now
+    expiry._due = 0.0
+    expiry.maybe_run()
+    assert len(lake.table(TICKS).snapshots()) == job.RETAIN_SNAPSHOTS
+    assert lake.read(TICKS).num_rows == job.RETAIN_SNAPSHOTS + 3  # expiry never removes live rows
