@@ -282,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--timeout", type=float, default=900.0, help="longest wait for the backlog")
     parser.add_argument("--out", type=Path, default=RESULTS_PATH)
+    parser.add_argument("--job-log", type=Path, help="keep the streaming job's log here (else deleted)")
     args = parser.parse_args(argv)
 
     load_at_start = [round(x, 2) for x in os.getloadavg()]  # others' work skews a 2-core machine
@@ -304,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
         latency = measure_latency(bootstrap, topic, lake, args.rate, args.seconds, args.warmup)
     finally:
         stop(job)
+        if args.job_log:
+            shutil.copy(scratch_dir / "job.log", args.job_log)
         shutil.rmtree(scratch_dir, ignore_errors=True)
     results = {
         "run_at": datetime.now(UTC).isoformat(timespec="seconds"),

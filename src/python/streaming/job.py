@@ -3,14 +3,15 @@
 One Structured Streaming query, `ticks`, the only Kafka consumer: every record is parsed and validated by
 the contract, valid ticks are de-duplicated within the watermark, and each micro-batch is committed from
 `foreachBatch` to the lake's Iceberg tables exactly once (`streaming.writers.IcebergBatchSink`): accepted
-ticks to `ticks`, rejected records to `quarantine` (raw value, reason, Kafka coordinates). After a commit,
-once a minute, the 1-minute bars of the minutes the watermark has closed are computed from the committed
-ticks and appended to `bars_1m` (`streaming.writers.BarsUpdater`).
+ticks to `ticks`, rejected records to `quarantine` (raw value, reason, Kafka coordinates). Beside the
+query, once a minute, the 1-minute bars of the minutes the watermark has closed are computed from the
+committed ticks and appended to `bars_1m` (`streaming.writers.BarsUpdater`, run by `BarsSchedule`).
 
 Options override the TICKSTREAM_STREAMING_* environment; the catalog comes from TICKSTREAM_CATALOG_*.
 SIGINT/SIGTERM to the driver (not its process group: the JVM must outlive the request) stop the query
 gracefully between batches. A failed query (Kafka or S3 down, a broken batch) is restarted from its
-checkpoint with back-off (`supervise`); old snapshots are expired on the side (`SnapshotExpiry`).
+checkpoint with back-off (`supervise`); the supervisor's loop also runs the bars updates and the expiry of
+old snapshots (`SnapshotExpiry`), in a lower-priority scheduler pool than the query.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from types import FrameType
+from typing import Protocol
 
 from pydantic import ValidationError
 from pyspark.errors import StreamingQueryException
@@ -47,6 +49,16 @@ SUPERVISE_POLL_S = 0.5
 """How often the supervisor looks at the queries."""
 RETAIN_SNAPSHOTS = 10
 """Snapshots every table keeps whatever their age (the newest ones)."""
+SCHEDULER_POOL = "spark.scheduler.pool"
+TICKS_POOL, UPKEEP_POOL = "ticks", "upkeep"
+"""Fair-scheduler pools (`spark_session.scheduler_pools`): the ticks query's jobs first, upkeep after."""
+
+
+class Upkeep(Protocol):
+    """Work the supervisor's loop does beside the query (bars updates, snapshot expiry)."""
+
+    def maybe_run(self) -> None:
+        """Do the work if it is due; never raise."""
 
 log = get_logger("streaming.job")
 
@@ -78,24 +90,16 @@ def kafka_records(spark: SparkSession, settings: StreamingSettings, kafka: Kafka
 
 
 class LakeSink:
-    """The foreachBatch function: commit a micro-batch's tables once, then the bars of complete minutes."""
+    """The foreachBatch function: commit a micro-batch's tables once; track how far minutes are complete."""
 
-    def __init__(
-        self,
-        tables: IcebergBatchSink,
-        bars: BarsUpdater | None,
-        book: StatusBook,
-        settings: StreamingSettings,
-    ) -> None:
-        """Commit through `tables`; update `bars` (if any) at most every `bars_trigger_seconds`."""
+    def __init__(self, tables: IcebergBatchSink, book: StatusBook, settings: StreamingSettings) -> None:
+        """Commit through `tables`, report to `book`."""
         self.tables = tables
-        self.bars = bars
         self.book = book
-        self.bars_every_s = settings.bars_trigger_seconds
         self.lateness = timedelta(seconds=delay_seconds(settings.watermark_delay))
         self.complete_until: datetime | None = None
-        """Every tick accepted from now on is at or after this (a lower bound of the query's watermark)."""
-        self._bars_due = 0.0
+        """Every tick accepted from now on is at or after this (a lower bound of the query's watermark):
+        the minutes before it are complete in the ticks table."""
 
     def __call__(self, batch: DataFrame, epoch_id: int) -> None:
         """Commit one micro-batch (a replay of a committed batch is skipped per table)."""
@@ -109,12 +113,37 @@ class LakeSink:
             # Spark's watermark after this batch is at least its newest event time minus the lateness
             bound = output.max_event_time - self.lateness
             self.complete_until = max(bound, self.complete_until or bound)
-        if self.bars is None or self.complete_until is None or time.monotonic() < self._bars_due:
+
+
+class BarsSchedule:
+    """Appends the bars of completed minutes from the supervisor's loop, at most every `bars_trigger_seconds`.
+
+    Off the ticks query's path: a bars update (reading a minute of ticks back) never delays a commit. A
+    failed update (S3 down) is logged and retried at the next round; the bars are caught up then.
+    """
+
+    def __init__(
+        self, spark: SparkSession, bars: BarsUpdater, sink: LakeSink, book: StatusBook, every_s: float
+    ) -> None:
+        """Update `bars` up to `sink.complete_until`; report to `book`."""
+        self.spark, self.bars, self.sink, self.book, self.every_s = spark, bars, sink, book, every_s
+        self._due = 0.0
+
+    def maybe_run(self) -> None:
+        """Update the bars if due and a minute was completed since the last update."""
+        complete_until = self.sink.complete_until
+        if complete_until is None or time.monotonic() < self._due:
             return
-        bars = self.bars.update(spark, self.complete_until)
-        if bars is not None:
-            self.book.record_bars(bars)
-            self._bars_due = time.monotonic() + self.bars_every_s
+        self._due = time.monotonic() + self.every_s
+        try:
+            output = self.bars.update(self.spark, complete_until)
+        except Exception as exc:
+            log.warning("bars_update_failed", error=error_summary(exc))
+            self.book.record_bars_failure(error_summary(exc))
+            self._due = time.monotonic()  # retry at the next round
+            return
+        if output is not None:
+            self.book.record_bars(output)
 
 
 def start_ticks_query(records: DataFrame, settings: StreamingSettings, sink: LakeSink) -> StreamingQuery:
@@ -195,15 +224,15 @@ def supervise(
     stop: StopFlag,
     deadline: float | None,
     settings: StreamingSettings,
-    expiry: SnapshotExpiry | None = None,
+    upkeep: Sequence[Upkeep] = (),
 ) -> int:
     """Run the query until a stop is requested (exit code 0); restart it from its checkpoint if it fails.
 
     The query fails when Kafka or the lake is unreachable (a restart, a network cut) or a batch breaks; it
     is restarted after a doubling back-off (`restart_delay_s`), so the job recovers on its own once the
     outage ends, and the failed batch is replayed (and skipped where it had been committed). A query that
-    fails `max_restarts` times in a row (if set) ends the job with exit code 1. Between checks the loop
-    runs the snapshot expiry.
+    fails `max_restarts` times in a row (if set) ends the job with exit code 1. Between checks, while the
+    query runs, the loop runs the upkeep (bars updates, snapshot expiry) in the low-priority scheduler pool.
     """
     query = start()
     failures = 0
@@ -213,8 +242,8 @@ def supervise(
         if query.isActive:
             if query.lastProgress is not None and query.lastProgress.get("numInputRows", 0) > 0:
                 failures = 0  # it works again
-            if expiry is not None:
-                expiry.maybe_run()
+            for task in upkeep:
+                task.maybe_run()
         elif next_start is None:
             failures += 1
             delay = restart_delay_s(failures, settings.restart_delay_s, settings.restart_max_delay_s)
@@ -273,7 +302,7 @@ def run(
         if settings.bars
         else None
     )
-    sink = LakeSink(tables, bars, book, settings)
+    sink = LakeSink(tables, book, settings)
     log.info(
         "starting",
         master=settings.master,
@@ -282,12 +311,18 @@ def run(
         bars=settings.bars,
     )
     deadline = time.monotonic() + run_seconds if run_seconds else None
-    expiry = SnapshotExpiry(spark, catalog, settings)
+    upkeep: list[Upkeep] = [SnapshotExpiry(spark, catalog, settings)]
+    if bars is not None:
+        upkeep.append(BarsSchedule(spark, bars, sink, book, settings.bars_trigger_seconds))
 
     def start() -> StreamingQuery:
-        return start_ticks_query(kafka_records(spark, settings, kafka), settings, sink)
+        spark.sparkContext.setLocalProperty(SCHEDULER_POOL, TICKS_POOL)  # the query thread inherits it
+        try:
+            return start_ticks_query(kafka_records(spark, settings, kafka), settings, sink)
+        finally:
+            spark.sparkContext.setLocalProperty(SCHEDULER_POOL, UPKEEP_POOL)
 
-    return supervise(spark, start, stop, deadline, settings, expiry)
+    return supervise(spark, start, stop, deadline, settings, upkeep)
 
 
 # --- command line ------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import pytest
 from pyspark.sql import SparkSession
 
 from streaming import job
-from streaming.job import LakeSink, parse_args, start_ticks_query
+from streaming.job import BarsSchedule, LakeSink, parse_args, start_ticks_query
 from streaming.settings import StreamingSettings
 from streaming.status import StatusBook, StatusListener, StatusStore
 from streaming.writers import BarsUpdater, IcebergBatchSink
@@ -74,7 +74,7 @@ class KafkaLikeFiles:
 def running_job(
     spark: SparkSession, local_lake: TestLake, tmp_path: Path
 ) -> Iterator[tuple[KafkaLikeFiles, TestLake, LakeLocation, Any]]:
-    """The ticks query on a file source, bars after every batch, a local test lake, the listener."""
+    """The ticks query on a file source, its bars schedule, a local test lake, the listener."""
     lake = register_lake(spark, local_lake)
     (tmp_path / "in").mkdir()
     source = KafkaLikeFiles(spark, tmp_path / "in")
@@ -90,10 +90,11 @@ def running_job(
     spark.streams.addListener(listener)
     identifier = lake.settings.spark_identifier
     bars = BarsUpdater(identifier(TICKS.name), identifier(BARS_1M.name))
-    sink = LakeSink(IcebergBatchSink((TICKS, QUARANTINE), identifier), bars, book, settings)
+    sink = LakeSink(IcebergBatchSink((TICKS, QUARANTINE), identifier), book, settings)
+    schedule = BarsSchedule(spark, bars, sink, book, every_s=0)
     query = start_ticks_query(source.stream(), settings, sink)
     try:
-        yield source, lake, status, query
+        yield source, lake, status, query, schedule
     finally:
         query.stop()
         spark.streams.removeListener(listener)
@@ -115,7 +116,7 @@ def settled_status(lake: LakeLocation, done: Callable[[dict[str, Any]], bool], t
 
 
 def test_dedup_late_quarantine_and_bars(running_job) -> None:  # type: ignore[no-untyped-def]
-    source, lake, status_location, query = running_job
+    source, lake, status_location, query, schedule = running_job
     # batch 0: a tick, its duplicate, a tick 70 s later (watermark -> 60 s), two bad records
     source.add([tick(1, 0), tick(1, 0), tick(2, 70, 101.0), b"not json", b'{"symbol": "AAPL"}'])
     query.processAllAvailable()
@@ -125,6 +126,7 @@ def test_dedup_late_quarantine_and_bars(running_job) -> None:  # type: ignore[no
     # batch 2: event time moves to 09:59:00 + 200 s: the watermark (10:02:10) completes 09:59 .. 10:01
     source.add([tick(4, 200, 102.0)])
     query.processAllAvailable()
+    schedule.maybe_run()  # what the supervisor's loop does: the bars of the minutes completed so far
 
     ticks = sorted((t["seq"], t["event_time"].hour) for t in lake.read(TICKS).to_pylist())
     assert ticks == [(1, 9), (2, 10), (3, 10), (4, 10)]

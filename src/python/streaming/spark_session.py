@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 from streaming.settings import StreamingSettings
@@ -60,6 +61,23 @@ def base_conf(
     }
 
 
+SCHEDULER_POOLS = """<?xml version="1.0"?>
+<allocations>
+  <pool name="ticks"><schedulingMode>FIFO</schedulingMode><weight>4</weight><minShare>1</minShare></pool>
+  <pool name="upkeep"><schedulingMode>FIFO</schedulingMode><weight>1</weight><minShare>0</minShare></pool>
+</allocations>
+"""
+"""Fair-scheduler pools of the streaming job: its query's jobs first, the upkeep (bars, expiry) after."""
+
+
+def scheduler_pools_file() -> str:
+    """A file holding SCHEDULER_POOLS (Spark reads pool definitions from a file)."""
+    path = Path(tempfile.gettempdir()) / "tickstream-scheduler-pools.xml"
+    if not path.is_file() or path.read_text() != SCHEDULER_POOLS:
+        path.write_text(SCHEDULER_POOLS)
+    return str(path)
+
+
 def spark_conf(
     settings: StreamingSettings, s3: S3Settings, catalog: CatalogSettings, jars: list[str]
 ) -> dict[str, str]:
@@ -67,6 +85,8 @@ def spark_conf(
     return {
         **base_conf(settings.master, settings.app_name, settings.driver_memory, s3, catalog, jars),
         "spark.sql.shuffle.partitions": str(settings.shuffle_partitions),
+        "spark.scheduler.mode": "FAIR",
+        "spark.scheduler.allocation.file": scheduler_pools_file(),
         "spark.sql.streaming.stateStore.providerClass": STATE_STORE_PROVIDERS[settings.state_store],
         # RocksDB: commit a batch's state as a changelog (not a snapshot per partition): short commits
         "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",

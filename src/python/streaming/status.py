@@ -224,6 +224,14 @@ class StatusBook:
         )
         self._store.write(status)
 
+    def record_bars_failure(self, error: str | None) -> None:
+        """Mark the bars as failing (the update is retried) in the status object."""
+        with self._lock:
+            entry = self._queries.setdefault(BARS_1M.name, dict(self._previous.get(BARS_1M.name, {})))
+            entry["state"], entry["error"] = "failed", error
+            status = self.status()
+        self._store.write(status)
+
     def on_terminated(self, query_name: str, error: str | None) -> None:
         """Mark a query as stopped (or failed) in the status object."""
         with self._lock:
