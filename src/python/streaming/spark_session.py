@@ -97,4 +97,7 @@ def spark_conf(
         "spark.sql.execution.arrow.maxBytesPerBatch": str(2**31 - 1),
         # 'memory' state: keep only the latest committed version on the heap (each batch copies it)
         "spark.sql.streaming.maxBatchesToRetainInMemory": "1",
+        # a micro-batch is cached once and read twice (its tables' appends): plain columns are cheaper
+        # to build than compressed ones (10-20 % more ticks/s on a backlog, measured)
+        "spark.sql.inMemoryColumnarStorage.compressed": "false",
     }

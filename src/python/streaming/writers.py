@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from streaming.iceberg import newest_snapshot_property
@@ -164,12 +164,15 @@ class BarsUpdater:
     """Every complete minute before this has its bars (None: not read from the table yet)."""
 
     def read_through(self, spark: SparkSession) -> datetime | None:
-        """Where the bars table ends (the newest window_end), else the first tick's minute, else None."""
-        newest = spark.table(self.bars).agg(F.max("window_end")).collect()[0][0]
+        """Where the bars table ends (the newest window_end), else the first tick's minute, else None.
+
+        Read from the tables' file statistics (Iceberg's `files` metadata table): no data file is opened.
+        """
+        newest = _bound(spark, self.bars, "window_end", "upper_bound", F.max)
         if newest is not None:
-            return _utc(newest)
-        first = spark.table(self.ticks).agg(F.min(EVENT_TIME)).collect()[0][0]
-        return floor_minute(_utc(first)) if first is not None else None
+            return newest
+        first = _bound(spark, self.ticks, EVENT_TIME, "lower_bound", F.min)
+        return floor_minute(first) if first is not None else None
 
     def update(self, spark: SparkSession, complete_until: datetime) -> BarsOutput | None:
         """Append the bars of the complete minutes not yet in the bars table; None if there are none."""
@@ -195,6 +198,13 @@ class BarsUpdater:
             bars.unpersist()
         self.through = until
         return BarsOutput(start, until, rows, round((time.perf_counter() - started) * 1000))
+
+
+def _bound(spark: SparkSession, table: str, column: str, bound: str, pick: Callable[..., Column]) -> datetime | None:
+    """The min or max of a column's lower or upper bounds over a table's live data files (None if empty)."""
+    files = spark.table(f"{table}.files")
+    value = files.agg(pick(F.col(f"readable_metrics.{column}.{bound}"))).collect()[0][0]
+    return None if value is None else _utc(value)
 
 
 def _utc(moment: datetime) -> datetime:
