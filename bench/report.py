@@ -163,7 +163,7 @@ def producer_records(data: dict[str, Any]) -> list[Record]:
 
 
 def streaming_records(data: dict[str, Any]) -> list[Record]:
-    """Backlog drain rate (the ticks query, bars query alongside), bars' lag, and produce -> S3 latency."""
+    """Backlog drain rate (the ticks query, bars updated alongside), bars' lag, and produce -> readable."""
     targets = targets_of("streaming", data)
     backlog = data["backlog"]
     latency = data["latency"]
@@ -174,7 +174,7 @@ def streaming_records(data: dict[str, Any]) -> list[Record]:
         Record(
             stage="streaming",
             metric="backlog_ticks_per_s",
-            description="Spark job draining a backlog (ticks query: parse, dedup, ticks + partial bars)",
+            description="Spark job draining a backlog (parse, dedup, Iceberg commits of ticks and quarantine; bars alongside)",
             unit="ticks/s",
             better="higher",
             measured=float(backlog["ticks"]["ticks_per_s"] or 0.0),
@@ -185,7 +185,7 @@ def streaming_records(data: dict[str, Any]) -> list[Record]:
         Record(
             stage="streaming",
             metric="bars_lag_s",
-            description="bars query done after the ticks query (its trigger is 60 s)",
+            description="bars done after the ticks (they are updated once a minute)",
             unit="s",
             better="lower",
             measured=float(backlog["bars_1m"]["caught_up_after_ticks_s"]),
@@ -193,7 +193,7 @@ def streaming_records(data: dict[str, Any]) -> list[Record]:
         Record(
             stage="streaming",
             metric="latency_p95_s",
-            description=f"produce -> visible in S3 at {rate}, p95",
+            description=f"produce -> committed and readable by DuckDB at {rate}, p95",
             unit="s",
             better="lower",
             measured=latency["p95_ms"] / 1000,
@@ -202,7 +202,7 @@ def streaming_records(data: dict[str, Any]) -> list[Record]:
         Record(
             stage="streaming",
             metric="latency_p50_s",
-            description=f"produce -> visible in S3 at {rate}, p50",
+            description=f"produce -> committed and readable by DuckDB at {rate}, p50",
             unit="s",
             better="lower",
             measured=latency["p50_ms"] / 1000,
@@ -218,12 +218,12 @@ def compaction_records(data: dict[str, Any]) -> list[Record]:
         Record(
             stage="compaction",
             metric="objects_per_hour",
-            description=f"objects of one hour ({ticks:,} ticks) after compaction",
-            unit="objects",
+            description=f"data files of one hour ({ticks:,} ticks) after compaction",
+            unit="files",
             better="lower",
             measured=float(data["files_after"]),
             baseline=float(data["files_before"]),
-            baseline_name="stream objects before",
+            baseline_name="files as the stream appended them",
             target_ratio=targets.get("files_ratio"),
         ),
         Record(
