@@ -174,7 +174,10 @@ def streaming_records(data: dict[str, Any]) -> list[Record]:
         Record(
             stage="streaming",
             metric="backlog_ticks_per_s",
-            description="Spark job draining a backlog (parse, dedup, Iceberg commits of ticks and quarantine; bars alongside)",
+            description=(
+                "Spark job draining a backlog (parse, dedup, Iceberg commits of ticks and quarantine; "
+                "bars alongside)"
+            ),
             unit="ticks/s",
             better="higher",
             measured=float(backlog["ticks"]["ticks_per_s"] or 0.0),

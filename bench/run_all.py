@@ -61,7 +61,7 @@ STAGES = (
     # 10M-tick backlog (100 s of event time: the de-duplication state reaches its steady size, 2 x 30 s of
     # keys; ~2.5 min incl. JVM start), then 60 s at 10k ticks/s + 15 s drain: ~5 min.
     Stage("streaming", "bench/streaming_bench.py", ["--backlog", "10000000", "--seconds", "60"], 6, True),
-    # One full hour as the stream appends it (18M ticks, 3,600 files in 60 commits), compacted by the job: ~6 min.
+    # One full hour as the stream appends it (18M ticks, 3,600 files in 60 commits), then compacted: ~6 min.
     Stage("compaction", "bench/compaction_bench.py", ["--rate", "5000", "--seconds", "3600"], 6, False),
     # One day at 100 ticks/s (8.64M ticks) in two Iceberg lakes on local disk, every hour streamed (10k files)
     # vs closed hours compacted; dbt build full + hourly, DuckDB query on both: ~2-3 min.

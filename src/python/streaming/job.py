@@ -60,6 +60,7 @@ class Upkeep(Protocol):
     def maybe_run(self) -> None:
         """Do the work if it is due; never raise."""
 
+
 log = get_logger("streaming.job")
 
 

@@ -200,7 +200,9 @@ class BarsUpdater:
         return BarsOutput(start, until, rows, round((time.perf_counter() - started) * 1000))
 
 
-def _bound(spark: SparkSession, table: str, column: str, bound: str, pick: Callable[..., Column]) -> datetime | None:
+def _bound(
+    spark: SparkSession, table: str, column: str, bound: str, pick: Callable[..., Column]
+) -> datetime | None:
     """The min or max of a column's lower or upper bounds over a table's live data files (None if empty)."""
     files = spark.table(f"{table}.files")
     value = files.agg(pick(F.col(f"readable_metrics.{column}.{bound}"))).collect()[0][0]
