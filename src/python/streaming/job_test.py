@@ -73,7 +73,7 @@ class KafkaLikeFiles:
 @pytest.fixture
 def running_job(
     spark: SparkSession, local_lake: TestLake, tmp_path: Path
-) -> Iterator[tuple[KafkaLikeFiles, TestLake, LakeLocation, Any]]:
+) -> Iterator[tuple[KafkaLikeFiles, TestLake, LakeLocation, Any, BarsSchedule]]:
     """The ticks query on a file source, its bars schedule, a local test lake, the listener."""
     lake = register_lake(spark, local_lake)
     (tmp_path / "in").mkdir()
