@@ -1,11 +1,13 @@
 """The streaming job: `python -m streaming.job [options]` streams Kafka ticks into the lake until stopped.
 
-One Structured Streaming query, `ticks`, the only Kafka consumer: every record is parsed and validated by
-the contract, valid ticks are de-duplicated within the watermark, and each micro-batch is committed from
-`foreachBatch` to the lake's Iceberg tables exactly once (`streaming.writers.IcebergBatchSink`): accepted
-ticks to `ticks`, rejected records to `quarantine` (raw value, reason, Kafka coordinates). Beside the
-query, once a minute, the 1-minute bars of the minutes the watermark has closed are computed from the
-committed ticks and appended to `bars_1m` (`streaming.writers.BarsUpdater`, run by `BarsSchedule`).
+One Structured Streaming query, `ticks`, the only Kafka consumer and stateless: every record is parsed and
+validated by the contract, and each micro-batch is committed from `foreachBatch` to the lake's Iceberg
+tables exactly once (`streaming.writers.IcebergBatchSink`): valid ticks, however late, to `ticks` less the
+proven duplicates (de-duplicated against the table), rejected records to `quarantine` (raw value, reason,
+Kafka coordinates). Beside the query, once a minute, the 1-minute bars of the minutes now complete are
+computed from the committed ticks and appended to `bars_1m`, and the hours that received late ticks get
+their bars recomputed (`streaming.writers.BarsUpdater`, run by `BarsSchedule`). A new checkpoint starts
+after the Kafka offsets the lake already holds, so losing the checkpoint duplicates nothing.
 
 Options override the TICKSTREAM_STREAMING_* environment; the catalog comes from TICKSTREAM_CATALOG_*.
 SIGINT/SIGTERM to the driver (not its process group: the JVM must outlive the request) stop the query
@@ -17,11 +19,14 @@ old snapshots (`SnapshotExpiry`), in a lower-priority scheduler pool than the qu
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Protocol
@@ -35,8 +40,8 @@ from streaming.iceberg import expire_snapshots
 from streaming.settings import StreamingSettings, delay_seconds
 from streaming.spark_session import cached_connector_jars, spark_conf
 from streaming.status import StatusBook, StatusListener, StatusStore
-from streaming.transforms import dedup_within_watermark, from_kafka, parse_ticks, route_ticks_batch
-from streaming.writers import BarsUpdater, IcebergBatchSink
+from streaming.transforms import from_kafka, parse_ticks, route_ticks_batch
+from streaming.writers import BarsUpdater, IcebergBatchSink, committed_offsets
 from tickstream.lake import BARS_1M, QUARANTINE, TABLES, TICKS, LakeLocation
 from tickstream.logs import configure_logging, get_logger
 from tickstream.settings import CatalogSettings, KafkaSettings, S3Settings
@@ -68,18 +73,41 @@ log = get_logger("streaming.job")
 
 
 def ticks_pipeline(records: DataFrame, settings: StreamingSettings) -> DataFrame:
-    """Every Kafka record parsed and validated; valid ticks de-duplicated within the watermark."""
+    """Every Kafka record parsed and validated (no state: ticks are de-duplicated against the lake)."""
     records = from_kafka(records).coalesce(settings.parse_partitions)
-    return dedup_within_watermark(parse_ticks(records), settings.watermark_delay)
+    return parse_ticks(records, round(settings.max_event_time_ahead_seconds * 1_000_000))
 
 
-def kafka_records(spark: SparkSession, settings: StreamingSettings, kafka: KafkaSettings) -> DataFrame:
-    """The Kafka source of the ticks query."""
+def starting_offsets(settings: StreamingSettings, kafka: KafkaSettings, committed: dict[int, int]) -> str:
+    """Where a new checkpoint starts: after the records the lake already holds (per partition, as Spark's
+    JSON, partitions the lake has none of at `settings.starting_offsets`), else `settings.starting_offsets`.
+
+    Spark only uses this for a new checkpoint; an existing one resumes from its own offsets.
+    """
+    if not committed:
+        return settings.starting_offsets
+    from confluent_kafka.admin import AdminClient
+
+    metadata = AdminClient({"bootstrap.servers": kafka.bootstrap_servers}).list_topics(
+        settings.topic, timeout=30
+    )
+    topic = metadata.topics[settings.topic]
+    if topic.error is not None:
+        raise RuntimeError(f"cannot read the partitions of {settings.topic}: {topic.error}")
+    default = {"earliest": -2, "latest": -1}.get(settings.starting_offsets, -2)
+    offsets = {str(p): committed.get(p, default) for p in sorted(topic.partitions)}
+    return json.dumps({settings.topic: offsets})
+
+
+def kafka_records(
+    spark: SparkSession, settings: StreamingSettings, kafka: KafkaSettings, starting: str
+) -> DataFrame:
+    """The Kafka source of the ticks query (`starting`: where a new checkpoint starts)."""
     reader = (
         spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", kafka.bootstrap_servers)
         .option("subscribe", settings.topic)
-        .option("startingOffsets", settings.starting_offsets)
+        .option("startingOffsets", starting)
         .option("failOnDataLoss", str(settings.fail_on_data_loss).lower())
     )
     if settings.max_offsets_per_trigger:
@@ -91,7 +119,14 @@ def kafka_records(spark: SparkSession, settings: StreamingSettings, kafka: Kafka
 
 
 class LakeSink:
-    """The foreachBatch function: commit a micro-batch's tables once; track how far minutes are complete."""
+    """The foreachBatch function: commit a micro-batch's tables once; track how far minutes are complete.
+
+    Event time (docs/streaming.md): a minute is *complete* once the batches have moved event time
+    `watermark_delay` past its end, with event time counted no further than the records' Kafka timestamps
+    (arrival) so that a tick ahead of its clock cannot complete minutes early. A tick of a complete minute
+    is *late*: it is stored like any other, counted, and its hour's bars are recomputed
+    (`take_late_hours`).
+    """
 
     def __init__(self, tables: IcebergBatchSink, book: StatusBook, settings: StreamingSettings) -> None:
         """Commit through `tables`, report to `book`."""
@@ -99,8 +134,9 @@ class LakeSink:
         self.book = book
         self.lateness = timedelta(seconds=delay_seconds(settings.watermark_delay))
         self.complete_until: datetime | None = None
-        """Every tick accepted from now on is at or after this (a lower bound of the query's watermark):
-        the minutes before it are complete in the ticks table."""
+        """The minutes before this are complete in the ticks table (monotonic)."""
+        self._late_hours: set[datetime] = set()
+        self._lock = threading.Lock()
 
     def __call__(self, batch: DataFrame, epoch_id: int) -> None:
         """Commit one micro-batch (a replay of a committed batch is skipped per table)."""
@@ -108,12 +144,24 @@ class LakeSink:
         query_id = spark.sparkContext.getLocalProperty(QUERY_ID_PROPERTY)
         if not query_id:
             raise RuntimeError(f"Spark did not set {QUERY_ID_PROPERTY}; cannot tell a replayed batch")
-        output = self.tables.write(route_ticks_batch(batch), query_id, epoch_id)
-        self.book.record_output(query_id, output)
-        if output.max_event_time is not None:
-            # Spark's watermark after this batch is at least its newest event time minus the lateness
-            bound = output.max_event_time - self.lateness
+        output = self.tables.write(route_ticks_batch(batch), query_id, epoch_id, self.complete_until)
+        if output.max_event_time is not None and output.max_arrival is not None:
+            bound = min(output.max_event_time, output.max_arrival) - self.lateness
             self.complete_until = max(bound, self.complete_until or bound)
+        with self._lock:
+            self._late_hours |= output.late_hours
+        self.book.record_output(query_id, replace(output, complete_until=self.complete_until))
+
+    def take_late_hours(self) -> set[datetime]:
+        """The hours that received late ticks since the last call (their bars need recomputing)."""
+        with self._lock:
+            hours, self._late_hours = self._late_hours, set()
+        return hours
+
+    def give_back(self, hours: set[datetime]) -> None:
+        """Hours whose bars correction failed: they are taken again next time."""
+        with self._lock:
+            self._late_hours |= hours
 
 
 class BarsSchedule:
@@ -131,14 +179,21 @@ class BarsSchedule:
         self._due = 0.0
 
     def maybe_run(self) -> None:
-        """Update the bars if due and a minute was completed since the last update."""
+        """If due: recompute the bars of hours that received late ticks, then append the bars of the
+        minutes completed since the last update."""
         complete_until = self.sink.complete_until
         if complete_until is None or time.monotonic() < self._due:
             return
         self._due = time.monotonic() + self.every_s
+        late_hours = self.sink.take_late_hours()
         try:
+            corrected = self.bars.correct(self.spark, late_hours)
+            if corrected is not None:
+                log.info("bars_corrected", hours=len(late_hours), rows=corrected.rows, ms=corrected.write_ms)
+            late_hours = set()
             output = self.bars.update(self.spark, complete_until)
         except Exception as exc:
+            self.sink.give_back(late_hours)
             log.warning("bars_update_failed", error=error_summary(exc))
             self.book.record_bars_failure(error_summary(exc))
             self._due = time.monotonic()  # retry at the next round
@@ -298,12 +353,18 @@ def run(
     stop = StopFlag()
     stop.install()
     tables = IcebergBatchSink((TICKS, QUARANTINE), catalog.spark_identifier)
+    identifiers = [catalog.spark_identifier(t.name) for t in (TICKS, QUARANTINE)]
     bars = (
         BarsUpdater(catalog.spark_identifier(TICKS.name), catalog.spark_identifier(BARS_1M.name))
         if settings.bars
         else None
     )
     sink = LakeSink(tables, book, settings)
+    if bars is not None:  # a tick of a minute that already has its bar is late, whenever the job started
+        try:
+            sink.complete_until = bars.read_through(spark)
+        except Exception as exc:  # the lake is unreachable: the first batches set it
+            log.warning("bars_through_unknown", error=error_summary(exc))
     log.info(
         "starting",
         master=settings.master,
@@ -319,7 +380,9 @@ def run(
     def start() -> StreamingQuery:
         spark.sparkContext.setLocalProperty(SCHEDULER_POOL, TICKS_POOL)  # the query thread inherits it
         try:
-            return start_ticks_query(kafka_records(spark, settings, kafka), settings, sink)
+            tables.offsets = committed_offsets(spark, identifiers)
+            starting = starting_offsets(settings, kafka, tables.offsets)
+            return start_ticks_query(kafka_records(spark, settings, kafka, starting), settings, sink)
         finally:
             spark.sparkContext.setLocalProperty(SCHEDULER_POOL, UPKEEP_POOL)
 
@@ -338,7 +401,7 @@ _OVERRIDES = {
     "bars_trigger_seconds": float,
     "shuffle_partitions": int,
     "driver_memory": str,
-    "state_store": str,
+    "max_event_time_ahead_seconds": float,
     "topic": str,
     "max_restarts": int,
     "snapshot_retention_s": float,

@@ -1,7 +1,7 @@
 """The job's ticks query end to end without servers: a Kafka-shaped file source, a local test lake.
 
-Checks what needs a real stream: de-duplication within the watermark, late ticks dropped and counted,
-rejected records passing the watermark untouched, bars of complete minutes appended after the batches, the
+Checks what needs a real stream: de-duplication against the table, late ticks stored and counted and their
+bars recomputed, rejected records quarantined, bars of complete minutes appended after the batches, the
 status object, the supervisor, and the CLI's argument errors.
 """
 
@@ -32,7 +32,7 @@ KAFKA_SCHEMA = (
     "key binary, value binary, topic string, partition int, offset bigint, timestamp timestamp, "
     "timestampType int"
 )
-KAFKA_TS = datetime(2024, 3, 1, 10, 0, tzinfo=UTC)
+KAFKA_TS = datetime(2024, 3, 1, 10, 5, tzinfo=UTC)
 T0 = int(datetime(2024, 3, 1, 9, 59, tzinfo=UTC).timestamp() * 1_000_000)
 SECOND = 1_000_000
 
@@ -117,43 +117,49 @@ def settled_status(lake: LakeLocation, done: Callable[[dict[str, Any]], bool], t
 
 def test_dedup_late_quarantine_and_bars(running_job) -> None:  # type: ignore[no-untyped-def]
     source, lake, status_location, query, schedule = running_job
-    # batch 0: a tick, its duplicate, a tick 70 s later (watermark -> 60 s), two bad records
+    # batch 0: a tick, its duplicate, a tick 70 s later (minutes before 10:00:00 complete), two bad records
     source.add([tick(1, 0), tick(1, 0), tick(2, 70, 101.0), b"not json", b'{"symbol": "AAPL"}'])
     query.processAllAvailable()
-    # batch 1: seq 1 re-sent (now late), seq 3 (within watermark), seq 2 again (duplicate), the same bad bytes
-    source.add([tick(1, 0), tick(3, 65, 99.0), tick(2, 70, 101.0), b"not json"])
+    # batch 1: seq 1 and 2 re-sent (duplicates), seq 3 (on time), seq 5 of 09:59:30 (late: stored, counted)
+    source.add([tick(1, 0), tick(3, 65, 99.0), tick(2, 70, 101.0), tick(5, 30, 98.0), b"not json"])
     query.processAllAvailable()
-    # batch 2: event time moves to 09:59:00 + 200 s: the watermark (10:02:10) completes 09:59 .. 10:01
+    # batch 2: event time moves to 09:59:00 + 200 s: 09:59 .. 10:01 are complete (10:02:10)
     source.add([tick(4, 200, 102.0)])
     query.processAllAvailable()
     schedule.maybe_run()  # what the supervisor's loop does: the bars of the minutes completed so far
+    # batch 3: a tick of 09:59, whose bar is written: stored, and the hour's bars are recomputed
+    source.add([tick(6, 10, 97.0)])
+    query.processAllAvailable()
+    schedule.maybe_run()
 
     ticks = sorted((t["seq"], t["event_time"].hour) for t in lake.read(TICKS).to_pylist())
-    assert ticks == [(1, 9), (2, 10), (3, 10), (4, 10)]
+    assert ticks == [(1, 9), (2, 10), (3, 10), (4, 10), (5, 9), (6, 9)]
     quarantine = lake.read(QUARANTINE).to_pylist()
     assert sorted((q["kafka_offset"], q["reason"]) for q in quarantine) == [
         (3, "not_json"),
         (4, "missing_field"),
-        (8, "not_json"),
+        (9, "not_json"),
     ]
     assert {bytes(q["raw_value"]) for q in quarantine} == {b"not json", b'{"symbol": "AAPL"}'}
     bars = sorted(
-        (b["window_start"].strftime("%H:%M"), b["open"], b["close"], b["trade_count"])
+        (b["window_start"].strftime("%H:%M"), b["open"], b["low"], b["close"], b["trade_count"])
         for b in lake.read(BARS_1M).to_pylist()
     )
-    assert bars == [("09:59", 100.0, 100.0, 1), ("10:00", 99.0, 101.0, 2)]  # 10:02 is not complete
+    # 09:59 was recomputed with the late seq 6; 10:02 is not complete
+    assert bars == [("09:59", 100.0, 97.0, 98.0, 3), ("10:00", 99.0, 99.0, 101.0, 2)]
 
     # Spark reports progress to listeners asynchronously: wait for the last batch's report
     status = settled_status(
         status_location,
-        lambda s: s["queries"]["ticks"]["watermark"] >= "2024-03-01T10:02:10"
+        lambda s: s["queries"]["ticks"]["totals"]["through_batch_id"] >= 3
         and s["queries"]["bars_1m"]["watermark"] >= "2024-03-01T10:02:00",
     )
     ticks_status = status["queries"]["ticks"]
-    assert ticks_status["totals"]["late"] == 1
+    assert ticks_status["totals"]["late"] == 2
+    assert ticks_status["totals"]["duplicates"] == 3
     assert ticks_status["totals"]["quarantined"] == 3
     assert ticks_status["totals"]["quarantined_by_reason"] == {"missing_field": 1, "not_json": 2}
-    assert ticks_status["totals"]["rows_written"] == 4
+    assert ticks_status["totals"]["rows_written"] == 6
     assert ticks_status["watermark"].startswith("2024-03-01T10:02:10")  # 09:59:00 + 200 s - 10 s
     assert status["queries"]["bars_1m"]["totals"]["rows_written"] == 2
 
@@ -163,7 +169,7 @@ def test_dedup_late_quarantine_and_bars(running_job) -> None:  # type: ignore[no
     [
         (["--watermark-delay", "soon"], "watermark_delay"),
         (["--snapshot-retention-s", "5"], "snapshot_retention_s"),  # >= 60 s
-        (["--state-store", "disk"], "state_store"),
+        (["--max-event-time-ahead-seconds", "0"], "max_event_time_ahead_seconds"),
         (["--starting-offsets", "yesterday"], "starting_offsets"),
         (["--shuffle-partitions", "0"], "shuffle_partitions"),
         (["--queries", "ticks"], "unrecognized arguments"),

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -61,7 +60,11 @@ class StreamingSettings(BaseSettings):
         ),
     )
     watermark_delay: str = Field(
-        default="30 seconds", description="How late (event time) a tick may arrive, e.g. '30 seconds'."
+        default="30 seconds",
+        description=(
+            "How long after event time a minute is complete and its bar written, e.g. '30 seconds'. A tick "
+            "of a complete minute is still stored (counted late) and its hour's bars are recomputed."
+        ),
     )
     bars: bool = Field(default=True, description="Append the bars of complete minutes to bars_1m.")
     bars_trigger_seconds: float = Field(
@@ -78,15 +81,17 @@ class StreamingSettings(BaseSettings):
             "commit's metadata small; the hourly maintenance expires them too."
         ),
     )
-    state_store: Literal["memory", "rocksdb"] = Field(
-        default="memory",
+    max_event_time_ahead_seconds: float = Field(
+        default=300.0,
+        gt=0.0,
         description=(
-            "State store of the de-duplication and bar state: 'memory' (JVM heap, checkpointed as files; "
-            "fastest for the keys of one watermark on a small machine) or 'rocksdb' (off-heap, for state "
-            "larger than driver_memory). Fixed per checkpoint."
+            "Event-time guard: a tick whose event time is more than this after its Kafka record timestamp "
+            "is quarantined as future_timestamp (one bad clock cannot move event time ahead)."
         ),
     )
-    shuffle_partitions: int = Field(default=2, ge=1, description="spark.sql.shuffle.partitions (state).")
+    shuffle_partitions: int = Field(
+        default=2, ge=1, description="spark.sql.shuffle.partitions (de-duplication join, bars)."
+    )
     parse_partitions: int = Field(
         default=2,
         ge=1,
@@ -98,8 +103,8 @@ class StreamingSettings(BaseSettings):
     driver_memory: str = Field(
         default="6g",
         description=(
-            "spark.driver.memory. Holds the 'memory' state store: the de-duplication keys of two watermark "
-            "delays (6M keys, ~1.3 GB, at 100k ticks/s and 30 s), twice while a batch copies them."
+            "spark.driver.memory (in local mode the driver is the executor): holds the cached micro-batch "
+            "(up to max_offsets_per_trigger records) and the de-duplication join."
         ),
     )
     restart_delay_s: float = Field(

@@ -17,12 +17,6 @@ from tickstream.settings import CatalogSettings, PathsSettings, S3Settings
 from tickstream.spark import iceberg_conf
 
 REQUIRED_JARS = ("spark-sql-kafka-0-10", "iceberg-spark-runtime", "iceberg-aws-bundle", "sqlite-jdbc")
-_STATE = "org.apache.spark.sql.execution.streaming.state"
-STATE_STORE_PROVIDERS = {
-    "memory": f"{_STATE}.HDFSBackedStateStoreProvider",
-    "rocksdb": f"{_STATE}.RocksDBStateStoreProvider",
-}
-"""Spark's state store implementations, by the name the `state_store` setting uses."""
 
 
 class MissingJarsError(RuntimeError):
@@ -87,16 +81,10 @@ def spark_conf(
         "spark.sql.shuffle.partitions": str(settings.shuffle_partitions),
         "spark.scheduler.mode": "FAIR",
         "spark.scheduler.allocation.file": scheduler_pools_file(),
-        "spark.sql.streaming.stateStore.providerClass": STATE_STORE_PROVIDERS[settings.state_store],
-        # RocksDB: commit a batch's state as a changelog (not a snapshot per partition): short commits
-        "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
-        "spark.sql.streaming.stateStore.rocksdb.trackTotalNumberOfRows": "false",
         "spark.sql.streaming.metricsEnabled": "false",
         # Int.MaxValue turns off the per-row byte-size check of Arrow batches to Python workers (it sized
         # the whole batch for every row: 14 % of the JVM's time); maxRecordsPerBatch still caps them
         "spark.sql.execution.arrow.maxBytesPerBatch": str(2**31 - 1),
-        # 'memory' state: keep only the latest committed version on the heap (each batch copies it)
-        "spark.sql.streaming.maxBatchesToRetainInMemory": "1",
         # a micro-batch is cached once and read twice (its tables' appends): plain columns are cheaper
         # to build than compressed ones (10-20 % more ticks/s on a backlog, measured)
         "spark.sql.inMemoryColumnarStorage.compressed": "false",

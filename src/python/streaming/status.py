@@ -35,6 +35,7 @@ class QueryTotals:
     rows_written: int = 0
     quarantined: int = 0
     late: int = 0
+    duplicates: int = 0
     quarantined_by_reason: Counter[str] = field(default_factory=Counter)
 
     @classmethod
@@ -50,6 +51,7 @@ class QueryTotals:
             rows_written=int(totals.get("rows_written", 0)),
             quarantined=int(totals.get("quarantined", 0)),
             late=int(totals.get("late", 0)),
+            duplicates=int(totals.get("duplicates", 0)),
             quarantined_by_reason=Counter(totals.get("quarantined_by_reason", {})),
         )
 
@@ -61,6 +63,7 @@ class QueryTotals:
             "rows_written": self.rows_written,
             "quarantined": self.quarantined,
             "late": self.late,
+            "duplicates": self.duplicates,
             "quarantined_by_reason": dict(sorted(self.quarantined_by_reason.items())),
         }
 
@@ -76,12 +79,16 @@ class BatchReport:
     rows_written: int
     quarantined: int
     late: int
+    """Valid ticks of minutes already complete: stored, and their hours' bars recomputed."""
+    duplicates: int
+    """Valid ticks not stored because their key was already in the batch or the table."""
     duration_ms: int
     write_ms: int
     durations_ms: dict[str, int]
     input_rows_per_second: float
     processed_rows_per_second: float
     watermark: str | None
+    """Every minute before this is complete in the ticks table (the job's own event-time mark)."""
     end_offsets: Any
     source: str
     batch_timestamp: str
@@ -102,13 +109,14 @@ class BatchReport:
             input_rows=int(progress.get("numInputRows", 0)),
             rows_written=written,
             quarantined=output.rows_of(QUARANTINE.name) if output else 0,
-            late=late_rows(progress),
+            late=output.late if output else 0,
+            duplicates=output.duplicates if output else 0,
             duration_ms=int(progress.get("durationMs", {}).get("triggerExecution", 0)),
             write_ms=output.write_ms if output else 0,
             durations_ms={k: int(v) for k, v in progress.get("durationMs", {}).items()},
             input_rows_per_second=_rate(progress.get("inputRowsPerSecond")),
             processed_rows_per_second=_rate(progress.get("processedRowsPerSecond")),
-            watermark=progress.get("eventTime", {}).get("watermark"),
+            watermark=_iso(output.complete_until) if output and output.complete_until else None,
             end_offsets=sources[0].get("endOffset"),
             source=str(sources[0].get("description", "")),
             batch_timestamp=str(progress.get("timestamp", "")),
@@ -126,17 +134,13 @@ class BatchReport:
             "rows_out": self.rows_written,
             "quarantined": self.quarantined,
             "late": self.late,
+            "duplicates": self.duplicates,
             "duration_ms": self.duration_ms,
             "write_ms": self.write_ms,
             "watermark": self.watermark,
             "replayed": self.replayed,
             "write_phases_ms": self.write_phases_ms,
         }
-
-
-def late_rows(progress: dict[str, Any]) -> int:
-    """Rows the stateful operators dropped as later than the watermark in this batch."""
-    return sum(int(op.get("numRowsDroppedByWatermark", 0)) for op in progress.get("stateOperators", []))
 
 
 def _rate(value: Any) -> float:
@@ -269,6 +273,7 @@ class StatusBook:
             "rows_written": report.rows_written,
             "quarantined": report.quarantined,
             "late": report.late,
+            "duplicates": report.duplicates,
             "input_rows_per_second": report.input_rows_per_second,
             "processed_rows_per_second": report.processed_rows_per_second,
             "batch_duration_ms": report.duration_ms,
@@ -287,6 +292,7 @@ def _add(totals: QueryTotals, report: BatchReport) -> None:
     totals.rows_written += report.rows_written
     totals.quarantined += report.quarantined
     totals.late += report.late
+    totals.duplicates += report.duplicates
     totals.quarantined_by_reason.update(report.reasons)
 
 

@@ -6,7 +6,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
-from streaming.status import BatchReport, StatusBook, late_rows
+from streaming.status import BatchReport, StatusBook
 from streaming.writers import BarsOutput, BatchOutput
 
 QID = "11111111-2222-3333-4444-555555555555"
@@ -23,7 +23,7 @@ class MemoryStore:
         self.written.append(status)
 
 
-def progress(batch_id: int, rows: int = 10, dropped: int = 1, query_id: str = QID) -> dict[str, Any]:
+def progress(batch_id: int, rows: int = 10, query_id: str = QID) -> dict[str, Any]:
     return {
         "id": query_id,
         "name": "ticks",
@@ -33,14 +33,20 @@ def progress(batch_id: int, rows: int = 10, dropped: int = 1, query_id: str = QI
         "inputRowsPerSecond": 100.0,
         "processedRowsPerSecond": "NaN",
         "durationMs": {"triggerExecution": 250},
-        "eventTime": {"watermark": "2024-03-01T09:59:30.000Z"},
-        "stateOperators": [{"numRowsDroppedByWatermark": dropped}, {}],
         "sources": [{"endOffset": {"ticks": {"0": 10}}}],
     }
 
 
 def output(epoch: int, skipped: tuple[str, ...] = ()) -> BatchOutput:
-    return BatchOutput(epoch, {"ticks": 7, "quarantine": 2}, Counter({"not_json": 2}), skipped)
+    return BatchOutput(
+        epoch,
+        {"ticks": 7, "quarantine": 2},
+        Counter({"not_json": 2}),
+        skipped,
+        late=1,
+        duplicates=3,
+        complete_until=datetime(2024, 3, 1, 9, 59, 30, tzinfo=UTC),
+    )
 
 
 def test_report_joins_progress_and_output() -> None:
@@ -48,7 +54,8 @@ def test_report_joins_progress_and_output() -> None:
     assert (report.rows_written, report.quarantined, report.late, report.duration_ms) == (7, 2, 1, 250)
     assert report.replayed == ["ticks"] and report.log_fields()["replayed"] == ["ticks"]
     assert report.processed_rows_per_second == 0.0  # NaN from Spark
-    assert late_rows({"stateOperators": []}) == 0
+    assert (report.duplicates, report.watermark) == (3, "2024-03-01T09:59:30.000Z")
+    assert BatchReport.from_progress(progress(4), None).watermark is None
 
 
 def test_totals_count_a_replayed_batch_once() -> None:
@@ -64,6 +71,7 @@ def test_totals_count_a_replayed_batch_once() -> None:
         "rows_written": 14,
         "quarantined": 4,
         "late": 2,
+        "duplicates": 6,
         "quarantined_by_reason": {"not_json": 4},
     }
     assert (entry["last_batch_id"], entry["watermark"], entry["state"]) == (

@@ -2,25 +2,34 @@
 
 Nothing here starts a query or touches S3, so every function runs on static DataFrames in tests.
 Validation is the contract's own (`tickstream.contracts.decode_tick_batch`, run on Arrow batches inside
-Spark's Python workers), with one deliberate choice: the "absurd timestamp" bound is the Kafka record
-timestamp, not the wall clock, so that a replayed batch classifies every record exactly as its first
-attempt did.
+Spark's Python workers), with one deliberate choice: the clock of the event-time guard (`future_timestamp`)
+is the Kafka record timestamp, not the wall clock, so that a replayed batch classifies every record exactly
+as its first attempt did.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+from functools import partial, reduce
+from itertools import pairwise
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from tickstream.contracts import DEDUP_KEY_FIELDS, FIELD_NAMES, TICK_FIELDS, decode_tick_batch
+from tickstream.contracts import (
+    DEDUP_KEY_FIELDS,
+    FIELD_NAMES,
+    TICK_FIELDS,
+    TS_MAX_AHEAD_US,
+    decode_tick_batch,
+)
 from tickstream.lake import QUARANTINE, TICKS
 
 EVENT_TIME = TICKS.partition_column
-"""Timestamp column the watermark runs on: the tick's ts_us; NULL for rejected records."""
+"""The tick's ts_us as a timestamp (NULL for rejected records): the ticks table's partition column."""
 TABLE = "_table"
 """Routing column: which lake table a row of a micro-batch belongs to."""
 KAFKA_COLUMNS = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_ts")
@@ -39,7 +48,6 @@ PARSED_SCHEMA = ", ".join(
     ]
 )
 """Columns of `parse_ticks` output (Spark DDL)."""
-_DEDUP_COLUMNS = ("_dedup_a", "_dedup_b", "_dedup_c")
 
 
 # --- parsing and validation -------------------------------------------------------------------------
@@ -56,27 +64,30 @@ def from_kafka(records: DataFrame) -> DataFrame:
     )
 
 
-def parse_ticks(records: DataFrame) -> DataFrame:
+def parse_ticks(records: DataFrame, max_ahead_us: int = TS_MAX_AHEAD_US) -> DataFrame:
     """Parse and validate raw records (`from_kafka` output); keep every row, valid or not.
 
+    A tick more than `max_ahead_us` after its Kafka record timestamp is rejected (`future_timestamp`).
     Adds the contract's typed fields (NULL where unusable), `reason`/`detail` (NULL for valid ticks) and
-    `event_time` (the tick's time for valid ticks, NULL for rejected ones so the watermark ignores them).
+    `event_time` (the tick's time for valid ticks, NULL for rejected ones).
     Only rejected rows keep `raw_value` and `kafka_topic` (the quarantine needs them, the ticks table does
     not), so valid ticks carry less through the shuffles.
     """
-    return records.mapInArrow(decode_arrow_records, PARSED_SCHEMA)
+    return records.mapInArrow(partial(decode_arrow_records, max_ahead_us=max_ahead_us), PARSED_SCHEMA)
 
 
-def decode_arrow_records(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+def decode_arrow_records(
+    batches: Iterable[pa.RecordBatch], max_ahead_us: int = TS_MAX_AHEAD_US
+) -> Iterator[pa.RecordBatch]:
     """The mapInArrow function of `parse_ticks`: each batch of Kafka records decoded by the contract."""
     for batch in batches:
-        yield decode_record_batch(batch)
+        yield decode_record_batch(batch, max_ahead_us)
 
 
-def decode_record_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
+def decode_record_batch(batch: pa.RecordBatch, max_ahead_us: int = TS_MAX_AHEAD_US) -> pa.RecordBatch:
     """One Arrow batch of `from_kafka` rows as `PARSED_SCHEMA` rows."""
     kafka_ts = batch.column("kafka_ts")
-    decoded = decode_tick_batch(batch.column("raw_value"), pc.cast(kafka_ts, pa.int64()))
+    decoded = decode_tick_batch(batch.column("raw_value"), pc.cast(kafka_ts, pa.int64()), max_ahead_us)
     rejected = pc.is_valid(decoded.column("reason"))
     ts_type = pa.timestamp("us", tz="UTC")
 
@@ -108,34 +119,45 @@ def is_valid() -> Column:
     return F.col("reason").isNull()
 
 
-# --- event time: watermark and de-duplication --------------------------------------------------------
+# --- de-duplication against what is stored ---------------------------------------------------------
 
 
-def dedup_within_watermark(parsed: DataFrame, watermark_delay: str) -> DataFrame:
-    """Watermark on event time and drop re-sent ticks (same symbol, seq, ts_us) within the watermark.
+def new_ticks(ticks: DataFrame, stored: DataFrame) -> DataFrame:
+    """A batch's valid ticks less its proven duplicates: one row per key (symbol, seq, ts_us), and none
+    whose key `stored` (the ticks table, filtered to the batch's event times) already holds.
 
-    Ticks older than the watermark are dropped too (Spark counts them as numRowsDroppedByWatermark).
-    Rejected rows carry a unique key (their Kafka coordinates, prefixed by a character no symbol can
-    hold) and a NULL event time, so they are neither de-duplicated nor dropped as late.
+    Stateless: a tick is compared with what is in the lake, however late it is, so nothing is dropped
+    for its lateness and a replay or a re-read of the topic appends nothing twice.
     """
-    key = (
-        F.when(is_valid(), F.col(name)).otherwise(fallback)
-        for name, fallback in zip(
-            DEDUP_KEY_FIELDS,
-            (
-                F.concat(F.lit("\u0000"), F.col("kafka_topic")),
-                F.col("kafka_partition"),
-                F.col("kafka_offset"),
-            ),
-            strict=True,
-        )
-    )
-    keyed = parsed.select("*", *[k.alias(n) for k, n in zip(key, _DEDUP_COLUMNS, strict=True)])
-    return (
-        keyed.withWatermark(EVENT_TIME, watermark_delay)
-        .dropDuplicatesWithinWatermark(list(_DEDUP_COLUMNS))
-        .drop(*_DEDUP_COLUMNS)
-    )
+    keys = list(DEDUP_KEY_FIELDS)
+    return ticks.dropDuplicates(keys).join(stored.select(*keys), keys, "left_anti")
+
+
+def merged_spans(spans: Iterable[tuple[datetime, datetime]], most: int) -> list[tuple[datetime, datetime]]:
+    """At most `most` closed time ranges covering every span: overlapping spans are joined, and the
+    nearest neighbours are merged (the smallest gaps first) until few enough remain."""
+    ordered = sorted(spans)
+    if not ordered:
+        return []
+    merged = [ordered[0]]
+    for start, end in ordered[1:]:
+        last_start, last_end = merged[-1]
+        if start <= last_end:
+            merged[-1] = (last_start, max(last_end, end))
+        else:
+            merged.append((start, end))
+    if len(merged) <= most:
+        return merged
+    gaps = sorted(range(1, len(merged)), key=lambda i: merged[i][0] - merged[i - 1][1], reverse=True)
+    cuts = sorted(gaps[: most - 1])
+    bounds = [0, *cuts, len(merged)]
+    return [(merged[a][0], merged[b - 1][1]) for a, b in pairwise(bounds)]
+
+
+def within(spans: Sequence[tuple[datetime, datetime]], column: str = EVENT_TIME) -> Column:
+    """True where `column` lies in one of the closed ranges (Iceberg prunes files by their bounds)."""
+    conditions = [F.col(column).between(F.lit(start), F.lit(end)) for start, end in spans]
+    return reduce(lambda a, b: a | b, conditions) if conditions else F.lit(False)
 
 
 # --- 1-minute bars -----------------------------------------------------------------------------------
@@ -148,8 +170,8 @@ _PRICE = f"decimal(18,{PRICE_SCALE})"
 def bars_1m(ticks: DataFrame) -> DataFrame:
     """1-minute OHLCV/VWAP bars of valid, de-duplicated ticks (`symbol, ts_us, seq, price, size, event_time`).
 
-    Spark's own aggregates, for the streaming bars query (on a watermarked stream of the ticks table) and for
-    batch rebuilds alike: open/close are the prices of the first/last tick by (ts_us, seq); volume is the
+    Spark's own aggregates, for the streaming job's bars updates and corrections, compaction's check and
+    rebuilds alike: open/close are the prices of the first/last tick by (ts_us, seq); volume is the
     exact sum of sizes (NULL on bigint overflow); VWAP is the exact decimal(38,8) sum of price x size over
     the volume, NULL if a price does not fit decimal(18,8) or the sum overflows.
     """
@@ -178,14 +200,6 @@ def bars_1m(ticks: DataFrame) -> DataFrame:
         ).alias("vwap"),
         "trade_count",
     )
-
-
-def bars_stream(ticks: DataFrame, watermark_delay: str) -> DataFrame:
-    """The bars query: `bars_1m` of a stream of ticks, in append mode, with the watermark on event time.
-
-    A bar is written once no tick of its minute can still arrive within `watermark_delay`.
-    """
-    return bars_1m(ticks.withWatermark(EVENT_TIME, watermark_delay))
 
 
 # --- routing rows to lake tables ---------------------------------------------------------------------

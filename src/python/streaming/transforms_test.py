@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import orjson
@@ -11,7 +11,15 @@ import pytest
 from pyspark.sql import DataFrame
 
 from streaming.conftest import KAFKA_TS, KafkaRows
-from streaming.transforms import EVENT_TIME, TABLE, bars_1m, is_valid, parse_ticks, route_ticks_batch
+from streaming.transforms import (
+    EVENT_TIME,
+    TABLE,
+    bars_1m,
+    is_valid,
+    merged_spans,
+    parse_ticks,
+    route_ticks_batch,
+)
 from tickstream.contracts import Rejection, decode_tick, encode_tick, make_tick
 from tickstream.lake import BARS_1M, QUARANTINE, TICKS
 from tickstream.testing.expected import expected_bars
@@ -169,3 +177,28 @@ def test_bars_equal_the_independent_bars(kafka_rows: KafkaRows, seed: int) -> No
         for b in bars_1m(frame).collect()
     ]
     assert sorted(rows) == expected
+
+
+def test_spans_are_joined_then_merged_across_the_smallest_gaps() -> None:
+    def at(second: int) -> datetime:
+        return datetime(2024, 3, 1, tzinfo=UTC) + timedelta(seconds=second)
+
+    spans = [(at(50), at(60)), (at(0), at(10)), (at(5), at(20)), (at(100), at(101)), (at(1000), at(1001))]
+    assert merged_spans(spans, 10) == [
+        (at(0), at(20)),
+        (at(50), at(60)),
+        (at(100), at(101)),
+        (at(1000), at(1001)),
+    ]
+    assert merged_spans(spans, 2) == [(at(0), at(101)), (at(1000), at(1001))]
+    assert merged_spans(spans, 1) == [(at(0), at(1001))]
+    assert merged_spans([], 3) == []
+
+
+def test_a_tick_far_ahead_of_its_kafka_time_is_quarantined(kafka_rows: KafkaRows) -> None:
+    ahead = make_tick("AAPL", 1, int((KAFKA_TS + timedelta(hours=20)).timestamp() * 1e6), 1.0, 1, 1.0, 1.0)
+    near = make_tick("AAPL", 2, int((KAFKA_TS + timedelta(minutes=4)).timestamp() * 1e6), 1.0, 1, 1.0, 1.0)
+    rows = parse_ticks(kafka_rows([encode_tick(ahead), encode_tick(near)])).orderBy("kafka_offset").collect()
+    assert [r.reason for r in rows] == ["future_timestamp", None]
+    strict = parse_ticks(kafka_rows([encode_tick(near)]), max_ahead_us=60_000_000).collect()
+    assert [r.reason for r in strict] == ["future_timestamp"]

@@ -12,25 +12,31 @@ Iceberg commits are atomic swaps in the catalog: a reader sees the whole append 
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from pyspark import StorageLevel
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from streaming.iceberg import newest_snapshot_property
-from streaming.transforms import EVENT_TIME, TABLE, bars_1m
-from tickstream.lake import QUARANTINE, LakeTable
+from streaming.transforms import EVENT_TIME, TABLE, bars_1m, merged_spans, new_ticks, within
+from tickstream.lake import QUARANTINE, TICKS, LakeTable
 from tickstream.logs import get_logger
 
 SNAPSHOT_QUERY_ID = "tickstream.query-id"
 """Snapshot summary property: the streaming query (checkpoint) that committed the snapshot."""
 SNAPSHOT_BATCH_ID = "tickstream.batch-id"
 """Snapshot summary property: the micro-batch id that the snapshot commits."""
+SNAPSHOT_KAFKA_OFFSETS = "tickstream.kafka-offsets"
+"""Snapshot summary property of the ticks query's appends: per Kafka partition, the offset after the last
+record committed to the lake (JSON); a job started without its checkpoint resumes there."""
+MAX_SPANS = 64
+"""Most event-time ranges the de-duplication reads stored ticks from (more are merged)."""
 SNAPSHOT_BARS_UNTIL = "tickstream.bars-until"
 """Snapshot summary property of a bars append: the end of the minutes it covered (for people reading
 the history; the updater reads the table's newest window_end)."""
@@ -40,10 +46,11 @@ log = get_logger("streaming.writers")
 
 @dataclass(frozen=True)
 class BatchOutput:
-    """What one micro-batch committed: rows per table, quarantine reasons, tables skipped as replays."""
+    """What one micro-batch committed: rows per table, quarantine reasons, late and duplicate ticks."""
 
     epoch_id: int
     rows: dict[str, int] = field(default_factory=dict)
+    """Rows appended per table (for a table skipped as a replay: the rows of the batch)."""
     reasons: Counter[str] = field(default_factory=Counter)
     skipped: tuple[str, ...] = ()
     """Tables whose append this batch had already committed before a crash (replay, nothing written)."""
@@ -51,7 +58,17 @@ class BatchOutput:
     phases_ms: dict[str, int] = field(default_factory=dict)
     """Where the write time went: computing the batch, then each table's append."""
     max_event_time: datetime | None = None
-    """The newest event time among the batch's accepted ticks (None without ticks)."""
+    """The newest event time among the batch's valid ticks (None without ticks)."""
+    max_arrival: datetime | None = None
+    """The newest Kafka record timestamp among the batch's valid ticks (None without ticks)."""
+    late: int = 0
+    """Ticks stored although their event time was before `late_before` (their minute may have its bar)."""
+    late_hours: frozenset[datetime] = frozenset()
+    """The hours those late ticks belong to: their bars are recomputed (`BarsUpdater.correct`)."""
+    duplicates: int = 0
+    """Valid ticks not appended because their key was in the batch twice or already in the table."""
+    complete_until: datetime | None = None
+    """Every minute before this is complete in the ticks table (set by the sink after the batch)."""
 
     def rows_of(self, table: str) -> int:
         """Rows of `table` in the batch (whether appended now or by the first attempt)."""
@@ -65,70 +82,190 @@ def last_committed_batch(spark: SparkSession, identifier: str, query_id: str) ->
     return None if value is None else int(value)
 
 
+def committed_offsets(spark: SparkSession, identifiers: Sequence[str]) -> dict[int, int]:
+    """Per Kafka partition, the next offset after the records committed to any of the tables (from the
+    newest snapshot of each that records them); empty if none does."""
+    offsets: dict[int, int] = {}
+    for identifier in identifiers:
+        value = newest_snapshot_property(spark, identifier, SNAPSHOT_KAFKA_OFFSETS, {})
+        for partition, offset in json.loads(value or "{}").items():
+            offsets[int(partition)] = max(offset, offsets.get(int(partition), 0))
+    return offsets
+
+
+def is_late(late_before: datetime | None) -> Column:
+    """True for rows whose event time is before `late_before` (never when it is None)."""
+    return F.col(EVENT_TIME) < F.lit(late_before) if late_before is not None else F.lit(False)
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    """One pass over a routed micro-batch: what the commit, the de-duplication and the status need."""
+
+    rows: Counter[str]
+    reasons: Counter[str]
+    spans: list[tuple[datetime, datetime]]
+    """Per hour of valid ticks: their earliest and newest event time (where stored duplicates can be)."""
+    late: int
+    """Valid ticks before `late_before`, duplicates included."""
+    late_hours: frozenset[datetime]
+    max_event_time: datetime | None
+    max_arrival: datetime | None
+    next_offsets: dict[int, int]
+    """Per Kafka partition: the offset after the batch's last record."""
+
+    @classmethod
+    def of(cls, batch: DataFrame, late_before: datetime | None) -> BatchSummary:
+        """Aggregate the batch once (grouped by table, reason, hour and Kafka partition) and collect it."""
+        groups = (
+            batch.groupBy(
+                TABLE, "reason", F.date_trunc("hour", F.col(EVENT_TIME)).alias("hour"), "kafka_partition"
+            )
+            .agg(
+                F.count(F.lit(1)).alias("count"),
+                F.min(EVENT_TIME).alias("first"),
+                F.max(EVENT_TIME).alias("newest"),
+                F.max("kafka_ts").alias("arrived"),
+                F.max("kafka_offset").alias("last_offset"),
+                F.count_if(is_late(late_before)).alias("late"),
+            )
+            .collect()
+        )
+        rows: Counter[str] = Counter()
+        reasons: Counter[str] = Counter()
+        spans: dict[datetime, tuple[datetime, datetime]] = {}
+        late_hours: set[datetime] = set()
+        next_offsets: dict[int, int] = {}
+        for row in groups:
+            rows[row[TABLE]] += row["count"]
+            next_offsets[row["kafka_partition"]] = max(
+                row["last_offset"] + 1, next_offsets.get(row["kafka_partition"], 0)
+            )
+            if row[TABLE] == QUARANTINE.name:
+                reasons[row["reason"]] += row["count"]
+                continue
+            hour, first, newest = _utc(row["hour"]), _utc(row["first"]), _utc(row["newest"])
+            known = spans.get(hour, (first, newest))
+            spans[hour] = (min(known[0], first), max(known[1], newest))
+            if row["late"]:
+                late_hours.add(hour)
+        valid = [row for row in groups if row[TABLE] != QUARANTINE.name]
+        return cls(
+            rows,
+            reasons,
+            sorted(spans.values()),
+            sum(row["late"] for row in valid),
+            frozenset(late_hours),
+            max((_utc(row["newest"]) for row in valid), default=None),
+            max((_utc(row["arrived"]) for row in valid), default=None),
+            next_offsets,
+        )
+
+
 @dataclass
 class IcebergBatchSink:
-    """Appends each lake table's rows of a routed micro-batch (`transforms.route_*_batch`) exactly once."""
+    """Commits each micro-batch once: its new ticks to `ticks`, its rejected records to `quarantine`.
+
+    Ticks are de-duplicated against the table itself (`transforms.new_ticks`, reading only the files whose
+    event times overlap the batch's), so no tick is dropped for being late and none is stored twice.
+    Every append records the Kafka offsets committed so far (`SNAPSHOT_KAFKA_OFFSETS`), from which a new
+    checkpoint resumes (`committed_offsets`).
+    """
 
     tables: Sequence[LakeTable]
+    """The tables a batch is routed to (`TICKS` and `QUARANTINE`)."""
     identifier: Callable[[str], str]
     """Spark identifier (catalog.namespace.table) of a lake table name."""
+    offsets: dict[int, int] = field(default_factory=dict)
+    """Per Kafka partition, the offset after the last record committed (merged into every append)."""
     committed: dict[tuple[str, str], int] = field(default_factory=dict)
     """(query id, table) -> newest batch id this process committed; spares asking the table every batch."""
 
-    def write(self, routed: DataFrame, query_id: str, epoch_id: int) -> BatchOutput:
-        """Commit one micro-batch: per table, skip it if already committed, else append with the batch ids."""
+    def write(
+        self, routed: DataFrame, query_id: str, epoch_id: int, late_before: datetime | None = None
+    ) -> BatchOutput:
+        """Commit one micro-batch: per table, skip it if already committed, else append with the batch ids.
+
+        `late_before`: ticks before this instant are counted late and their hours reported for bars
+        corrections.
+        """
         started = time.perf_counter()
         spark = routed.sparkSession
         batch = routed.persist(StorageLevel.MEMORY_AND_DISK)
         try:
-            counts = (
-                batch.groupBy(TABLE, "reason")
-                .agg(F.count(F.lit(1)).alias("count"), F.max(EVENT_TIME).alias("newest"))
-                .collect()
-            )
+            summary = BatchSummary.of(batch, late_before)
             phases_ms = {"compute": round((time.perf_counter() - started) * 1000)}
-            rows: Counter[str] = Counter()
-            reasons: Counter[str] = Counter()
-            newest = max((_utc(row["newest"]) for row in counts if row["newest"] is not None), default=None)
-            for row in counts:
-                rows[row[TABLE]] += row["count"]
-                if row[TABLE] == QUARANTINE.name and row["reason"] is not None:
-                    reasons[row["reason"]] += row["count"]
+            for partition, offset in summary.next_offsets.items():
+                self.offsets[partition] = max(offset, self.offsets.get(partition, 0))
+            written = dict(summary.rows)
+            late = summary.late  # of a replayed batch: its late ticks, stored or not
             skipped = []
             for table in self.tables:
-                if not rows[table.name]:
+                if not summary.rows[table.name]:
                     continue
                 identifier = self.identifier(table.name)
-                key = (query_id, table.name)
-                last = self.committed.get(key)
-                if last is None or last >= epoch_id:
-                    last = last_committed_batch(spark, identifier, query_id)
-                if last is not None and last >= epoch_id:
+                if self._already_committed(spark, identifier, table.name, query_id, epoch_id):
                     log.info(
                         "batch_already_committed", table=table.name, batch_id=epoch_id, query_id=query_id
                     )
                     skipped.append(table.name)
-                    self.committed[key] = last
                     continue
-                self.committed.pop(key, None)  # unknown until the append below succeeds
                 appending = time.perf_counter()
+                rows = batch.where(F.col(TABLE) == table.name).select(*table.columns)
+                counted = Observation(f"{table.name}_{epoch_id}")
+                metrics = [F.count(F.lit(1)).alias("rows")]
+                if table.name == TICKS.name:
+                    stored = spark.table(identifier).where(within(merged_spans(summary.spans, MAX_SPANS)))
+                    rows = new_ticks(rows, stored)
+                    metrics.append(F.count_if(is_late(late_before)).alias("late"))
                 (
-                    batch.where(F.col(TABLE) == table.name)
-                    .select(*table.columns)
+                    rows.observe(counted, *metrics)
                     .writeTo(identifier)
                     .option(f"snapshot-property.{SNAPSHOT_QUERY_ID}", query_id)
                     .option(f"snapshot-property.{SNAPSHOT_BATCH_ID}", str(epoch_id))
+                    .option(f"snapshot-property.{SNAPSHOT_KAFKA_OFFSETS}", json.dumps(self.offsets))
                     .append()
                 )
-                self.committed[key] = epoch_id
+                self.committed[(query_id, table.name)] = epoch_id
+                metrics = counted.get
+                written[table.name] = int(metrics["rows"])
+                if table.name == TICKS.name:
+                    late = int(metrics["late"])
                 phases_ms[table.name] = round((time.perf_counter() - appending) * 1000)
         finally:
             batch.unpersist()
-        write_ms = round((time.perf_counter() - started) * 1000)
-        return BatchOutput(epoch_id, dict(rows), reasons, tuple(skipped), write_ms, phases_ms, newest)
+        duplicates = 0 if TICKS.name in skipped else summary.rows[TICKS.name] - written.get(TICKS.name, 0)
+        return BatchOutput(
+            epoch_id,
+            written,
+            summary.reasons,
+            tuple(skipped),
+            round((time.perf_counter() - started) * 1000),
+            phases_ms,
+            summary.max_event_time,
+            summary.max_arrival,
+            late,
+            summary.late_hours,
+            duplicates,
+        )
+
+    def _already_committed(
+        self, spark: SparkSession, identifier: str, table: str, query_id: str, epoch_id: int
+    ) -> bool:
+        """Whether `query_id` already committed batch `epoch_id` to the table (a replay after a crash)."""
+        key = (query_id, table)
+        last = self.committed.get(key)
+        if last is None or last >= epoch_id:
+            last = last_committed_batch(spark, identifier, query_id)
+        self.committed.pop(key, None)  # unknown until the append succeeds
+        if last is not None and last >= epoch_id:
+            self.committed[key] = last
+            return True
+        return False
 
 
 MINUTE = timedelta(minutes=1)
+HOUR = timedelta(hours=1)
 
 
 def floor_minute(moment: datetime) -> datetime:
@@ -173,6 +310,39 @@ class BarsUpdater:
             return newest
         first = _bound(spark, self.ticks, EVENT_TIME, "lower_bound", F.min)
         return floor_minute(first) if first is not None else None
+
+    def correct(self, spark: SparkSession, hours: Iterable[datetime]) -> BarsOutput | None:
+        """Recompute the bars of the given hours (hours that received late ticks) from the stored ticks, up to
+        where the bars table ends, and replace those hours' bars in one commit; None if no hour has bars yet.
+
+        Each hour is a partition of the bars table: the new bars replace the hour's partition whole
+        (`overwritePartitions`), so a minute whose ticks arrived late is not left with its first bar.
+        """
+        if self.through is None:
+            self.through = self.read_through(spark)
+        through = self.through
+        wanted = sorted(hour for hour in hours if through is not None and hour < through)
+        if through is None or not wanted:
+            return None
+        started = time.perf_counter()
+        spans = merged_spans(((hour, min(hour + HOUR, through)) for hour in wanted), MAX_SPANS)
+        ticks = (
+            spark.table(self.ticks)
+            .where(within(spans))
+            .where(
+                F.date_trunc("hour", F.col(EVENT_TIME)).isin(wanted) & (F.col(EVENT_TIME) < F.lit(through))
+            )
+        )
+        bars = bars_1m(ticks).persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            rows = bars.count()
+            if rows:
+                bars.writeTo(self.bars).overwritePartitions()
+        finally:
+            bars.unpersist()
+        return BarsOutput(
+            wanted[0], min(wanted[-1] + HOUR, through), rows, round((time.perf_counter() - started) * 1000)
+        )
 
     def update(self, spark: SparkSession, complete_until: datetime) -> BarsOutput | None:
         """Append the bars of the complete minutes not yet in the bars table; None if there are none."""

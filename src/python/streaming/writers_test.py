@@ -11,9 +11,11 @@ from streaming.conftest import KAFKA_TS, KafkaRows
 from streaming.transforms import parse_ticks, route_ticks_batch
 from streaming.writers import (
     SNAPSHOT_BATCH_ID,
+    SNAPSHOT_KAFKA_OFFSETS,
     SNAPSHOT_QUERY_ID,
     BarsUpdater,
     IcebergBatchSink,
+    committed_offsets,
     floor_minute,
 )
 from tickstream.catalog import load_table
@@ -81,6 +83,69 @@ def test_a_replayed_batch_is_skipped_table_by_table(kafka_rows: KafkaRows, lake:
     other = "0c0ffee0-0000-4000-8000-000000000002"
     assert sink(lake).write(batch(kafka_rows, [encode_tick(tick(3, 2))]), other, 3).skipped == ()
     assert sorted(lake.read(TICKS)["seq"].to_pylist()) == [1, 2, 3]
+
+
+def test_ticks_are_stored_however_late_and_duplicates_never(
+    spark: SparkSession, kafka_rows: KafkaRows, lake: TestLake
+) -> None:
+    writer = sink(lake)
+    first = [encode_tick(tick(1, 0)), encode_tick(tick(2, 30)), encode_tick(tick(2, 30))]
+    output = writer.write(batch(kafka_rows, first), QUERY, 0)
+    assert (output.rows_of(TICKS.name), output.duplicates, output.late) == (2, 1, 0)
+    # a batch after 09:29 was complete: seq 1 again (stored), seq 3 of 09:28:10 (late, new), seq 4 on time
+    complete_until = datetime.fromtimestamp(T0 / 1e6, tz=UTC) + timedelta(minutes=1)
+    values = [encode_tick(tick(1, 0)), encode_tick(tick(3, 10)), encode_tick(tick(4, 65))]
+    output = writer.write(batch(kafka_rows, values), QUERY, 1, late_before=complete_until)
+    assert (output.rows_of(TICKS.name), output.duplicates, output.late) == (2, 1, 1)  # seq 1 is no news
+    assert output.late_hours == {datetime(2024, 3, 1, 9, tzinfo=UTC)}
+    assert sorted(lake.read(TICKS)["seq"].to_pylist()) == [1, 2, 3, 4]
+    # a re-read of the whole topic (a lost checkpoint) appends nothing
+    again = sink(lake).write(batch(kafka_rows, first + values), "another-query", 0)
+    assert (again.rows_of(TICKS.name), again.duplicates) == (0, 6)
+    assert lake.read(TICKS).num_rows == 4
+
+
+def test_appends_record_the_kafka_offsets_committed(
+    spark: SparkSession, kafka_rows: KafkaRows, lake: TestLake
+) -> None:
+    writer = sink(lake)
+    writer.write(batch(kafka_rows, [encode_tick(tick(1, 0)), b"bad", encode_tick(tick(2, 1))]), QUERY, 0)
+    assert snapshots(lake, TICKS.name)[-1][SNAPSHOT_KAFKA_OFFSETS] == '{"0": 3}'
+    identifiers = [lake.settings.spark_identifier(t.name) for t in (TICKS, QUARANTINE)]
+    assert committed_offsets(spark, identifiers) == {0: 3}
+    writer.offsets[1] = 40  # as if partition 1 had been read before
+    writer.write(batch(kafka_rows, [b"bad", b"worse"]), QUERY, 1)  # quarantine only
+    assert committed_offsets(spark, identifiers) == {0: 3, 1: 40}
+
+
+def test_late_ticks_get_their_bars_corrected(spark: SparkSession, lake: TestLake) -> None:
+    on_time = [tick(i, i * 2.0, 100 + i % 5) for i in range(1, 60)]  # 09:28:02 .. 09:29:58
+    lake.append(TICKS, tick_rows(on_time))
+    bars = BarsUpdater(
+        lake.settings.spark_identifier(TICKS.name), lake.settings.spark_identifier(BARS_1M.name)
+    )
+    start = floor_minute(datetime.fromtimestamp(T0 / 1e6, tz=UTC))
+    assert bars.update(spark, start + timedelta(minutes=2)) is not None
+    late = [tick(100, 1.0, 90.0), tick(101, 119.5, 120.0), tick(102, 5.0, 95.0, "MSFT")]  # new low, close
+    lake.append(TICKS, tick_rows(late, first_offset=100))
+    assert bars.correct(spark, {start.replace(minute=0) + timedelta(hours=5)}) is None  # no bars there yet
+    corrected = bars.correct(spark, {start.replace(minute=0)})
+    assert corrected is not None and corrected.rows == 3
+    stored = sorted(
+        (
+            b["symbol"],
+            int(b["window_start"].timestamp() * 1e6),
+            b["open"],
+            b["high"],
+            b["low"],
+            b["close"],
+            b["volume"],
+            b["vwap"],
+            b["trade_count"],
+        )
+        for b in lake.read(BARS_1M).to_pylist()
+    )
+    assert stored == expected_bars(on_time + late)
 
 
 def test_replay_check_steps_over_compaction(

@@ -148,12 +148,14 @@ def open_catalog(settings: CatalogSettings, s3: S3Settings) -> SqlCatalog:
 
 
 def ensure_tables(catalog: SqlCatalog, settings: CatalogSettings) -> list[str]:
-    """Create the namespace and every lake table not there yet (idempotent); return those created."""
+    """Create the namespace and every lake table not there yet, and add the columns an older table lacks
+    (idempotent, additive schema evolution); return the tables created."""
     catalog.create_namespace_if_not_exists(settings.namespace)
     existing = {name for _, name in catalog.list_tables(settings.namespace)}
     created = []
     for table in TABLES.values():
         if table.name in existing:
+            add_missing_columns(load_table(catalog, settings, table), table)
             continue
         catalog.create_table_if_not_exists(
             settings.identifier(table.name),
@@ -164,6 +166,17 @@ def ensure_tables(catalog: SqlCatalog, settings: CatalogSettings) -> list[str]:
         )
         created.append(table.name)
     return created
+
+
+def add_missing_columns(iceberg: Table, table: LakeTable) -> list[str]:
+    """Add the columns of `table` that the Iceberg table lacks, at the end (older rows read them as NULL)."""
+    present = set(iceberg.schema().column_names)
+    missing = [field for field in table.schema if field.name not in present]
+    if missing:
+        with iceberg.update_schema() as update:
+            for field in missing:
+                update.add_column(field.name, _iceberg_type(field.type))
+    return [field.name for field in missing]
 
 
 def load_table(catalog: SqlCatalog, settings: CatalogSettings, table: str | LakeTable) -> Table:

@@ -39,8 +39,10 @@ _SYMBOL_RE: Final = re.compile(SYMBOL_PATTERN)
 
 TS_MIN_US: Final = 946_684_800_000_000
 """Earliest plausible event time: 2000-01-01T00:00:00Z in epoch microseconds."""
-TS_MAX_FUTURE_US: Final = 86_400_000_000
-"""Latest plausible event time is the validator's clock plus this many microseconds (one day)."""
+TS_MAX_AHEAD_US: Final = 300_000_000
+"""Default bound of the event-time guard: an event time more than this many microseconds (5 minutes) after
+the validator's clock is `future_timestamp`. The streaming job's clock is the Kafka record timestamp, and its
+bound is configurable (TICKSTREAM_STREAMING_MAX_EVENT_TIME_AHEAD_SECONDS)."""
 
 FieldKind = Literal["int", "long", "double", "string"]
 
@@ -85,6 +87,7 @@ REJECT_BAD_SCHEMA_VERSION: Final = "bad_schema_version"
 REJECT_BAD_SYMBOL: Final = "bad_symbol"
 REJECT_BAD_SEQ: Final = "bad_seq"
 REJECT_ABSURD_TIMESTAMP: Final = "absurd_timestamp"
+REJECT_FUTURE_TIMESTAMP: Final = "future_timestamp"
 REJECT_NON_POSITIVE_PRICE: Final = "non_positive_price"
 REJECT_NON_POSITIVE_SIZE: Final = "non_positive_size"
 REJECT_CROSSED_QUOTE: Final = "crossed_quote"
@@ -97,6 +100,7 @@ REJECT_REASONS: Final[tuple[str, ...]] = (
     REJECT_BAD_SYMBOL,
     REJECT_BAD_SEQ,
     REJECT_ABSURD_TIMESTAMP,
+    REJECT_FUTURE_TIMESTAMP,
     REJECT_NON_POSITIVE_PRICE,
     REJECT_NON_POSITIVE_SIZE,
     REJECT_CROSSED_QUOTE,
@@ -202,9 +206,9 @@ def now_us() -> int:
     return time.time_ns() // 1_000
 
 
-def ts_max_us(validator_now_us: int) -> int:
+def ts_max_us(validator_now_us: int, max_ahead_us: int = TS_MAX_AHEAD_US) -> int:
     """The latest event time accepted by a validator whose clock reads `validator_now_us`."""
-    return validator_now_us + TS_MAX_FUTURE_US
+    return validator_now_us + max_ahead_us
 
 
 def is_valid_symbol(symbol: str) -> bool:
@@ -212,11 +216,14 @@ def is_valid_symbol(symbol: str) -> bool:
     return _SYMBOL_RE.fullmatch(symbol) is not None
 
 
-def decode_tick(raw: bytes | str, now_us_override: int | None = None) -> Tick | Rejection:
+def decode_tick(
+    raw: bytes | str, now_us_override: int | None = None, max_ahead_us: int = TS_MAX_AHEAD_US
+) -> Tick | Rejection:
     """Parse and validate one record value; return the tick or why it was rejected.
 
     Unknown extra fields are ignored (additive changes keep version 1) and dropped from the result.
-    `now_us_override` fixes the clock used for the future-timestamp bound (tests, replays).
+    `now_us_override` fixes the clock of the event-time guard (the Kafka record timestamp in the stream,
+    tests); an event time more than `max_ahead_us` after it is `future_timestamp`.
     """
     try:
         obj = orjson.loads(raw)
@@ -224,10 +231,12 @@ def decode_tick(raw: bytes | str, now_us_override: int | None = None) -> Tick | 
         return Rejection(REJECT_NOT_JSON, f"invalid JSON: {exc}")
     if not isinstance(obj, dict):
         return Rejection(REJECT_NOT_OBJECT, f"JSON {type(obj).__name__}, expected an object")
-    return validate_tick(obj, now_us_override)
+    return validate_tick(obj, now_us_override, max_ahead_us)
 
 
-def validate_tick(obj: dict[str, object], now_us_override: int | None = None) -> Tick | Rejection:
+def validate_tick(
+    obj: dict[str, object], now_us_override: int | None = None, max_ahead_us: int = TS_MAX_AHEAD_US
+) -> Tick | Rejection:
     """Validate an already-parsed JSON object against the contract (see `decode_tick`)."""
     rejection = _check_presence_and_types(obj)
     if rejection is not None:
@@ -243,7 +252,7 @@ def validate_tick(obj: dict[str, object], now_us_override: int | None = None) ->
         ask=float(cast(float, obj["ask"])),
     )
     now = now_us() if now_us_override is None else now_us_override
-    return _check_values(tick, now)
+    return _check_values(tick, now, max_ahead_us)
 
 
 def _check_presence_and_types(obj: dict[str, object]) -> Rejection | None:
@@ -265,15 +274,22 @@ def _check_presence_and_types(obj: dict[str, object]) -> Rejection | None:
     return None
 
 
-def _check_values(tick: Tick, validator_now_us: int) -> Tick | Rejection:
+def _check_values(tick: Tick, validator_now_us: int, max_ahead_us: int) -> Tick | Rejection:
     if tick["schema_version"] != SCHEMA_VERSION:
         return Rejection(REJECT_BAD_SCHEMA_VERSION, f"schema_version {tick['schema_version']} != 1")
     if not is_valid_symbol(tick["symbol"]):
         return Rejection(REJECT_BAD_SYMBOL, f"symbol {tick['symbol']!r} does not match {SYMBOL_PATTERN}")
     if tick["seq"] < 1:
         return Rejection(REJECT_BAD_SEQ, f"seq {tick['seq']} < 1")
-    if not TS_MIN_US <= tick["ts_us"] <= ts_max_us(validator_now_us):
-        return Rejection(REJECT_ABSURD_TIMESTAMP, f"ts_us {tick['ts_us']} outside [2000-01-01, now + 1 day]")
+    if tick["ts_us"] < TS_MIN_US:
+        return Rejection(REJECT_ABSURD_TIMESTAMP, f"ts_us {tick['ts_us']} is before 2000-01-01")
+    if tick["ts_us"] > ts_max_us(validator_now_us, max_ahead_us):
+        ahead_s = (tick["ts_us"] - validator_now_us) / 1e6
+        return Rejection(
+            REJECT_FUTURE_TIMESTAMP,
+            f"ts_us {tick['ts_us']} is {ahead_s:,.1f} s after the record's clock "
+            f"(bound {max_ahead_us / 1e6:g} s)",
+        )
     for name, value in (("price", tick["price"]), ("bid", tick["bid"]), ("ask", tick["ask"])):
         if not value > 0.0:
             return Rejection(REJECT_NON_POSITIVE_PRICE, f"{name!r} {value} <= 0")
@@ -300,11 +316,13 @@ _JSON_SCHEMA: Final = pa.schema(
 _SINGLE_LINE_OBJECT: Final = (ord("{"), ord("}"), ord("\n"), ord("\r"))
 
 
-def decode_tick_batch(values: pa.Array, validator_now_us: pa.Array) -> pa.Table:
+def decode_tick_batch(
+    values: pa.Array, validator_now_us: pa.Array, max_ahead_us: int = TS_MAX_AHEAD_US
+) -> pa.Table:
     """`decode_tick` over a whole Arrow batch: typed fields (NULL when rejected), `reason` and `detail`.
 
-    Row i gets exactly the verdict of `decode_tick(values[i], validator_now_us[i])` (a NULL value is
-    `not_json`). Fast path: Arrow's JSON reader parses the batch at once into the typed schema and the
+    Row i gets exactly the verdict of `decode_tick(values[i], validator_now_us[i], max_ahead_us)` (a NULL
+    value is `not_json`). Fast path: Arrow's JSON reader parses the batch at once into the typed schema and the
     value rules run column-wise; a row the fast path cannot accept (not a one-line object, a parse error
     in its batch, a failed or undecidable rule) is decoded by `decode_tick` itself, so every rejection
     carries the contract's own reason and detail.
@@ -315,7 +333,7 @@ def decode_tick_batch(values: pa.Array, validator_now_us: pa.Array) -> pa.Table:
     if parsed is None:
         fast[:] = False
     else:
-        passed = _passes_value_checks(parsed, pc.filter(validator_now_us, pa.array(fast)))
+        passed = _passes_value_checks(parsed, pc.filter(validator_now_us, pa.array(fast)), max_ahead_us)
         fast[fast] = passed.to_numpy(zero_copy_only=False)
         parsed = parsed.filter(passed)
     if parsed is not None and fast.all():  # the common case: nothing to decode one by one, nothing to reorder
@@ -329,7 +347,7 @@ def decode_tick_batch(values: pa.Array, validator_now_us: pa.Array) -> pa.Table:
         )
     slow = pa.array(np.flatnonzero(~fast))
     verdicts = [
-        decode_tick(value or b"", now)
+        decode_tick(value or b"", now, max_ahead_us)
         for value, now in zip(
             values.take(slow).to_pylist(), pc.take(validator_now_us, slow).to_pylist(), strict=True
         )
@@ -405,7 +423,7 @@ def _parse_json_lines(values: pa.Array) -> pa.Table | None:
     return table.combine_chunks() if table.num_rows == len(values) else None
 
 
-def _passes_value_checks(fields: pa.Table, validator_now_us: pa.Array) -> pa.Array:
+def _passes_value_checks(fields: pa.Table, validator_now_us: pa.Array, max_ahead_us: int) -> pa.Array:
     """True where every value rule of the contract holds (NULL, NaN or infinite values never pass)."""
     column = fields.column
     rules = [
@@ -413,7 +431,7 @@ def _passes_value_checks(fields: pa.Table, validator_now_us: pa.Array) -> pa.Arr
         pc.match_substring_regex(column("symbol"), SYMBOL_PATTERN),
         pc.greater_equal(column("seq"), 1),
         pc.greater_equal(column("ts_us"), TS_MIN_US),
-        pc.less_equal(column("ts_us"), pc.add(validator_now_us, TS_MAX_FUTURE_US)),
+        pc.less_equal(column("ts_us"), pc.add(validator_now_us, max_ahead_us)),
         *(pc.and_(pc.greater(column(n), 0.0), pc.is_finite(column(n))) for n in POSITIVE_PRICE_FIELDS),
         pc.greater(column("size"), 0),
         pc.less_equal(column("bid"), column("ask")),

@@ -15,7 +15,7 @@ from tickstream import contracts
 from tickstream.contracts import (
     FIELD_NAMES,
     REJECT_REASONS,
-    TS_MAX_FUTURE_US,
+    TS_MAX_AHEAD_US,
     TS_MIN_US,
     Rejection,
     Tick,
@@ -82,7 +82,7 @@ def test_integer_prices_and_unknown_fields_are_accepted() -> None:
 
 
 def test_boundary_values_are_accepted() -> None:
-    for ts_us in (TS_MIN_US, NOW_US + TS_MAX_FUTURE_US):
+    for ts_us in (TS_MIN_US, NOW_US + TS_MAX_AHEAD_US):
         assert not isinstance(
             decode_tick(orjson.dumps(with_field(ts_us=ts_us)), now_us_override=NOW_US), Rejection
         )
@@ -115,7 +115,8 @@ def test_boundary_values_are_accepted() -> None:
         (with_field(seq=0), contracts.REJECT_BAD_SEQ),
         (with_field(ts_us=NOW_US // 1_000), contracts.REJECT_ABSURD_TIMESTAMP),
         (with_field(ts_us=TS_MIN_US - 1), contracts.REJECT_ABSURD_TIMESTAMP),
-        (with_field(ts_us=NOW_US + TS_MAX_FUTURE_US + 1), contracts.REJECT_ABSURD_TIMESTAMP),
+        (with_field(ts_us=NOW_US + TS_MAX_AHEAD_US + 1), contracts.REJECT_FUTURE_TIMESTAMP),
+        (with_field(ts_us=NOW_US + 20 * 3600 * 1_000_000), contracts.REJECT_FUTURE_TIMESTAMP),
         (with_field(price=0.0), contracts.REJECT_NON_POSITIVE_PRICE),
         (with_field(price=-1.5), contracts.REJECT_NON_POSITIVE_PRICE),
         (with_field(bid=0.0), contracts.REJECT_NON_POSITIVE_PRICE),
@@ -182,8 +183,8 @@ _MUTANTS: list[object] = [
     2**64,
     NOW_US,
     TS_MIN_US - 1,
-    NOW_US + TS_MAX_FUTURE_US,
-    NOW_US + TS_MAX_FUTURE_US + 1,
+    NOW_US + TS_MAX_AHEAD_US,
+    NOW_US + TS_MAX_AHEAD_US + 1,
 ]
 
 
@@ -224,11 +225,21 @@ def _expected(raw: bytes | None, now: int) -> object:
     return (result.reason, result.detail) if isinstance(result, Rejection) else dict(result)
 
 
+def test_the_event_time_bound_is_configurable() -> None:
+    ahead = orjson.dumps(with_field(ts_us=NOW_US + 600_000_000))  # 10 minutes after the clock
+    rejected = decode_tick(ahead, NOW_US)
+    assert isinstance(rejected, Rejection) and rejected.reason == contracts.REJECT_FUTURE_TIMESTAMP
+    assert "600.0 s after the record's clock (bound 300 s)" in rejected.detail
+    assert not isinstance(decode_tick(ahead, NOW_US, max_ahead_us=3_600_000_000), Rejection)
+    decoded = decode_tick_batch(pa.array([ahead]), pa.array([NOW_US]), max_ahead_us=3_600_000_000)
+    assert decoded.column("reason").to_pylist() == [None]
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_batch_decoder_gives_each_row_the_verdict_of_decode_tick(seed: int) -> None:
     rng = random.Random(seed)
     records = _mutated_records(rng, 3_000)
-    nows = [NOW_US + rng.choice((0, -TS_MAX_FUTURE_US)) for _ in records]
+    nows = [NOW_US + rng.choice((0, -TS_MAX_AHEAD_US)) for _ in records]
     decoded = decode_tick_batch(pa.array(records, pa.binary()), pa.array(nows, pa.int64())).to_pylist()
     assert [_verdict(row) for row in decoded] == [_expected(r, n) for r, n in zip(records, nows, strict=True)]
 

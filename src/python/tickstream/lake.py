@@ -62,13 +62,15 @@ TICKS = LakeTable(
             ("kafka_partition", pa.int32()),
             ("kafka_offset", pa.int64()),
             ("event_time", TIMESTAMP_UTC),
+            ("kafka_ts", TIMESTAMP_UTC),
         ]
     ),
     partition_column="event_time",
     sort_keys=("symbol", "ts_us", "seq"),
     description=(
-        "One row per accepted tick: the contract's fields, the Kafka partition and offset of the copy kept, "
-        "and event_time (ts_us as a timestamp), by whose hour the table is partitioned."
+        "One row per accepted tick, however late: the contract's fields, the Kafka partition, offset and "
+        "record timestamp (arrival time) of the copy kept, and event_time (ts_us as a timestamp), by whose "
+        "hour the table is partitioned."
     ),
 )
 BARS_1M = LakeTable(

@@ -39,7 +39,7 @@ from tickstream.testing.lake import TestLake, tick_rows
 
 
 def test_ticks_columns_are_the_contracts_plus_lineage_and_event_time() -> None:
-    assert TICKS.columns == (*FIELD_NAMES, "kafka_partition", "kafka_offset", "event_time")
+    assert TICKS.columns == (*FIELD_NAMES, "kafka_partition", "kafka_offset", "event_time", "kafka_ts")
     assert TICKS.schema.field("event_time").type == pa.timestamp("us", tz="UTC")
     for table in TABLES.values():
         assert set(table.sort_keys) <= set(table.columns)
@@ -101,6 +101,17 @@ def test_tables_are_created_once_and_read_alike_by_pyiceberg_and_duckdb(local_la
     assert (
         len({p["event_time_hour"] for p in files["partition"].to_pylist()}) == 2
     )  # hidden hourly partitions
+
+
+def test_a_table_of_an_older_schema_gains_the_new_columns(local_lake: TestLake) -> None:
+    lake = local_lake
+    ticks = load_table(lake.catalog, lake.settings, TICKS)
+    with ticks.update_schema() as update:
+        update.delete_column("kafka_ts")  # as the ticks table was before it kept the arrival time
+    assert "kafka_ts" not in load_table(lake.catalog, lake.settings, TICKS).schema().column_names
+    assert ensure_tables(lake.catalog, lake.settings) == []
+    assert tuple(load_table(lake.catalog, lake.settings, TICKS).schema().column_names) == TICKS.columns
+    assert ensure_tables(lake.catalog, lake.settings) == []  # nothing left to add
 
 
 def test_hour_starts_are_utc_hours() -> None:

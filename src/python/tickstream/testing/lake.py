@@ -76,11 +76,13 @@ class TestLake:
 
 
 def tick_rows(ticks: Sequence[Tick], kafka_partition: int = 0, first_offset: int = 0) -> pa.Table:
-    """Rows of the ticks table for `ticks`, with consecutive Kafka offsets from `first_offset`."""
+    """Rows of the ticks table for `ticks`, with consecutive Kafka offsets from `first_offset` (each tick
+    arrived at its event time)."""
     rows = pa.Table.from_pylist([dict(t) for t in ticks])
     rows = rows.append_column("kafka_partition", pa.array([kafka_partition] * len(ticks), pa.int32()))
     rows = rows.append_column(
         "kafka_offset", pa.array(range(first_offset, first_offset + len(ticks)), pa.int64())
     )
     event_time = pc.cast(rows["ts_us"], pa.int64()).cast(pa.timestamp("us", tz="UTC"))
-    return rows.append_column("event_time", event_time).select(list(TICKS.columns)).cast(TICKS.schema)
+    rows = rows.append_column("event_time", event_time).append_column("kafka_ts", event_time)
+    return rows.select(list(TICKS.columns)).cast(TICKS.schema)
