@@ -7,6 +7,7 @@ snapshot lookups use Iceberg's Java API through the session's JVM.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,20 +23,33 @@ def java_table(spark: SparkSession, identifier: str) -> Any:
     return jvm.org.apache.iceberg.spark.Spark3Util.loadIcebergTable(spark._jsparkSession, identifier)
 
 
-def newest_snapshot_property(
-    spark: SparkSession, identifier: str, key: str, only_if: dict[str, str]
-) -> str | None:
-    """The value of summary property `key` in the newest snapshot (walking back from the current one) whose
-    summary holds every `only_if` key with that value; None if no retained snapshot does."""
+def snapshot_summaries(spark: SparkSession, identifier: str) -> Iterator[tuple[int, dict[str, str]]]:
+    """(commit time in epoch ms, summary) of the table's retained snapshots, from the current one back."""
     table = java_table(spark, identifier)
     snapshot = table.currentSnapshot()
     while snapshot is not None:
-        summary = snapshot.summary()
-        if all(summary.get(k) == v for k, v in only_if.items()) and summary.get(key) is not None:
-            return str(summary.get(key))
+        yield int(snapshot.timestampMillis()), {str(k): str(v) for k, v in snapshot.summary().items()}
         parent = snapshot.parentId()
         snapshot = table.snapshot(parent) if parent is not None else None
-    return None
+
+
+def newest_snapshot_summary(
+    spark: SparkSession, identifier: str, only_if: dict[str, str]
+) -> dict[str, str] | None:
+    """The summary of the newest snapshot holding every `only_if` key with that value, else None."""
+    return next(
+        (
+            summary
+            for _, summary in snapshot_summaries(spark, identifier)
+            if all(summary.get(k) == v for k, v in only_if.items())
+        ),
+        None,
+    )
+
+
+def newest_snapshot_property(spark: SparkSession, identifier: str, key: str) -> str | None:
+    """The value of summary property `key` in the newest snapshot that has it, else None."""
+    return next((s[key] for _, s in snapshot_summaries(spark, identifier) if key in s), None)
 
 
 def _sql_timestamp(moment: datetime) -> str:

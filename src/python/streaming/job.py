@@ -41,7 +41,7 @@ from streaming.settings import StreamingSettings, delay_seconds
 from streaming.spark_session import cached_connector_jars, spark_conf
 from streaming.status import StatusBook, StatusListener, StatusStore
 from streaming.transforms import from_kafka, parse_ticks, route_ticks_batch
-from streaming.writers import BarsUpdater, IcebergBatchSink, committed_offsets
+from streaming.writers import BarsUpdater, IcebergBatchSink, committed_offsets, uncorrected_late_hours
 from tickstream.lake import BARS_1M, QUARANTINE, TABLES, TICKS, LakeLocation
 from tickstream.logs import configure_logging, get_logger
 from tickstream.settings import CatalogSettings, KafkaSettings, S3Settings
@@ -363,6 +363,7 @@ def run(
     if bars is not None:  # a tick of a minute that already has its bar is late, whenever the job started
         try:
             sink.complete_until = bars.read_through(spark)
+            sink.give_back(uncorrected_late_hours(spark, bars.ticks, bars.bars))
         except Exception as exc:  # the lake is unreachable: the first batches set it
             log.warning("bars_through_unknown", error=error_summary(exc))
     log.info(

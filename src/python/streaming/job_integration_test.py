@@ -1,12 +1,14 @@
 """Reliability tests with real Kafka, S3 and Spark: kill -9 the job repeatedly; restart Kafka and S3.
 
-A deterministic stream (out-of-order ticks within the watermark, duplicate sends, malformed records, then
-ticks later than the watermark) goes through `python -m streaming.job`, which is SIGKILLed (its whole
-process group: driver, JVM, Python workers) four times at different moments and restarted; one kill lands
-after a batch was committed to the ticks table and before Spark recorded it, so that batch is replayed and
-must be skipped. At the end, DuckDB reads the Iceberg tables through the catalog (and pyiceberg, not our
-code, reads the same rows): exactly the accepted ticks, bars equal to an independent polars computation,
-and every malformed record once, with the contract's reason.
+A deterministic stream (out-of-order ticks within the watermark delay, duplicate sends, malformed records,
+then late ticks of minutes whose bars are written) goes through `python -m streaming.job`, which is
+SIGKILLed (its whole process group: driver, JVM, Python workers) four times at different moments and
+restarted; one kill lands after a batch was committed to the ticks table and before Spark recorded it, so
+that batch is replayed and must be skipped. Then the job restarts without its checkpoint and must resume
+from the Kafka offsets the lake holds. At the end, DuckDB reads the Iceberg tables through the catalog (and
+pyiceberg, not our code, reads the same rows): exactly the valid ticks, late ones included, bars equal to an
+independent polars computation, every malformed record once with the contract's reason, and the exact
+late and duplicate counts.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -119,13 +122,15 @@ def valid_phase(first_index: int, count: int, start_us: int, step_us: int, seqs:
 
 
 def late_phase(phase_a: Feed, seqs: dict[str, int]) -> Feed:
-    """Ticks far behind the watermark (new keys, and re-sends of old ones): dropped and counted as late."""
+    """Ticks of minutes whose bars are written (new keys, and re-sends of old ones): all counted late, the
+    new ones stored (and their bars corrected), the re-sends dropped as duplicates."""
     feed = Feed()
     for j in range(40):
         symbol = SYMBOLS[j % len(SYMBOLS)]
         seqs[symbol] += 1
         tick = _tick(symbol, seqs[symbol], T0 + MINUTE + j * 1000, j)
         feed.records.append((symbol.encode(), encode_tick(tick)))
+        feed.accepted.append(tick)
     for old in phase_a.accepted[:2000:100]:
         feed.records.append((old["symbol"].encode(), encode_tick(old)))
     feed.late = 40 + 20
@@ -368,7 +373,7 @@ def test_exactly_once_across_kill_9(job_setup: tuple[Job, Lake, str], kafka_boot
     phase_a_end = datetime.fromtimestamp((T0 + 12_000 * 40_000) / 1e6 - 60, tz=UTC).isoformat()[:19]
     wait_for("phase A processed", caught_up(lake, sent, ticks_watermark=phase_a_end), job)
 
-    late = late_phase(phase_a, seqs)  # strictly behind the watermark
+    late = late_phase(phase_a, seqs)  # minutes long complete
     phase_b = valid_phase(12_000, 3_000, T0 + 8 * MINUTE, 40_000, seqs)
     send(kafka_bootstrap, topic, late.records + phase_b.records)
     sent += len(late.records) + len(phase_b.records)
@@ -383,23 +388,38 @@ def test_exactly_once_across_kill_9(job_setup: tuple[Job, Lake, str], kafka_boot
     wait_for("everything processed", caught_up(lake, sent, *FLUSHED_WATERMARKS), job)
     job.stop()
     print(f"kills: {kills}")
+    status = lake.status()  # before the lost checkpoint starts new totals
+
+    # the checkpoint is lost: the new query resumes after the offsets committed to the lake
+    shutil.rmtree(job.logs / "checkpoints")
+    job.start()
+    extra = valid_phase(15_000, 100, T0 + 31 * MINUTE, 40_000, seqs)
+    send(kafka_bootstrap, topic, extra.records)
+    sent += len(extra.records)
+    wait_for("the records after the lost checkpoint", caught_up(lake, sent), job)
+    job.stop()
+    resumed = lake.status()[TICKS.name]
+    assert resumed["query_id"] != status[TICKS.name]["query_id"]
+    assert resumed["totals"]["input_rows"] == len(extra.records), "the new checkpoint re-read the topic"
 
     # the faults really happened: four kills, and the batch committed before a kill was replayed and skipped
-    assert job.runs == 5 and len(kills) == 4
+    assert job.runs == 6 and len(kills) == 4
     skipped = [event for event in job_events(job) if event.get("event") == "batch_already_committed"]
     assert any(
         (e["table"], e["batch_id"]) == ("ticks", replayed) for e in skipped
     ), f"batch {replayed}, committed before kill 2, was not replayed and skipped: {skipped}"
 
-    accepted = phase_a.accepted + phase_b.accepted + [flush]
-    malformed = phase_a.malformed + phase_b.malformed
+    accepted = phase_a.accepted + late.accepted + phase_b.accepted + [flush] + extra.accepted
+    malformed = phase_a.malformed + phase_b.malformed + extra.malformed
     expected_ticks = sorted(tuple(t.values()) for t in accepted)
     assert read_table(lake, TICKS, ", ".join(TICK_COLUMNS)) == expected_ticks
     assert read_with_pyiceberg(lake, TICKS, TICK_COLUMNS) == expected_ticks
     hours = read_table(lake, TICKS, "count(*), count(DISTINCT date_trunc('hour', event_time))")
     assert hours == [(len(accepted), 2)]  # 09h and 10h
 
-    assert read_table(lake, BARS_1M, BAR_COLUMNS) == bars_closed_before(accepted, T0 + 29 * MINUTE)
+    flushed = T0 + 29 * MINUTE  # the minutes the flush tick completed (the late ticks' 09:57 among them)
+    bars = [bar for bar in read_table(lake, BARS_1M, BAR_COLUMNS) if bar[1] + MINUTE <= flushed]
+    assert bars == bars_closed_before(accepted, flushed)
 
     quarantined = read_table(lake, QUARANTINE, "raw_value, reason, epoch_us(kafka_ts)")
     assert sorted(bytes(raw) for raw, _, _ in quarantined) == sorted(malformed)
@@ -407,12 +427,17 @@ def test_exactly_once_across_kill_9(job_setup: tuple[Job, Lake, str], kafka_boot
         rejection = decode_tick(bytes(raw), now_us_override=kafka_ts_us)
         assert isinstance(rejection, Rejection) and rejection.reason == reason, (raw, reason)
 
-    status = lake.status()
-    assert status[TICKS.name]["totals"]["late"] >= 1
-    reasons = {r.reason for bad in malformed if isinstance(r := decode_tick(bad), Rejection)}
+    # the counts are exact across the kills: every late tick, every duplicate, every record of the first query
+    totals = status[TICKS.name]["totals"]
+    first_query = phase_a, late, phase_b
+    valid_sent = sum(len(f.records) - len(f.malformed) for f in first_query) + 1
+    stored = sum(len(f.accepted) for f in first_query) + 1
+    assert (totals["late"], totals["rows_written"]) == (late.late, stored)
+    assert (totals["duplicates"], totals["input_rows"]) == (valid_sent - stored, sent - len(extra.records))
+    first_malformed = phase_a.malformed + phase_b.malformed
+    reasons = {r.reason for bad in first_malformed if isinstance(r := decode_tick(bad), Rejection)}
     assert set(status[TICKS.name]["totals"]["quarantined_by_reason"]) == reasons
-    print(f"status totals: ticks {status[TICKS.name]['totals']}, bars {status[BARS_1M.name]['totals']}")
-    print(f"expected late: {late.late}; runs: {job.runs}")
+    print(f"status totals: ticks {totals}, bars {status[BARS_1M.name]['totals']}; runs: {job.runs}")
 
 
 def send_paced(

@@ -1,10 +1,11 @@
 """Per-batch logs and the status object (s3://<bucket>/_status/streaming.json) the dashboard and tests read.
 
-Spark reports each finished micro-batch to a `StreamingQueryListener`; `StatusBook` joins that progress
-with what the batch wrote (recorded by the foreachBatch sink) into one log line and one status entry per
-query. Totals survive restarts (seeded from the previous object) and count each batch id once per query
-id, so a replayed batch is not counted twice. A batch whose progress event was lost to a crash (it runs
-after Spark's commit) is missing from the totals; the lake itself is exact (docs/lake.md).
+The foreachBatch sink records what each batch committed (`StatusBook.record_output`): the totals are
+counted there, once per batch id and query id, before Spark commits the batch, so they are exact across
+crashes (a replayed batch reports what its first attempt committed, from the snapshot it made). Spark then
+reports the finished batch to a `StreamingQueryListener`; `StatusBook` joins that progress (rates,
+durations, offsets) with the batch's output into one log line and the query's status entry. Totals
+survive restarts (seeded from the previous object).
 """
 
 from __future__ import annotations
@@ -180,19 +181,34 @@ class StatusBook:
         self._totals: dict[str, QueryTotals] = {}
         self._outputs: dict[tuple[str, int], BatchOutput] = {}
 
-    def record_output(self, query_id: str, output: BatchOutput) -> None:
-        """Remember what a batch wrote until its progress event arrives (called by the sink)."""
+    def record_output(self, query_id: str, output: BatchOutput, now: datetime | None = None) -> None:
+        """Count what a batch committed and store the status (called by the sink, before Spark commits the
+        batch, so a batch is counted even if the job dies before reporting its progress); keep the output
+        until the batch's progress event arrives. A batch id is counted once per query id: its replay after
+        a crash reports what the first attempt committed."""
+        moment = now or datetime.now(UTC)
         with self._lock:
             self._outputs[(query_id, output.epoch_id)] = output
+            totals = self._totals_for(TICKS.name, query_id)
+            if output.epoch_id > totals.through_batch_id:
+                _add(totals, output)
+            entry = self._queries.setdefault(TICKS.name, dict(self._previous.get(TICKS.name, {})))
+            entry.update(state="active", error=None, query_id=query_id, totals=totals.as_dict())
+            if output.complete_until is not None:
+                entry["watermark"] = _iso(output.complete_until)
+            entry["updated_at"] = _iso(moment)
+            status = self.status(moment)
+        try:
+            self._store.write(status)
+        except Exception as exc:  # S3 down: the next batch writes the status again
+            log.warning("status_update_failed", error=repr(exc))
 
     def on_progress(self, progress: dict[str, Any], now: datetime | None = None) -> BatchReport:
-        """Account one finished batch, log it, and store the updated status object."""
+        """Log one finished batch and store its progress (rates, durations, offsets) in the status object."""
         with self._lock:
             output = self._outputs.pop((str(progress["id"]), int(progress["batchId"])), None)
             report = BatchReport.from_progress(progress, output)
             totals = self._totals_for(report.query, report.query_id)
-            if report.batch_id > totals.through_batch_id:
-                _add(totals, report)
             self._queries[report.query] = self._entry(report, totals, now or datetime.now(UTC))
             status = self.status(now)
         log.info("batch", **report.log_fields())
@@ -286,14 +302,14 @@ class StatusBook:
         }
 
 
-def _add(totals: QueryTotals, report: BatchReport) -> None:
-    totals.through_batch_id = report.batch_id
-    totals.input_rows += report.input_rows
-    totals.rows_written += report.rows_written
-    totals.quarantined += report.quarantined
-    totals.late += report.late
-    totals.duplicates += report.duplicates
-    totals.quarantined_by_reason.update(report.reasons)
+def _add(totals: QueryTotals, output: BatchOutput) -> None:
+    totals.through_batch_id = output.epoch_id
+    totals.input_rows += sum(output.records.values())
+    totals.rows_written += output.rows_of(TICKS.name)
+    totals.quarantined += output.rows_of(QUARANTINE.name)
+    totals.late += output.late
+    totals.duplicates += output.duplicates
+    totals.quarantined_by_reason.update(output.reasons)
 
 
 def _iso(moment: datetime) -> str:

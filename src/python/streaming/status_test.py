@@ -41,6 +41,7 @@ def output(epoch: int, skipped: tuple[str, ...] = ()) -> BatchOutput:
     return BatchOutput(
         epoch,
         {"ticks": 7, "quarantine": 2},
+        {"ticks": 8, "quarantine": 2},
         Counter({"not_json": 2}),
         skipped,
         late=1,
@@ -85,13 +86,15 @@ def test_totals_count_a_replayed_batch_once() -> None:
 def test_totals_continue_after_restart_and_reset_for_a_new_checkpoint() -> None:
     store = MemoryStore()
     book = StatusBook(store)  # type: ignore[arg-type]
-    book.on_progress(progress(0), now=NOW)
+    book.record_output(QID, output(0))  # committed; the job dies before Spark reports the batch
+    assert store.written[-1]["queries"]["ticks"]["totals"]["rows_written"] == 7
     restarted = StatusBook(store, store.written[-1])  # type: ignore[arg-type]
-    restarted.on_progress(progress(0), now=NOW)  # replay of the last batch: not counted again
+    restarted.record_output(QID, output(0))  # the replay of batch 0: not counted again
+    restarted.record_output(QID, output(1))
     restarted.on_progress(progress(1), now=NOW)
     assert store.written[-1]["queries"]["ticks"]["totals"]["input_rows"] == 20
     fresh = StatusBook(store, store.written[-1])  # type: ignore[arg-type]
-    fresh.on_progress(progress(0, query_id="99999999-0000-0000-0000-000000000000"), now=NOW)
+    fresh.record_output("99999999-0000-0000-0000-000000000000", output(0))
     assert store.written[-1]["queries"]["ticks"]["totals"]["input_rows"] == 10
 
 

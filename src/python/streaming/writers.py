@@ -23,7 +23,7 @@ from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
-from streaming.iceberg import newest_snapshot_property
+from streaming.iceberg import newest_snapshot_property, newest_snapshot_summary, snapshot_summaries
 from streaming.transforms import EVENT_TIME, TABLE, bars_1m, merged_spans, new_ticks, within
 from tickstream.lake import QUARANTINE, TICKS, LakeTable
 from tickstream.logs import get_logger
@@ -35,6 +35,11 @@ SNAPSHOT_BATCH_ID = "tickstream.batch-id"
 SNAPSHOT_KAFKA_OFFSETS = "tickstream.kafka-offsets"
 """Snapshot summary property of the ticks query's appends: per Kafka partition, the offset after the last
 record committed to the lake (JSON); a job started without its checkpoint resumes there."""
+SNAPSHOT_LATE = "tickstream.late-ticks"
+"""Snapshot summary property of a ticks append: the batch's late ticks (duplicates included)."""
+SNAPSHOT_LATE_HOURS = "tickstream.late-hours"
+"""Snapshot summary property of a ticks append: the hours of its late ticks (JSON list of ISO instants), whose
+bars need recomputing; a restarted job picks up those its predecessor had not corrected yet."""
 MAX_SPANS = 64
 """Most event-time ranges the de-duplication reads stored ticks from (more are merged)."""
 SNAPSHOT_BARS_UNTIL = "tickstream.bars-until"
@@ -50,7 +55,9 @@ class BatchOutput:
 
     epoch_id: int
     rows: dict[str, int] = field(default_factory=dict)
-    """Rows appended per table (for a table skipped as a replay: the rows of the batch)."""
+    """Rows appended per table (for a table skipped as a replay: what the first attempt appended)."""
+    records: dict[str, int] = field(default_factory=dict)
+    """Kafka records of the batch routed to each table (before de-duplication)."""
     reasons: Counter[str] = field(default_factory=Counter)
     skipped: tuple[str, ...] = ()
     """Tables whose append this batch had already committed before a crash (replay, nothing written)."""
@@ -62,7 +69,8 @@ class BatchOutput:
     max_arrival: datetime | None = None
     """The newest Kafka record timestamp among the batch's valid ticks (None without ticks)."""
     late: int = 0
-    """Ticks stored although their event time was before `late_before` (their minute may have its bar)."""
+    """Valid ticks (duplicates included) whose event time was before `late_before`: their minute may already
+    have its bar."""
     late_hours: frozenset[datetime] = frozenset()
     """The hours those late ticks belong to: their bars are recomputed (`BarsUpdater.correct`)."""
     duplicates: int = 0
@@ -75,19 +83,12 @@ class BatchOutput:
         return self.rows.get(table, 0)
 
 
-def last_committed_batch(spark: SparkSession, identifier: str, query_id: str) -> int | None:
-    """The newest batch id that `query_id` committed to a table, or None (compaction's snapshots are stepped
-    over)."""
-    value = newest_snapshot_property(spark, identifier, SNAPSHOT_BATCH_ID, {SNAPSHOT_QUERY_ID: query_id})
-    return None if value is None else int(value)
-
-
 def committed_offsets(spark: SparkSession, identifiers: Sequence[str]) -> dict[int, int]:
     """Per Kafka partition, the next offset after the records committed to any of the tables (from the
     newest snapshot of each that records them); empty if none does."""
     offsets: dict[int, int] = {}
     for identifier in identifiers:
-        value = newest_snapshot_property(spark, identifier, SNAPSHOT_KAFKA_OFFSETS, {})
+        value = newest_snapshot_property(spark, identifier, SNAPSHOT_KAFKA_OFFSETS)
         for partition, offset in json.loads(value or "{}").items():
             offsets[int(partition)] = max(offset, offsets.get(int(partition), 0))
     return offsets
@@ -96,6 +97,19 @@ def committed_offsets(spark: SparkSession, identifiers: Sequence[str]) -> dict[i
 def is_late(late_before: datetime | None) -> Column:
     """True for rows whose event time is before `late_before` (never when it is None)."""
     return F.col(EVENT_TIME) < F.lit(late_before) if late_before is not None else F.lit(False)
+
+
+def uncorrected_late_hours(spark: SparkSession, ticks: str, bars: str) -> set[datetime]:
+    """Hours that received late ticks after the bars table's last commit (from the ticks table's retained
+    snapshots): a job that died before correcting them hands them to its successor this way."""
+    bars_commits = snapshot_summaries(spark, bars)
+    last_bars_ms = next((ms for ms, _ in bars_commits), 0)
+    hours: set[datetime] = set()
+    for committed_ms, summary in snapshot_summaries(spark, ticks):
+        if committed_ms <= last_bars_ms:
+            break
+        hours.update(datetime.fromisoformat(h) for h in json.loads(summary.get(SNAPSHOT_LATE_HOURS, "[]")))
+    return hours
 
 
 @dataclass(frozen=True)
@@ -198,46 +212,51 @@ class IcebergBatchSink:
             for partition, offset in summary.next_offsets.items():
                 self.offsets[partition] = max(offset, self.offsets.get(partition, 0))
             written = dict(summary.rows)
-            late = summary.late  # of a replayed batch: its late ticks, stored or not
+            late = summary.late
             skipped = []
             for table in self.tables:
                 if not summary.rows[table.name]:
                     continue
                 identifier = self.identifier(table.name)
-                if self._already_committed(spark, identifier, table.name, query_id, epoch_id):
+                committed = self._committed_summary(spark, identifier, table.name, query_id, epoch_id)
+                if committed is not None:
                     log.info(
                         "batch_already_committed", table=table.name, batch_id=epoch_id, query_id=query_id
                     )
                     skipped.append(table.name)
+                    # what the first attempt committed, as it recorded it
+                    written[table.name] = int(committed.get("added-records", summary.rows[table.name]))
+                    late = int(committed.get(SNAPSHOT_LATE, late))
                     continue
                 appending = time.perf_counter()
                 rows = batch.where(F.col(TABLE) == table.name).select(*table.columns)
                 counted = Observation(f"{table.name}_{epoch_id}")
-                metrics = [F.count(F.lit(1)).alias("rows")]
                 if table.name == TICKS.name:
                     stored = spark.table(identifier).where(within(merged_spans(summary.spans, MAX_SPANS)))
                     rows = new_ticks(rows, stored)
-                    metrics.append(F.count_if(is_late(late_before)).alias("late"))
                 (
-                    rows.observe(counted, *metrics)
+                    rows.observe(counted, F.count(F.lit(1)).alias("rows"))
                     .writeTo(identifier)
                     .option(f"snapshot-property.{SNAPSHOT_QUERY_ID}", query_id)
                     .option(f"snapshot-property.{SNAPSHOT_BATCH_ID}", str(epoch_id))
                     .option(f"snapshot-property.{SNAPSHOT_KAFKA_OFFSETS}", json.dumps(self.offsets))
+                    .option(f"snapshot-property.{SNAPSHOT_LATE}", str(summary.late))
+                    .option(
+                        f"snapshot-property.{SNAPSHOT_LATE_HOURS}",
+                        json.dumps(sorted(h.isoformat() for h in summary.late_hours)),
+                    )
                     .append()
                 )
                 self.committed[(query_id, table.name)] = epoch_id
-                metrics = counted.get
-                written[table.name] = int(metrics["rows"])
-                if table.name == TICKS.name:
-                    late = int(metrics["late"])
+                written[table.name] = int(counted.get["rows"])
                 phases_ms[table.name] = round((time.perf_counter() - appending) * 1000)
         finally:
             batch.unpersist()
-        duplicates = 0 if TICKS.name in skipped else summary.rows[TICKS.name] - written.get(TICKS.name, 0)
+        duplicates = summary.rows[TICKS.name] - written.get(TICKS.name, 0)
         return BatchOutput(
             epoch_id,
             written,
+            dict(summary.rows),
             summary.reasons,
             tuple(skipped),
             round((time.perf_counter() - started) * 1000),
@@ -249,19 +268,22 @@ class IcebergBatchSink:
             duplicates,
         )
 
-    def _already_committed(
+    def _committed_summary(
         self, spark: SparkSession, identifier: str, table: str, query_id: str, epoch_id: int
-    ) -> bool:
-        """Whether `query_id` already committed batch `epoch_id` to the table (a replay after a crash)."""
+    ) -> dict[str, str] | None:
+        """The summary of the snapshot in which `query_id` already committed batch `epoch_id` to the table
+        (a replay after a crash), else None."""
         key = (query_id, table)
         last = self.committed.get(key)
-        if last is None or last >= epoch_id:
-            last = last_committed_batch(spark, identifier, query_id)
+        if last is not None and last < epoch_id:
+            return None  # this process committed the batch before: the usual case, no lookup
         self.committed.pop(key, None)  # unknown until the append succeeds
-        if last is not None and last >= epoch_id:
-            self.committed[key] = last
-            return True
-        return False
+        summary = newest_snapshot_summary(
+            spark, identifier, {SNAPSHOT_QUERY_ID: query_id, SNAPSHOT_BATCH_ID: str(epoch_id)}
+        )
+        if summary is not None:
+            self.committed[key] = epoch_id
+        return summary
 
 
 MINUTE = timedelta(minutes=1)

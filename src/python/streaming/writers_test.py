@@ -17,6 +17,7 @@ from streaming.writers import (
     IcebergBatchSink,
     committed_offsets,
     floor_minute,
+    uncorrected_late_hours,
 )
 from tickstream.catalog import load_table
 from tickstream.contracts import Tick, encode_tick, make_tick
@@ -96,9 +97,18 @@ def test_ticks_are_stored_however_late_and_duplicates_never(
     complete_until = datetime.fromtimestamp(T0 / 1e6, tz=UTC) + timedelta(minutes=1)
     values = [encode_tick(tick(1, 0)), encode_tick(tick(3, 10)), encode_tick(tick(4, 65))]
     output = writer.write(batch(kafka_rows, values), QUERY, 1, late_before=complete_until)
-    assert (output.rows_of(TICKS.name), output.duplicates, output.late) == (2, 1, 1)  # seq 1 is no news
+    assert (output.rows_of(TICKS.name), output.duplicates, output.late) == (
+        2,
+        1,
+        2,
+    )  # seq 1: late, a duplicate
     assert output.late_hours == {datetime(2024, 3, 1, 9, tzinfo=UTC)}
     assert sorted(lake.read(TICKS)["seq"].to_pylist()) == [1, 2, 3, 4]
+    ticks_id, bars_id = (lake.settings.spark_identifier(t.name) for t in (TICKS, BARS_1M))
+    # a job that dies now leaves the late hour to its successor, until the bars are committed again
+    assert uncorrected_late_hours(spark, ticks_id, bars_id) == {datetime(2024, 3, 1, 9, tzinfo=UTC)}
+    BarsUpdater(ticks_id, bars_id).update(spark, complete_until)
+    assert uncorrected_late_hours(spark, ticks_id, bars_id) == set()
     # a re-read of the whole topic (a lost checkpoint) appends nothing
     again = sink(lake).write(batch(kafka_rows, first + values), "another-query", 0)
     assert (again.rows_of(TICKS.name), again.duplicates) == (0, 6)
