@@ -36,7 +36,7 @@ from tickstream.logs import configure_logging, get_logger
 from tickstream.settings import CatalogSettings, S3Settings
 
 if TYPE_CHECKING:  # pyspark is imported lazily: `--check-closed` never starts Spark
-    from pyspark.sql import SparkSession
+    from pyspark.sql import Column, SparkSession
 
 log = get_logger("compaction.job")
 
@@ -58,6 +58,8 @@ class HourReport:
     files_after: int = 0
     bytes_after: int = 0
     rows: int = 0
+    bars_corrected: bool = False
+    """bars_1m only: the hour's bars differed from the bars of its stored ticks and were replaced."""
     duration_s: float = 0.0
     error: str | None = None
 
@@ -113,11 +115,36 @@ def rewrite_hour(
     return {key: int(value) for key, value in row.asDict().items()}
 
 
+def correct_bars_hour(spark: SparkSession, catalog: CatalogSettings, partition: HourPartition) -> bool:
+    """Make the hour's bars equal the bars of the hour's stored ticks (`streaming.transforms.bars_1m`):
+    replace the hour's partition of bars_1m if they differ (ticks that arrived late, a crash before the
+    stream corrected them); return whether it did."""
+    from pyspark.sql import functions as F
+
+    from streaming.transforms import EVENT_TIME, bars_1m
+
+    def in_hour(column: str) -> Column:
+        return (F.col(column) >= F.lit(partition.start)) & (F.col(column) < F.lit(partition.end))
+
+    bars_table = catalog.spark_identifier(BARS_1M.name)
+    ticks = spark.table(catalog.spark_identifier(TICKS.name)).where(in_hour(EVENT_TIME))
+    expected = bars_1m(ticks).select(*BARS_1M.columns).cache()
+    try:
+        stored = spark.table(bars_table).where(in_hour("window_start")).select(*BARS_1M.columns)
+        if expected.exceptAll(stored).isEmpty() and stored.exceptAll(expected).isEmpty():
+            return False
+        expected.writeTo(bars_table).overwrite(in_hour("window_start"))  # the hour's files, atomically
+        return True
+    finally:
+        expected.unpersist()
+
+
 def compact_hour(
     spark: SparkSession, catalog: CatalogSettings, partition: HourPartition, settings: CompactionSettings
 ) -> HourReport:
-    """Compact one closed hour; report the files before and after."""
+    """Compact one closed hour (bars: corrected first); report the files before and after."""
     started = time.perf_counter()
+    corrected = partition.table == BARS_1M and correct_bars_hour(spark, catalog, partition)
     before = hour_files(spark, catalog, partition)
     report = HourReport(
         partition.table.name,
@@ -127,6 +154,7 @@ def compact_hour(
         files_before=before.files,
         bytes_before=before.bytes,
         rows=before.rows,
+        bars_corrected=corrected,
     )
     if before.files:
         counts = rewrite_hour(spark, catalog, partition, settings)

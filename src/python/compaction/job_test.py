@@ -15,7 +15,7 @@ from pyspark.sql import SparkSession
 from compaction.job import EXIT_REFUSED, Request, compact_hour, maintain_table, parse_args, run
 from compaction.plan import HourPartition
 from compaction.settings import CompactionSettings
-from compaction.testdata import fill_hour, hour_start, synthetic_ticks, write_status
+from compaction.testdata import bars_of, fill_hour, hour_start, synthetic_ticks, write_status
 from tickstream.catalog import load_table
 from tickstream.lake import BARS_1M, TICKS, LakeLocation, LakeTable
 from tickstream.testing.lake import TestLake
@@ -79,6 +79,22 @@ def test_bars_are_compacted_with_timestamps_intact(spark: SparkSession, lake: Te
     assert (report.action, report.files_before, report.files_after, report.rows) == ("compact", 12, 1, 120)
     after = sorted_rows(lake, BARS_1M)
     assert after.schema == before.schema and after.equals(before)
+
+
+def test_bars_of_an_hour_that_got_late_ticks_are_recomputed(spark: SparkSession, lake: TestLake) -> None:
+    ticks = fill_hour(lake, DATE, HOUR, batches=6, rows_per_batch=100)
+    bars = HourPartition.of(BARS_1M, DATE, HOUR)
+    assert not compact_hour(spark, lake.settings, bars, SETTINGS).bars_corrected  # they match the ticks
+    late = synthetic_ticks(hour_start(DATE, HOUR), 600, 50, 600, seed=9)  # after the bars were written
+    lake.append(TICKS, late)
+    report = compact_hour(spark, lake.settings, bars, SETTINGS)
+    assert report.bars_corrected and report.files_after == 1
+    assert sorted_rows(lake, BARS_1M).equals(sorted_rows_of(bars_of(pa.concat_tables([ticks, late]))))
+    assert not compact_hour(spark, lake.settings, bars, SETTINGS).bars_corrected  # idempotent
+
+
+def sorted_rows_of(rows: pa.Table) -> pa.Table:
+    return rows.sort_by([(key, "ascending") for key in BARS_1M.sort_keys])
 
 
 def test_only_the_hour_is_rewritten(spark: SparkSession, lake: TestLake) -> None:

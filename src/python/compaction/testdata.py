@@ -15,17 +15,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 
 from tickstream.catalog import metadata_location
+from tickstream.contracts import Tick
 from tickstream.duckdb_lake import iceberg_scan
 from tickstream.lake import BARS_1M, STATUS_KEY, TICKS, LakeLocation, put_object
 from tickstream.services.seaweedfs import SeaweedFSService, SeaweedFSSettings
 from tickstream.settings import PathsSettings, S3Settings
+from tickstream.testing.expected import MINUTE_US, expected_bars
 from tickstream.testing.lake import TestLake
 from tickstream.testing.services import free_port
 
@@ -59,42 +61,46 @@ def synthetic_ticks(start: datetime, first: int, rows: int, hour_rows: int, seed
             "kafka_partition": pa.array((index % 3).astype(np.int32)),
             "kafka_offset": pa.array(index),
             "event_time": pa.array(ts_us).cast(pa.timestamp("us", tz="UTC")),
+            "kafka_ts": pa.array(ts_us).cast(pa.timestamp("us", tz="UTC")),
         }
     ).cast(TICKS.schema)
 
 
-def synthetic_bars(start: datetime, minute: int, seed: int = 0) -> pa.Table:
-    """The bars of one minute of the hour starting at `start`, one per symbol."""
-    rng = np.random.default_rng(seed + 1000 + minute)
-    moment = start + timedelta(minutes=minute % 60)
-    n = len(SYMBOLS)
-    prices = 100 + rng.random((4, n)) * 10
+def bars_of(ticks: pa.Table) -> pa.Table:
+    """The 1-minute bars of ticks-table rows, computed independently (`tickstream.testing.expected`)."""
+    bars = expected_bars(
+        cast(list[Tick], ticks.select(["symbol", "seq", "ts_us", "price", "size"]).to_pylist())
+    )
+    columns = list(zip(*bars, strict=True)) if bars else [[] for _ in range(9)]
+    starts = pa.array(columns[1], pa.int64()).cast(pa.timestamp("us", tz="UTC"))
+    ends = pa.array([start + MINUTE_US for start in columns[1]], pa.int64()).cast(
+        pa.timestamp("us", tz="UTC")
+    )
+    names = ("open", "high", "low", "close", "volume", "vwap", "trade_count")
     return pa.table(
         {
-            "symbol": pa.array(SYMBOLS),
-            "window_start": pa.array([moment] * n, pa.timestamp("us", tz="UTC")),
-            "window_end": pa.array([moment + timedelta(minutes=1)] * n, pa.timestamp("us", tz="UTC")),
-            "open": pa.array(prices[0]),
-            "high": pa.array(prices.max(axis=0)),
-            "low": pa.array(prices.min(axis=0)),
-            "close": pa.array(prices[3]),
-            "volume": pa.array(rng.integers(1, 10_000, n)),
-            "vwap": pa.array(prices.mean(axis=0)),
-            "trade_count": pa.array(rng.integers(1, 100, n)),
+            "symbol": pa.array(columns[0], pa.string()),
+            "window_start": starts,
+            "window_end": ends,
+            **{name: pa.array(columns[2 + i]) for i, name in enumerate(names)},
         }
     ).cast(BARS_1M.schema)
 
 
 def fill_hour(lake: TestLake, date: str, hour: str, batches: int, rows_per_batch: int) -> pa.Table:
-    """Append `batches` small commits of ticks and one bars commit per batch (minute) to one hour."""
+    """Append `batches` small commits of ticks to one hour, and the hour's true bars in as many commits."""
     start = hour_start(date, hour)
     written = []
     for batch in range(batches):
         ticks = synthetic_ticks(start, batch * rows_per_batch, rows_per_batch, batches * rows_per_batch)
         lake.append(TICKS, ticks)
-        lake.append(BARS_1M, synthetic_bars(start, batch))
         written.append(ticks)
-    return pa.concat_tables(written)
+    ticks = pa.concat_tables(written)
+    bars = bars_of(ticks)
+    size = -(-bars.num_rows // batches)
+    for first in range(0, bars.num_rows, size):
+        lake.append(BARS_1M, bars.slice(first, size))
+    return ticks
 
 
 def write_status(

@@ -164,6 +164,22 @@ def test_dedup_late_quarantine_and_bars(running_job) -> None:  # type: ignore[no
     assert status["queries"]["bars_1m"]["totals"]["rows_written"] == 2
 
 
+def test_a_future_dated_tick_does_not_stop_ingestion(running_job) -> None:  # type: ignore[no-untyped-def]
+    source, lake, status_location, query, _ = running_job
+    hours_ahead = encode_tick(make_tick("AAPL", 9, T0 + 20 * 3600 * SECOND, 1.0, 1, 1.0, 1.0))
+    source.add([tick(1, 0), hours_ahead])  # one bad clock, 20 hours ahead
+    query.processAllAvailable()
+    source.add([tick(2, 1), tick(3, 2, symbol="MSFT")])  # the next ticks of every symbol still land
+    query.processAllAvailable()
+    assert sorted(lake.read(TICKS)["seq"].to_pylist()) == [1, 2, 3]
+    assert lake.read(QUARANTINE)["reason"].to_pylist() == ["future_timestamp"]
+    status = settled_status(
+        status_location, lambda s: s["queries"]["ticks"]["totals"]["through_batch_id"] >= 1
+    )
+    assert status["queries"]["ticks"]["totals"]["late"] == 0
+    assert status["queries"]["ticks"]["watermark"] < "2024-03-01T10:00"  # event time did not jump ahead
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
