@@ -97,6 +97,7 @@ def second_ticks(second: datetime, first_seq: int) -> pa.Table:
                 "kafka_partition": 0,
                 "kafka_offset": first_seq + j,
                 "event_time": datetime.fromtimestamp(ts / US, tz=UTC),
+                "kafka_ts": datetime.fromtimestamp(ts / US, tz=UTC),
             }
         )
     return pa.Table.from_pylist(rows, schema=TICKS.schema)
