@@ -71,7 +71,7 @@ def bars_of(ticks: pa.Table) -> pa.Table:
     bars = expected_bars(
         cast(list[Tick], ticks.select(["symbol", "seq", "ts_us", "price", "size"]).to_pylist())
     )
-    columns = list(zip(*bars, strict=True)) if bars else [[] for _ in range(9)]
+    columns: list[tuple[Any, ...]] = list(zip(*bars, strict=True)) if bars else [() for _ in range(9)]
     starts = pa.array(columns[1], pa.int64()).cast(pa.timestamp("us", tz="UTC"))
     ends = pa.array([start + MINUTE_US for start in columns[1]], pa.int64()).cast(
         pa.timestamp("us", tz="UTC")

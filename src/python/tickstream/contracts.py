@@ -322,8 +322,8 @@ def decode_tick_batch(
     """`decode_tick` over a whole Arrow batch: typed fields (NULL when rejected), `reason` and `detail`.
 
     Row i gets exactly the verdict of `decode_tick(values[i], validator_now_us[i], max_ahead_us)` (a NULL
-    value is `not_json`). Fast path: Arrow's JSON reader parses the batch at once into the typed schema and the
-    value rules run column-wise; a row the fast path cannot accept (not a one-line object, a parse error
+    value is `not_json`). Fast path: Arrow's JSON reader parses the batch at once into the typed schema and
+    the value rules run column-wise; a row the fast path cannot accept (not a one-line object, a parse error
     in its batch, a failed or undecidable rule) is decoded by `decode_tick` itself, so every rejection
     carries the contract's own reason and detail.
     """
