@@ -8,7 +8,7 @@ missing or unreachable source never takes the other panels (or the page) down.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
@@ -27,6 +27,8 @@ from dashboard.health import (
     dbt_check,
     files_table,
     freshness_check,
+    ingestion_check,
+    ingestion_stopped,
     lag_checks,
     streaming_checks,
 )
@@ -229,6 +231,7 @@ def health_page(sources: Sources) -> None:
             checks.append(freshness_check(sources.newest_tick(), now, settings))
         with panel("Streaming job"):
             status = sources.status()
+            checks.append(ingestion_check(status, settings))
             checks.extend(streaming_checks(status, now, settings))
         with panel("Kafka consumer lag"):
             checks.extend(lag_checks(sources.kafka_end_offsets(), status, settings))
@@ -276,6 +279,25 @@ def health_page(sources: Sources) -> None:
     health()
 
 
+def ingestion_strip(sources: Sources) -> None:
+    """On every page: a red strip when ingestion has stopped (no fresh tick, nothing stored, query failed)."""
+
+    @st.fragment(run_every=sources.settings.health_refresh_seconds)
+    def strip() -> None:
+        checks: list[Check] = []
+        with suppress(Exception):  # an empty or unreachable lake: the pages say so themselves
+            checks.append(freshness_check(sources.newest_tick(), sources.now(), sources.settings))
+        with suppress(Exception):
+            status = sources.status()
+            checks.append(ingestion_check(status, sources.settings))
+            checks.extend(streaming_checks(status, sources.now(), sources.settings))
+        stopped = ingestion_stopped(checks)
+        if stopped:
+            st.error("Ingestion stopped: " + "; ".join(f"{c.name}: {c.value}" for c in stopped))
+
+    strip()
+
+
 PAGES: dict[str, Callable[[Sources], None]] = {
     "Live": live_page,
     "History": history_page,
@@ -292,6 +314,7 @@ def main() -> None:
         st.error(f"The dashboard's settings are invalid: {exc}")
         return
     page = st.sidebar.radio("Page", list(PAGES), key="page")
+    ingestion_strip(sources)
     PAGES[page](sources)
 
 

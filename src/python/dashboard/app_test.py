@@ -12,8 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboard.conftest import FIXTURE_TICKS
-from dashboard.testing import DashboardLake
+from dashboard.conftest import FIXTURE_TICKS, at, fixture_status
+from dashboard.data import clear_caches
+from dashboard.testing import DashboardLake, tick
 
 APP = str(Path(__file__).with_name("app.py"))
 
@@ -80,6 +81,10 @@ def test_health_page_reports_each_check(fixture_lake: DashboardLake) -> None:
     assert checks["Data freshness"]["value"] == "newest tick 10 s old"
     assert checks["Data freshness"]["state"] == "good"
     assert checks["Streaming query ticks"]["state"] == "good"
+    assert (checks["Ingestion"]["state"], checks["Ingestion"]["value"]) == (
+        "good",
+        "1,480 of 1,500 records stored",
+    )
     assert "late 21" in checks["Streaming query ticks"]["detail"]
     assert checks["Streaming bars_1m"]["state"] == "good"
     assert checks["Streaming bars_1m"]["value"] == "active · 3 bars · 0 s ago"
@@ -100,6 +105,25 @@ def test_health_page_reports_each_check(fixture_lake: DashboardLake) -> None:
     assert ":green-badge[Data freshness: good]" in app.markdown[0].value
     # Kafka is unreachable in this test: that panel says so, the others still render.
     assert "Kafka consumer lag: source unavailable" in messages(app)
+
+
+@pytest.mark.parametrize("page", ["Live", "History", "Pipeline health"])
+def test_every_page_turns_red_when_ingestion_stalls(fixture_lake: DashboardLake, page: str) -> None:
+    assert "Ingestion stopped" not in messages(run(page))
+    status = fixture_status()
+    status["queries"]["ticks"].update(rows_written=0, quarantined=1500)  # every record rejected
+    fixture_lake.write_status(status)
+    clear_caches()
+    app = run(page)
+    assert "Ingestion stopped: Ingestion: stalled: 1,500 records read, none stored" in messages(app)
+
+
+def test_a_tick_far_ahead_of_the_clock_turns_the_pages_red(fixture_lake: DashboardLake) -> None:
+    fixture_lake.append_ticks([tick("AAA", 99, at(22, 0, 0), 100.0, 1)])  # 12 hours after the clock
+    app = run("Pipeline health")
+    checks = {row["check"]: row for row in table_with(app, "check").to_dict("records")}
+    assert checks["Data freshness"]["state"] == "failing"
+    assert "Data freshness: newest tick 43,050 s ahead of the clock" in messages(app)
 
 
 def test_a_young_lake_shows_compaction_pending(empty_lake: DashboardLake) -> None:

@@ -19,7 +19,16 @@ from dashboard.bars import TimeRange, combine_bars, empty_bars, to_us
 from dashboard.conftest import BARS_UNTIL, FIXTURE_TICKS, NOW, at, fixture_status, objects_at
 from dashboard.data import Sources, clear_caches
 from dashboard.errors import SourceUnavailable
-from dashboard.health import compaction_check, consumer_lag, files_table, reads_kafka, streaming_checks
+from dashboard.health import (
+    compaction_check,
+    consumer_lag,
+    files_table,
+    freshness_check,
+    ingestion_check,
+    ingestion_stopped,
+    reads_kafka,
+    streaming_checks,
+)
 from dashboard.lake_reader import Lake, bars_sql
 from dashboard.settings import DashboardSettings
 from dashboard.table_files import HourFiles, Rewrite, TableFiles
@@ -139,6 +148,32 @@ def test_the_bars_entry_is_late_only_beyond_its_own_cadence() -> None:
     assert {c.name: c.state for c in streaming_checks(status, NOW, settings)}[
         "Streaming bars_1m"
     ] == "failing"
+
+
+def test_ingestion_states_from_the_last_batch() -> None:
+    settings = DashboardSettings()  # late and quarantined shares above 5 %: late
+    status = fixture_status()
+    ticks = status["queries"]["ticks"]
+    assert ingestion_check(status, settings).state == "good"  # 1,480 of 1,500 stored, 17 late, 3 quarantined
+    ticks.update(late=120)
+    assert ingestion_check(status, settings).state == "late"  # 8 % late
+    ticks.update(late=0, quarantined=100)
+    assert ingestion_check(status, settings).state == "late"  # 7 % quarantined
+    ticks.update(rows_written=0, quarantined=0, duplicates=1500)  # read, nothing stored
+    stalled = ingestion_check(status, settings)
+    assert (stalled.state, stalled.value) == ("failing", "stalled: 1,500 records read, none stored")
+    assert ingestion_stopped([stalled, *streaming_checks(status, NOW, settings)]) == [stalled]
+    ticks.update(input_rows=0)
+    assert ingestion_check(status, settings).state == "good"  # an idle stream is not stalled
+    assert ingestion_check({}, settings).state == "unknown"
+
+
+def test_event_time_ahead_of_the_clock_is_failing() -> None:
+    settings = DashboardSettings()  # more than 60 s ahead: failing
+    ahead = freshness_check(NOW + timedelta(hours=20), NOW, settings)
+    assert (ahead.state, ahead.value) == ("failing", "newest tick 72,000 s ahead of the clock")
+    assert freshness_check(NOW + timedelta(seconds=30), NOW, settings).state == "good"
+    assert ingestion_stopped([ahead]) == [ahead]
 
 
 def hour_files(hour: datetime, commits: int, table: str = "ticks") -> HourFiles:

@@ -1,8 +1,9 @@
 """Health rules of the pipeline-health page (pure functions of what the sources returned; no I/O).
 
 Each check is good / late / failing (plus `pending` for a compaction nobody can expect yet, `unknown` when a
-source does not say): data freshness, each streaming status entry, Kafka lag, the last compaction, the last
-dbt run. The thresholds are `DashboardSettings` fields.
+source does not say): data freshness (and event time ahead of the clock), ingestion (stalled, late or
+quarantined share), each streaming status entry, Kafka lag, the last compaction, the last dbt run. The
+thresholds are `DashboardSettings` fields.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import polars as pl
 
 from dashboard.settings import DashboardSettings
 from dashboard.table_files import HourFiles, TableFiles
-from tickstream.lake import BARS_1M
+from tickstream.lake import BARS_1M, TICKS
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,16 @@ def age_state(age_s: float, late_s: float, failing_s: float) -> str:
 
 
 def freshness_check(newest: datetime, now: datetime, settings: DashboardSettings) -> Check:
-    """Age of the newest tick in the lake."""
+    """Age of the newest tick in the lake; failing if it is ahead of the wall clock (a producer's clock is
+    wrong, or the event-time guard is set too loose)."""
     age = (now - newest).total_seconds()
+    if -age > settings.clock_ahead_seconds:
+        return Check(
+            "Data freshness",
+            "failing",
+            f"newest tick {-age:,.0f} s ahead of the clock",
+            f"{newest:%Y-%m-%d %H:%M:%S} UTC: event time ahead of the wall clock",
+        )
     return Check(
         "Data freshness",
         age_state(age, settings.fresh_seconds, settings.stale_seconds),
@@ -97,11 +106,50 @@ def streaming_checks(status: dict[str, Any], now: datetime, settings: DashboardS
                 f"in {float(query.get('input_rows_per_second') or 0):,.0f}/s, "
                 f"processed {float(query.get('processed_rows_per_second') or 0):,.0f}/s"
                 f" · late {int(totals.get('late') or 0):,}"
+                f" · duplicates {int(totals.get('duplicates') or 0):,}"
                 f" · quarantined {int(totals.get('quarantined') or 0):,}"
             )
         label = f"Streaming query {name}" if reads_kafka(query) else f"Streaming {name}"
         checks.append(Check(label, state, value, detail + error))
     return checks
+
+
+def ingestion_check(status: dict[str, Any], settings: DashboardSettings) -> Check:
+    """What the ticks query's last batch did with the records it read.
+
+    failing: it read records and stored none of them (all quarantined or duplicates: ingestion stalled);
+    late: the share of late or quarantined records is above its threshold; good otherwise.
+    """
+    name = "Ingestion"
+    query = (status.get("queries") or {}).get(TICKS.name)
+    if not query:
+        return Check(name, "unknown", "no batch yet", "the streaming job has not reported a batch")
+    read, written = int(query.get("input_rows") or 0), int(query.get("rows_written") or 0)
+    quarantined, late = int(query.get("quarantined") or 0), int(query.get("late") or 0)
+    duplicates = int(query.get("duplicates") or 0)
+    detail = (
+        f"last batch: {quarantined:,} quarantined, {late:,} late, {duplicates:,} duplicates"
+        f" · batch {query.get('last_batch_id')}"
+    )
+    if read == 0:
+        return Check(name, "good", "no records in the last batch", detail)
+    value = f"{written:,} of {read:,} records stored"
+    if written == 0:
+        return Check(name, "failing", f"stalled: {read:,} records read, none stored", detail)
+    if late / read > settings.late_share or quarantined / read > settings.quarantine_share:
+        return Check(
+            name,
+            "late",
+            f"{value} · {late / read:.0%} late, {quarantined / read:.0%} quarantined",
+            detail + f" · thresholds {settings.late_share:.0%} / {settings.quarantine_share:.0%}",
+        )
+    return Check(name, "good", value, detail)
+
+
+def ingestion_stopped(checks: Sequence[Check]) -> list[Check]:
+    """The failing checks among freshness, ingestion and the ticks query: ingestion has stopped."""
+    watched = ("Data freshness", "Ingestion", f"Streaming query {TICKS.name}")
+    return [c for c in checks if c.name in watched and c.state == "failing"]
 
 
 def _hhmm(value: Any) -> str:
@@ -142,7 +190,9 @@ def lag_checks(
         state = (
             "good"
             if lag <= settings.lag_late_records
-            else "late" if lag <= settings.lag_failing_records else "failing"
+            else "late"
+            if lag <= settings.lag_failing_records
+            else "failing"
         )
         checks.append(
             Check(

@@ -60,6 +60,23 @@ class DashboardSettings(BaseSettings):
     stale_seconds: float = Field(
         default=300.0, gt=0.0, description="Newest tick older than this: failing (pipeline stopped)."
     )
+    clock_ahead_seconds: float = Field(
+        default=60.0,
+        gt=0.0,
+        description="Newest tick further than this ahead of the wall clock: failing (a bad producer clock).",
+    )
+    late_share: float = Field(
+        default=0.05,
+        ge=0.0,
+        le=1.0,
+        description="Share of the last batch's records that were late above this: ingestion late.",
+    )
+    quarantine_share: float = Field(
+        default=0.05,
+        ge=0.0,
+        le=1.0,
+        description="Share of the last batch's records quarantined above this: ingestion late.",
+    )
     lag_late_records: int = Field(default=100_000, ge=0, description="Consumer lag above this: late.")
     lag_failing_records: int = Field(default=1_000_000, ge=0, description="Consumer lag above this: failing.")
     compaction_late_hours: float = Field(
