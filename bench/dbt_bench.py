@@ -93,6 +93,7 @@ def hour_ticks(hour: int, rate: float) -> pa.Table:
             "kafka_partition": np.zeros(n, dtype=np.int32),
             "kafka_offset": np.arange(seq0, seq0 + n, dtype=np.int64),
             "event_time": pa.array(ts).cast(pa.timestamp("us", tz="UTC")),
+            "kafka_ts": pa.array(ts).cast(pa.timestamp("us", tz="UTC")),
         }
     ).cast(TICKS.schema)
 

@@ -148,6 +148,23 @@ def test_dbt_and_dashboard(results: Path) -> None:
     assert (day["ratio"], day["met"]) == (5.0, True)
 
 
+def test_replay_is_reported_against_publishing_alone(tmp_path: Path) -> None:
+    replay = {
+        "run_at": "2026-11-27T21:00:00+00:00",
+        "file": {"ticks": 8592},
+        "replay": {"total_s": 40.0, "bars_s": 25.0},
+        "baseline_publish_alone_s": 4.0,
+        "live_batches_before": {"p95_ms": 900.0},
+        "live_batches_during": {"p95_ms": 1800.0},
+    }
+    write(tmp_path, replay=replay)
+    assert report.main(["--results", str(tmp_path), "--out", str(tmp_path / "out")]) == 0
+    records = records_by_name(tmp_path / "out")
+    assert (records["replay.total_s"]["met"], records["replay.total_s"]["ratio"]) == (True, 0.1)
+    assert records["replay.landed_s"]["measured"] == 25.0
+    assert records["replay.live_batch_p95_ms"]["ratio"] == 0.5  # the live batches took twice as long
+
+
 def test_run_information_is_merged(results: Path) -> None:
     summary = json.loads((results / "summary.json").read_text())
     assert summary["machine"]["cpus"] == 2

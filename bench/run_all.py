@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Run every benchmark in a fixed order, then write the report: `python3 bench/run_all.py` (~20-25 min).
+"""Run every benchmark in a fixed order, then write the report: `python3 bench/run_all.py` (~25-30 min).
 
 Each benchmark runs as its own `./pants run bench/<name>_bench.py -- <args>`, so it gets the interpreter of
 its resolve (producer, dbt, dashboard: python-default; streaming, compaction: spark, with pyspark) built
@@ -51,9 +51,10 @@ class Stage:
     args: Sequence[str]
     minutes: float
     services: bool  # needs the running Kafka / S3 (`./tickstream services up`)
+    packages: Sequence[str] = ()  # Pants targets packaged (into dist/) before the benchmark runs
 
 
-# Sized for ~20-25 minutes in all on 2 cores (durations measured 2026-11-26 under load 3-8), plus the
+# Sized for ~25-30 minutes in all on 2 cores (durations measured 2026-11-26 under load 3-8), plus the
 # one-off build of each resolve's environment by Pants on a cold cache (a few minutes for spark).
 STAGES = (
     # 5M ticks through our producer, then kafka-producer-perf-test: ~1 min.
@@ -68,6 +69,16 @@ STAGES = (
     Stage("dbt", "bench/dbt_bench.py", ["--ticks-per-second", "100", "--batch-seconds", "10"], 4, False),
     # 30 symbols x 1 day of bars in two Iceberg lakes on S3, 60 files/hour vs compacted, day view: ~1 min.
     Stage("dashboard", "bench/dashboard_bench.py", ["--symbols", "30", "--objects-per-hour", "60"], 1, True),
+    # 8.2 years of daily bars (8,592 ticks) replayed into a running platform (live producer at 2k/s), landed,
+    # bars corrected and the touched days modelled by dbt; the platform's own PEXes: ~4 min.
+    Stage(
+        "replay",
+        "bench/replay_bench.py",
+        ["--days", "2148"],
+        4,
+        True,
+        tuple(f"src/python/{name}:bin" for name in ("producer", "streaming", "compaction", "analytics")),
+    ),
 )
 
 
@@ -137,7 +148,11 @@ def run_stage(stage: Stage, smoke: bool) -> dict[str, Any]:
     memory = meminfo()
     print(f"\n=== {stage.name} (~{stage.minutes:g} min), load {load}: {shlex.join(argv)}", flush=True)
     started_at, started = now(), time.monotonic()
-    exit_code = subprocess.run(argv, cwd=ROOT, check=False).returncode
+    exit_code = 0
+    if stage.packages and not smoke:
+        exit_code = subprocess.run([str(ROOT / "pants"), "package", *stage.packages], cwd=ROOT).returncode
+    if exit_code == 0:
+        exit_code = subprocess.run(argv, cwd=ROOT, check=False).returncode
     duration = round(time.monotonic() - started, 1)
     print(f"=== {stage.name}: exit {exit_code} after {duration:.0f} s", flush=True)
     return {

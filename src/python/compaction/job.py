@@ -31,7 +31,7 @@ from pydantic import ValidationError
 
 from compaction.plan import Closedness, HourPartition, closedness, parse_timestamp, partitions
 from compaction.settings import CompactionSettings
-from tickstream.lake import BARS_1M, TICKS, LakeLocation, read_status
+from tickstream.lake import BARS_1M, TABLES, TICKS, LakeLocation, read_status
 from tickstream.logs import configure_logging, get_logger
 from tickstream.settings import CatalogSettings, S3Settings
 
@@ -167,6 +167,28 @@ def compact_hour(
     return report
 
 
+def several_files_hours(spark: SparkSession, catalog: CatalogSettings, table: str) -> set[int]:
+    """Hour ordinals (Iceberg's `hour` transform) in which a table holds more than one data file."""
+    lake = TABLES[table]
+    rows = spark.sql(
+        f"SELECT partition.{lake.partition_column}_hour AS hour FROM {catalog.spark_identifier(table)}.files "
+        "GROUP BY 1 HAVING count(*) > 1"
+    ).collect()
+    return {int(row["hour"]) for row in rows}
+
+
+def dirty_partitions(
+    spark: SparkSession, catalog: CatalogSettings, partitions: Sequence[HourPartition]
+) -> tuple[HourPartition, ...]:
+    """The partitions whose hour holds several files in their table, and bars hours whose ticks do."""
+    dirty = {table: several_files_hours(spark, catalog, table) for table in COMPACTABLE}
+    return tuple(
+        p
+        for p in partitions
+        if p.ordinal in dirty[p.table.name] or (p.table == BARS_1M and p.ordinal in dirty[TICKS.name])
+    )
+
+
 def maintain_table(
     spark: SparkSession, catalog: CatalogSettings, table: str, settings: CompactionSettings, now: datetime
 ) -> dict[str, Any]:
@@ -213,6 +235,9 @@ class Request:
     partitions: tuple[HourPartition, ...]
     mode: str  # compact | check-closed
     maintain: bool = True
+    only_dirty: bool = False
+    """Only the hours holding several data files in ticks or bars (late ticks, a replay over several
+    batches), and the bars of such ticks hours; the others in the range are left alone."""
 
 
 @dataclass
@@ -279,7 +304,11 @@ def run(request: Request, spark: Callable[[], SparkSession] | None = None) -> tu
     session = spark or SparkOnDemand(request.settings, request.s3, request.catalog)
     code = EXIT_OK
     try:
-        for partition in request.partitions:
+        hours = request.partitions
+        if request.only_dirty:
+            hours = dirty_partitions(session(), request.catalog, hours)
+            result["dirty_hours"] = len({p.start for p in hours})
+        for partition in hours:
             try:
                 report = compact_hour(session(), request.catalog, partition, request.settings)
             except Exception as exc:
@@ -349,6 +378,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-maintenance", action="store_true", help="only rewrite the hours' files")
     parser.add_argument(
+        "--only-dirty",
+        action="store_true",
+        help="only the hours of the range holding several files (late ticks, replays), and their bars",
+    )
+    parser.add_argument(
         "--check-closed", action="store_true", help="only check closedness: exit 0 closed, 3 open"
     )
     return parser
@@ -396,6 +430,7 @@ def parse_args(argv: Sequence[str] | None) -> Request:
         tuple(partitions(tables, start, end)),
         mode,
         maintain=not args.no_maintenance,
+        only_dirty=args.only_dirty,
     )
 
 

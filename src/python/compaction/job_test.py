@@ -142,6 +142,42 @@ def test_open_partition_is_refused(lake: TestLake, tmp_path: Path) -> None:
     assert "ticks/2024-03-01T10 is still open" in result["error"]
 
 
+def test_only_dirty_hours_of_a_range_are_compacted(
+    spark: SparkSession, lake: TestLake, tmp_path: Path
+) -> None:
+    fill_hour(lake, DATE, "07", batches=1, rows_per_batch=50)  # one file per table: clean
+    fill_hour(lake, DATE, "08", batches=3, rows_per_batch=50)  # several files: dirty
+    status = LakeLocation(str(tmp_path / "status"))
+    write_status(status, datetime(2024, 3, 1, 12, tzinfo=UTC))
+    argv = [
+        "--table",
+        "all",
+        "--from",
+        f"{DATE}T00",
+        "--to",
+        f"{DATE}T10",
+        "--only-dirty",
+        "--no-maintenance",
+    ]
+    parsed = parse_args([*argv, "--lake-root", status.root])
+    request = Request(
+        parsed.settings,
+        lake.settings,
+        lake.s3,
+        status,
+        parsed.partitions,
+        parsed.mode,
+        False,
+        parsed.only_dirty,
+    )
+    code, result = run(request, spark=lambda: spark)
+    assert code == 0 and result["dirty_hours"] == 1
+    assert [(h["table"], h["hour"], h["action"]) for h in result["hours"]] == [
+        ("ticks", "08", "compact"),
+        ("bars_1m", "08", "compact"),
+    ]
+
+
 def test_cli_validates_ranges() -> None:
     request = parse_args(
         ["--table", "all", "--from", "2024-03-01T22", "--to", "2024-03-02T01", "--lake-root", "/x"]

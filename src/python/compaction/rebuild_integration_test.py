@@ -105,7 +105,7 @@ def test_rebuild_replaces_an_hour_with_what_kafka_holds(
         producer.produce(topic, value=value, key=key)
     assert producer.flush(60) == 0
 
-    fill_hour(lake, "2024-03-01", "09", batches=5, rows_per_batch=50)  # rows that are not in Kafka
+    fill_hour(lake, "2024-03-01", "09", batches=5, rows_per_batch=10)  # rows (and bars) not in Kafka
     status = LakeLocation(f"{lake.settings.warehouse}-status", s3)
     write_status(status, datetime(2024, 3, 1, 10, 30, tzinfo=UTC))  # 09h closed, 10h open
     env = {
@@ -132,7 +132,7 @@ def test_rebuild_replaces_an_hour_with_what_kafka_holds(
     assert code == 0, stderr[-3000:]
     rebuilt = {h["partition"]: h for h in report["hours"]}
     assert (rebuilt["ticks/2024-03-01T09"]["rows_before"], rebuilt["ticks/2024-03-01T09"]["rows"]) == (
-        250,
+        50,
         len(truth),
     )
     assert sum(high - low for low, high in report["offsets"].values()) == len(sent)

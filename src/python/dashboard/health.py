@@ -190,9 +190,7 @@ def lag_checks(
         state = (
             "good"
             if lag <= settings.lag_late_records
-            else "late"
-            if lag <= settings.lag_failing_records
-            else "failing"
+            else "late" if lag <= settings.lag_failing_records else "failing"
         )
         checks.append(
             Check(

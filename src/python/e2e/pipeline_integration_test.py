@@ -17,11 +17,12 @@ import subprocess
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 import pytest
@@ -180,8 +181,9 @@ def streaming_caught_up(status: dict[str, Any], records: int, watermark_at_least
     return True
 
 
-def run_streaming_until_caught_up(platform: Platform, records: int, watermark_at_least: datetime) -> None:
-    """Start the streaming PEX, wait until it has everything and the hour is closed, stop it gracefully."""
+@contextmanager
+def streaming_job(platform: Platform) -> Iterator[subprocess.Popen[bytes]]:
+    """The streaming PEX running on the platform's topic and lake; stopped gracefully on exit."""
     argv = [
         str(package("src.python.streaming", "bin.pex")),
         "--topic", platform.topic,
@@ -196,12 +198,7 @@ def run_streaming_until_caught_up(platform: Platform, records: int, watermark_at
         argv, env=platform.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
     try:
-        deadline = time.monotonic() + STEP_TIMEOUT_S
-        while not streaming_caught_up(platform.status(), records, watermark_at_least):
-            tail = (platform.work / "streaming.log").read_text(errors="replace")[-3000:]
-            assert job.poll() is None, f"streaming job exited {job.returncode}:\n{tail}"
-            assert time.monotonic() < deadline, f"streaming job not caught up in time:\n{tail}"
-            time.sleep(1)
+        yield job
     finally:
         job.send_signal(signal.SIGTERM)
         try:
@@ -210,6 +207,27 @@ def run_streaming_until_caught_up(platform: Platform, records: int, watermark_at
             os.killpg(job.pid, signal.SIGKILL)
             job.wait(30)
         log.close()
+
+
+def wait_for(platform: Platform, job: subprocess.Popen[bytes], what: str, check: Callable[[], bool]) -> None:
+    """Poll `check` while the streaming job lives; fail with its log's end on death or timeout."""
+    deadline = time.monotonic() + STEP_TIMEOUT_S
+    while not check():
+        tail = (platform.work / "streaming.log").read_text(errors="replace")[-3000:]
+        assert job.poll() is None, f"streaming job exited {job.returncode} waiting for {what}:\n{tail}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}:\n{tail}"
+        time.sleep(1)
+
+
+def run_streaming_until_caught_up(platform: Platform, records: int, watermark_at_least: datetime) -> None:
+    """Start the streaming PEX, wait until it has everything and the hour is closed, stop it gracefully."""
+    with streaming_job(platform) as job:
+        wait_for(
+            platform,
+            job,
+            "the streaming job to catch up",
+            lambda: streaming_caught_up(platform.status(), records, watermark_at_least),
+        )
 
 
 def run_airflow_dag(platform: Platform, hour: datetime) -> str:
@@ -368,3 +386,106 @@ def test_ticks_flow_through_every_component_exactly_once(platform: Platform) -> 
         )
         for r in shown.iter_rows(named=True)
     ] == [bar[:7] + bar[8:] for bar in expected.bars_between(hour_us, end_us)]
+
+
+# --- historical replay into the running platform ------------------------------------------------------
+
+REPLAY_SYMBOLS = ("OLDA", "OLDB")
+REPLAY_DAYS = 520  # two years of weekdays from 2017-01-02
+
+
+def daily_bars_file(path: Path) -> pl.DataFrame:
+    """Two years of daily bars of two symbols (prices in cents), written as CSV; returned as written."""
+    days = [d for d in (datetime(2017, 1, 2) + timedelta(days=i) for i in range(730)) if d.weekday() < 5]
+    rows = []
+    for n, symbol in enumerate(REPLAY_SYMBOLS):
+        for i, day in enumerate(days[:REPLAY_DAYS]):
+            base = 5_000 + 700 * n + (i * 37) % 900
+            low, high = base - 25 - i % 40, base + 30 + (i * 7) % 50
+            close = low + (i * 13) % (high - low + 1)
+            rows.append(
+                (symbol, day.date(), base / 100, high / 100, low / 100, close / 100, 1_000 + i * 17 + n)
+            )
+    bars = pl.DataFrame(
+        rows, orient="row", schema=["symbol", "timestamp", "open", "high", "low", "close", "volume"]
+    )
+    bars.write_csv(path)
+    return bars
+
+
+def test_replay_of_past_years_lands_in_lake_bars_and_marts_while_live_ticks_flow(platform: Platform) -> None:
+    from producer.replay import read_table as read_replay_file
+    from producer.replay import to_tick_frame
+    from tickstream.replay import ReplayRequest, replay
+
+    path = platform.work / "daily.csv"
+    file_bars = daily_bars_file(path)
+    bootstrap = platform.env["TICKSTREAM_KAFKA_BOOTSTRAP_SERVERS"]
+    live_argv = [
+        str(package("src.python.producer", "bin.pex")),
+        "simulate", "--rate", "300", "--symbols", "LIVEA,LIVEB", "--topic", platform.topic,
+    ]  # fmt: skip
+    with streaming_job(platform) as job, (platform.work / "live.log").open("wb") as live_log:
+        live = subprocess.Popen(live_argv, env=platform.env, stdout=live_log, stderr=subprocess.STDOUT)
+        try:
+            wait_for(platform, job, "live bars in the lake", lambda: platform.lake.files(BARS_1M) >= 1)
+            before = platform.status()["queries"][TICKS.name]
+            report = replay(
+                ReplayRequest(
+                    path=path,
+                    publish=[str(package("src.python.producer", "bin.pex"))],
+                    model=[str(package("src.python.analytics", "bin.pex"))],
+                    compact=[str(package("src.python.compaction", "bin.pex"))],
+                    bootstrap=bootstrap,
+                    topic=platform.topic,
+                    status=platform.status_location,
+                    timeout_s=STEP_TIMEOUT_S,
+                    env=platform.env,
+                    catalog=platform.lake.settings,
+                    s3=platform.lake.s3 or S3Settings(),
+                )
+            )
+            print(f"replay: {report}")
+            live_rows = live_ticks_stored(platform)
+            wait_for(platform, job, "more live ticks", lambda: live_ticks_stored(platform) > live_rows)
+        finally:
+            live.terminate()
+            live.wait(30)
+    after = platform.status()["queries"][TICKS.name]
+    assert after["query_id"] == before["query_id"] and after["state"] == "active"  # never stopped
+
+    # the lake: every replayed tick, in its own years' hours, and bars equal to them
+    replayed = to_tick_frame(read_replay_file(path))
+    stored = platform.lake.read(TICKS).to_pylist()
+    old = sorted(
+        (t["symbol"], t["ts_us"], t["price"], t["size"]) for t in stored if t["symbol"] in REPLAY_SYMBOLS
+    )
+    assert old == sorted(replayed.select("symbol", "ts_us", "price", "size").iter_rows())
+    bars = platform.lake.read(BARS_1M).to_pylist()
+    stored_bars = sorted(
+        (b["symbol"], round(b["window_start"].timestamp() * 1e6), b["open"], b["high"], b["low"], b["close"],
+         b["volume"], b["vwap"], b["trade_count"])
+        for b in bars
+        if b["symbol"] in REPLAY_SYMBOLS
+    )  # fmt: skip
+    assert stored_bars == expected_bars(cast(list[Tick], replayed.to_dicts()))
+
+    # the daily mart the History page reads: the file's OHLC to the cent, volume exact
+    dashboard = DashboardLake(
+        DashboardSettings(lake_root=platform.status_location.root), platform.lake.s3, platform.lake.settings
+    )
+    daily = dashboard.query(
+        "SELECT symbol, trade_date, round(open_usd * 100), round(high_usd * 100), round(low_usd * 100), "
+        "round(close_usd * 100), volume_shares FROM read_parquet($file) WHERE symbol IN ('OLDA', 'OLDB')",
+        {"file": platform.status_location.url("marts/fct_ohlcv_daily/data.parquet")},
+    ).rows()
+    assert sorted(daily) == sorted(
+        (r[0], r[1], round(r[2] * 100), round(r[3] * 100), round(r[4] * 100), round(r[5] * 100), r[6])
+        for r in file_bars.iter_rows()
+    )
+
+
+def live_ticks_stored(platform: Platform) -> int:
+    """Ticks of the live symbols in the lake."""
+    ticks = platform.lake.read(TICKS).select(["symbol"]).to_pylist()
+    return sum(1 for t in ticks if t["symbol"].startswith("LIVE"))

@@ -9,8 +9,9 @@ Input columns (names are case-sensitive):
   at +59 s, each with a quarter of the volume (at least one share).
 
 The time column is `ts_us` (integer epoch microseconds) or one of `timestamp`, `ts`, `time`, `datetime`
-(a datetime or an ISO-8601 string; without a time zone it is taken as UTC). Rows are replayed in time
-order and get fresh per-symbol `seq` numbers from 1, as the contract requires for a producer run.
+(a datetime, a date or an ISO-8601 string; without a time zone it is taken as UTC, a date as its midnight).
+Rows are replayed in time order and get fresh per-symbol `seq` numbers from 1, as the contract requires for a
+producer run.
 
 Speed factor: 1.0 replays in real time, 100.0 a hundred times faster, 0 or infinity as fast as possible.
 """
@@ -79,6 +80,8 @@ def _ts_us_series(frame: pl.DataFrame) -> pl.Series:
         return column.cast(pl.Int64).alias("ts_us")
     if column.dtype == pl.String:
         column = column.str.to_datetime(time_unit="us")  # eager: infers offsets like -05:00
+    if column.dtype == pl.Date:  # daily bars: the day starts at midnight UTC
+        column = column.cast(pl.Datetime("us"))
     dtype = column.dtype
     if not isinstance(dtype, pl.Datetime):
         raise ValueError(f"time column {name!r} has type {dtype}; expected datetime, ISO string or ts_us")

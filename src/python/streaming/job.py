@@ -54,6 +54,8 @@ SUPERVISE_POLL_S = 0.5
 """How often the supervisor looks at the queries."""
 RETAIN_SNAPSHOTS = 10
 """Snapshots every table keeps whatever their age (the newest ones)."""
+CORRECTION_SPACING_S = 5.0
+"""Least time between two recomputations of the bars of hours that received late ticks."""
 SCHEDULER_POOL = "spark.scheduler.pool"
 TICKS_POOL, UPKEEP_POOL = "ticks", "upkeep"
 """Fair-scheduler pools (`spark_session.scheduler_pools`): the ticks query's jobs first, upkeep after."""
@@ -136,6 +138,7 @@ class LakeSink:
         self.complete_until: datetime | None = None
         """The minutes before this are complete in the ticks table (monotonic)."""
         self._late_hours: set[datetime] = set()
+        self._last_batch: tuple[str, int] | None = None
         self._lock = threading.Lock()
 
     def __call__(self, batch: DataFrame, epoch_id: int) -> None:
@@ -150,13 +153,16 @@ class LakeSink:
             self.complete_until = max(bound, self.complete_until or bound)
         with self._lock:
             self._late_hours |= output.late_hours
+            self._last_batch = (query_id, epoch_id)
         self.book.record_output(query_id, replace(output, complete_until=self.complete_until))
 
-    def take_late_hours(self) -> set[datetime]:
-        """The hours that received late ticks since the last call (their bars need recomputing)."""
+    def take_late_hours(self) -> tuple[set[datetime], tuple[str, int] | None]:
+        """The hours that received late ticks since the last call (their bars need recomputing), and the
+        (query id, batch id) of the last batch committed by then: once those hours are corrected, the bars
+        agree with the ticks of every batch through it."""
         with self._lock:
             hours, self._late_hours = self._late_hours, set()
-        return hours
+            return hours, self._last_batch
 
     def give_back(self, hours: set[datetime]) -> None:
         """Hours whose bars correction failed: they are taken again next time."""
@@ -165,10 +171,12 @@ class LakeSink:
 
 
 class BarsSchedule:
-    """Appends the bars of completed minutes from the supervisor's loop, at most every `bars_trigger_seconds`.
+    """Keeps `bars_1m` up to date from the supervisor's loop: appends the bars of completed minutes at most
+    every `bars_trigger_seconds`, and recomputes the bars of hours that received late ticks within
+    `CORRECTION_SPACING_S` of their commit.
 
-    Off the ticks query's path: a bars update (reading a minute of ticks back) never delays a commit. A
-    failed update (S3 down) is logged and retried at the next round; the bars are caught up then.
+    Off the ticks query's path: a bars update (reading ticks back) never delays a commit. A failed update
+    (S3 down) is logged and retried at the next round; the bars are caught up then.
     """
 
     def __init__(
@@ -177,29 +185,46 @@ class BarsSchedule:
         """Update `bars` up to `sink.complete_until`; report to `book`."""
         self.spark, self.bars, self.sink, self.book, self.every_s = spark, bars, sink, book, every_s
         self._due = 0.0
+        self._correction_due = 0.0
+        self._reported: tuple[str, int] | None = None
 
     def maybe_run(self) -> None:
-        """If due: recompute the bars of hours that received late ticks, then append the bars of the
-        minutes completed since the last update."""
+        """Correct the hours with late ticks if any are waiting, then append newly complete minutes if due."""
         complete_until = self.sink.complete_until
-        if complete_until is None or time.monotonic() < self._due:
+        if complete_until is None:
             return
-        self._due = time.monotonic() + self.every_s
-        late_hours = self.sink.take_late_hours()
         try:
-            corrected = self.bars.correct(self.spark, late_hours)
-            if corrected is not None:
-                log.info("bars_corrected", hours=len(late_hours), rows=corrected.rows, ms=corrected.write_ms)
-            late_hours = set()
-            output = self.bars.update(self.spark, complete_until)
+            if time.monotonic() >= self._correction_due:
+                self._correction_due = time.monotonic() + CORRECTION_SPACING_S
+                self.correct()
+            if time.monotonic() >= self._due:
+                self._due = time.monotonic() + self.every_s
+                output = self.bars.update(self.spark, complete_until)
+                if output is not None:
+                    self.book.record_bars(output)
         except Exception as exc:
-            self.sink.give_back(late_hours)
             log.warning("bars_update_failed", error=error_summary(exc))
             self.book.record_bars_failure(error_summary(exc))
-            self._due = time.monotonic()  # retry at the next round
-            return
-        if output is not None:
-            self.book.record_bars(output)
+            self._due = self._correction_due = time.monotonic()  # retry at the next round
+
+    def correct(self) -> None:
+        """Recompute the bars of the hours that received late ticks (given back if it fails), and report
+        the last batch the bars now agree with (`bars_1m.corrected_through_batch` in the status)."""
+        hours, through = self.sink.take_late_hours()
+        if hours:
+            try:
+                corrected = self.bars.correct(self.spark, hours)
+            except Exception:
+                self.sink.give_back(hours)
+                raise
+            if corrected is not None:
+                log.info(
+                    "bars_corrected", hours=len(hours), rows=corrected.rows, duration_ms=corrected.write_ms
+                )
+                self.book.record_bars_correction(corrected, len(hours))
+        if through is not None and through != self._reported:
+            self.book.record_bars_consistent(*through)
+            self._reported = through
 
 
 def start_ticks_query(records: DataFrame, settings: StreamingSettings, sink: LakeSink) -> StreamingQuery:

@@ -10,6 +10,7 @@ survive restarts (seeded from the previous object).
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
 from collections import Counter
@@ -176,6 +177,8 @@ class StatusBook:
         """Start from `previous` (the last status object) so totals continue across restarts."""
         self._store = store
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._version = self._written = 0
         self._previous: dict[str, Any] = (previous or {}).get("queries", {})
         self._queries: dict[str, dict[str, Any]] = {}
         self._totals: dict[str, QueryTotals] = {}
@@ -197,9 +200,9 @@ class StatusBook:
             if output.complete_until is not None:
                 entry["watermark"] = _iso(output.complete_until)
             entry["updated_at"] = _iso(moment)
-            status = self.status(moment)
+            status, version = self._snapshot(moment)
         try:
-            self._store.write(status)
+            self._write(status, version)
         except Exception as exc:  # S3 down: the next batch writes the status again
             log.warning("status_update_failed", error=repr(exc))
 
@@ -210,9 +213,9 @@ class StatusBook:
             report = BatchReport.from_progress(progress, output)
             totals = self._totals_for(report.query, report.query_id)
             self._queries[report.query] = self._entry(report, totals, now or datetime.now(UTC))
-            status = self.status(now)
+            status, version = self._snapshot(now)
         log.info("batch", **report.log_fields())
-        self._store.write(status)
+        self._write(status, version)
         return report
 
     def record_bars(self, output: BarsOutput, now: datetime | None = None) -> None:
@@ -233,8 +236,9 @@ class StatusBook:
                 "batch_duration_ms": output.write_ms,
                 "totals": totals,
                 "updated_at": _iso(moment),
+                **{key: value for key, value in previous.items() if key.startswith("corrected_")},
             }
-            status = self.status(moment)
+            status, version = self._snapshot(moment)
         log.info(
             "bars",
             rows_out=output.rows,
@@ -242,15 +246,40 @@ class StatusBook:
             end=_iso(output.end),
             duration_ms=output.write_ms,
         )
-        self._store.write(status)
+        self._write(status, version)
+
+    def record_bars_correction(self, output: BarsOutput, hours: int, now: datetime | None = None) -> None:
+        """Record that the bars of `hours` hours with late ticks were recomputed (the bars entry's
+        `corrected_at`, `corrected_hours`, `corrected_bars`) and store the status."""
+        moment = now or datetime.now(UTC)
+        with self._lock:
+            entry = self._queries.setdefault(BARS_1M.name, dict(self._previous.get(BARS_1M.name, {})))
+            entry.update(
+                corrected_at=_iso(moment),
+                corrected_hours=hours,
+                corrected_bars=output.rows,
+                corrected_from=_iso(output.start),
+                corrected_until=_iso(output.end),
+            )
+            status, version = self._snapshot(moment)
+        self._write(status, version)
+
+    def record_bars_consistent(self, query_id: str, batch_id: int) -> None:
+        """Record that the bars agree with the ticks of every batch of `query_id` through `batch_id` (no
+        late hour waits for its correction): what `tickstream replay` waits for before modelling."""
+        with self._lock:
+            entry = self._queries.setdefault(BARS_1M.name, dict(self._previous.get(BARS_1M.name, {})))
+            entry.update(corrected_query_id=query_id, corrected_through_batch=batch_id)
+            status, version = self._snapshot()
+        self._write(status, version)
 
     def record_bars_failure(self, error: str | None) -> None:
         """Mark the bars as failing (the update is retried) in the status object."""
         with self._lock:
             entry = self._queries.setdefault(BARS_1M.name, dict(self._previous.get(BARS_1M.name, {})))
             entry["state"], entry["error"] = "failed", error
-            status = self.status()
-        self._store.write(status)
+            status, version = self._snapshot()
+        self._write(status, version)
 
     def on_terminated(self, query_name: str, error: str | None) -> None:
         """Mark a query as stopped (or failed) in the status object."""
@@ -258,8 +287,20 @@ class StatusBook:
             entry = self._queries.setdefault(query_name, dict(self._previous.get(query_name, {})))
             entry["state"] = "failed" if error else "stopped"
             entry["error"] = error
-            status = self.status()
-        self._store.write(status)
+            status, version = self._snapshot()
+        self._write(status, version)
+
+    def _snapshot(self, now: datetime | None = None) -> tuple[dict[str, Any], int]:
+        """A copy of the status object and its version (call with the lock held)."""
+        self._version += 1
+        return copy.deepcopy(self.status(now)), self._version
+
+    def _write(self, status: dict[str, Any], version: int) -> None:
+        """Store a status object unless a newer one was stored already (threads race to write)."""
+        with self._write_lock:
+            if version > self._written:
+                self._store.write(status)
+                self._written = version
 
     def status(self, now: datetime | None = None) -> dict[str, Any]:
         """The status object: one entry per query, previous entries kept for queries not running."""

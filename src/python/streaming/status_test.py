@@ -127,3 +127,12 @@ def test_bars_updates_are_recorded_beside_the_ticks_query() -> None:
         "2024-03-01T10:00:00.000Z",
     )
     assert store.written[-1]["queries"]["ticks"]["last_batch_id"] == 1
+
+    book.record_bars_correction(BarsOutput(minute.replace(minute=0), minute, 40, 90), hours=2, now=NOW)
+    book.record_bars(BarsOutput(minute, minute, 0, 5), now=NOW)  # a later append keeps the correction
+    bars = store.written[-1]["queries"]["bars_1m"]
+    assert (bars["corrected_at"], bars["corrected_hours"], bars["corrected_bars"]) == (
+        "2024-03-01T10:00:00.000Z",
+        2,
+        40,
+    )

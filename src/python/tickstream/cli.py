@@ -16,13 +16,16 @@ from typing import Annotated
 import typer
 
 from tickstream.components import Component, ComponentsSettings, components, start
+from tickstream.lake import LakeLocation
 from tickstream.logs import configure_logging
+from tickstream.replay import ReplayError, ReplayRequest, replay
 from tickstream.services.catalog import CatalogService
 from tickstream.services.kafka import KafkaService
 from tickstream.services.process import Service, ServiceError, tail
 from tickstream.services.seaweedfs import SeaweedFSService
 from tickstream.services.spark_jars import install_spark_jars
-from tickstream.settings import PathsSettings, S3Settings
+from tickstream.settings import KafkaSettings, PathsSettings, S3Settings
+from tickstream.topology import TICKS_TOPIC
 
 app = typer.Typer(help="Tickstream platform commands.", no_args_is_help=True)
 services_app = typer.Typer(
@@ -208,6 +211,11 @@ PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 """Context settings of commands that hand every argument to a PEX."""
 
 
+PRODUCER_PEX = "src.python.producer/bin.pex"
+ANALYTICS_PEX = "src.python.analytics/bin.pex"
+COMPACTION_PEX = "src.python.compaction/bin.pex"
+
+
 def run_pex(pex: str, args: list[str]) -> None:
     """Run one of the platform's PEXes (from TICKSTREAM_PEX_DIR) with `args`; exit with its code."""
     path = ComponentsSettings().pex_dir / pex
@@ -231,7 +239,45 @@ def analytics(ctx: typer.Context) -> None:
 
     Runs `python -m analytics.run` (its PEX); see docs/analytics.md.
     """
-    run_pex("src.python.analytics/bin.pex", list(ctx.args))
+    run_pex(ANALYTICS_PEX, list(ctx.args))
+
+
+@app.command("replay")
+def replay_command(
+    path: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="CSV or Parquet of ticks or 1-minute bars.")
+    ],
+    speed: Annotated[float, typer.Option(help="Producer speed factor; 0 = as fast as possible.")] = 0.0,
+    topic: Annotated[str, typer.Option(help="Kafka topic the streaming job reads.")] = TICKS_TOPIC.name,
+    timeout: Annotated[float, typer.Option(help="Longest wait for each step, in seconds.")] = 900.0,
+    model: Annotated[bool, typer.Option(help="Rebuild the dbt models of the touched days.")] = True,
+) -> None:
+    """Replay recorded days into the running platform: lake, bars and the touched days' marts.
+
+    Needs the streaming job running (`tickstream up`); see docs/operations.md, "Replay".
+    """
+    configure_logging()
+    pex_dir = ComponentsSettings().pex_dir
+    commands = {name: pex_dir / name for name in (PRODUCER_PEX, COMPACTION_PEX, ANALYTICS_PEX)}
+    missing = [str(path) for path in commands.values() if not path.is_file()]
+    if missing:
+        raise fail(ServiceError(f"{', '.join(missing)} not found; build them with `./tickstream up`"))
+    request = ReplayRequest(
+        path=path,
+        publish=[str(commands[PRODUCER_PEX])],
+        model=[str(commands[ANALYTICS_PEX])] if model else None,
+        compact=[str(commands[COMPACTION_PEX])],
+        bootstrap=KafkaSettings().bootstrap_servers,
+        topic=topic,
+        status=LakeLocation.for_bucket(S3Settings()),
+        speed=speed,
+        timeout_s=timeout,
+    )
+    try:
+        replay(request, say=typer.echo)
+    except ReplayError as exc:
+        typer.echo(f"replay failed: {exc}", err=True)
+        raise typer.Exit(1) from exc
 
 
 if __name__ == "__main__":

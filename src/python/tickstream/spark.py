@@ -20,7 +20,8 @@ def iceberg_conf(catalog: CatalogSettings, s3: S3Settings) -> dict[str, str]:
 
     Tables in an s3:// warehouse are read and written with Iceberg's S3FileIO (path-style addressing for
     SeaweedFS and MinIO); a file:// warehouse (tests) uses Hadoop's local filesystem. The catalog cache is
-    off, so every query sees the newest commit of the other writers (streaming, compaction, rebuilds).
+    off, so every query sees the newest commit of the other writers (streaming, compaction, rebuilds); the
+    manifest cache is on (manifests are immutable).
     """
     prefix = f"spark.sql.catalog.{catalog.name}"
     conf = {
@@ -29,6 +30,9 @@ def iceberg_conf(catalog: CatalogSettings, s3: S3Settings) -> dict[str, str]:
         f"{prefix}.type": "jdbc",
         f"{prefix}.warehouse": catalog.warehouse,
         f"{prefix}.cache-enabled": "false",
+        # Manifests never change once written: keep their contents in memory, so planning a scan of the
+        # open hour (every micro-batch's de-duplication reads its recent files) does not re-read them all.
+        f"{prefix}.io.manifest.cache-enabled": "true",
         **{f"{prefix}.{key}": value for key, value in jdbc_catalog_properties(catalog).items()},
     }
     if urlparse(catalog.warehouse).scheme == "s3":
