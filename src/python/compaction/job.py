@@ -31,7 +31,7 @@ from pydantic import ValidationError
 
 from compaction.plan import Closedness, HourPartition, closedness, parse_timestamp, partitions
 from compaction.settings import CompactionSettings
-from tickstream.lake import BARS_1M, TABLES, TICKS, LakeLocation, read_status
+from tickstream.lake import BARS_1M, TICKS, LakeLocation, LakeTable, read_status
 from tickstream.logs import configure_logging, get_logger
 from tickstream.settings import CatalogSettings, S3Settings
 
@@ -88,19 +88,21 @@ def _sql_time(moment: datetime) -> str:
     return f"TIMESTAMP '{moment.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S')}'"
 
 
-def rewrite_hour(
-    spark: SparkSession, catalog: CatalogSettings, partition: HourPartition, settings: CompactionSettings
+def rewrite_files(
+    spark: SparkSession,
+    catalog: CatalogSettings,
+    table: LakeTable,
+    start: datetime,
+    end: datetime,
+    settings: CompactionSettings,
 ) -> dict[str, int]:
-    """Rewrite the hour's small files into sorted files of about the target size (one atomic commit).
+    """Rewrite the small files of the hours in [start, end) into sorted files of about the target size, in
+    one atomic commit.
 
-    Files already near the target size are not rewritten, so a compacted hour is a no-op. The table's sort
-    order (its sort keys) orders the rows inside every new file.
+    An hour holding a single file, or files already near the target size, is not rewritten, so a compacted
+    hour is a no-op. The table's sort order (its sort keys) orders the rows inside every new file.
     """
-    table = partition.table
-    where = (
-        f"{table.partition_column} >= {_sql_time(partition.start)} AND "
-        f"{table.partition_column} < {_sql_time(partition.end)}"
-    )
+    where = f"{table.partition_column} >= {_sql_time(start)} AND {table.partition_column} < {_sql_time(end)}"
     options = {
         "target-file-size-bytes": str(settings.target_bytes),
         "min-input-files": "2",
@@ -115,28 +117,72 @@ def rewrite_hour(
     return {key: int(value) for key, value in row.asDict().items()}
 
 
-def correct_bars_hour(spark: SparkSession, catalog: CatalogSettings, partition: HourPartition) -> bool:
-    """Make the hour's bars equal the bars of the hour's stored ticks (`streaming.transforms.bars_1m`):
-    replace the hour's partition of bars_1m if they differ (ticks that arrived late, a crash before the
-    stream corrected them); return whether it did."""
+def rewrite_hour(
+    spark: SparkSession, catalog: CatalogSettings, partition: HourPartition, settings: CompactionSettings
+) -> dict[str, int]:
+    """`rewrite_files` of one hour."""
+    return rewrite_files(spark, catalog, partition.table, partition.start, partition.end, settings)
+
+
+def correct_bars(spark: SparkSession, catalog: CatalogSettings, start: datetime, end: datetime) -> int:
+    """Make the bars of the hours in [start, end) equal the bars of their stored ticks
+    (`streaming.transforms.bars_1m`): the hours whose bars differ (ticks that arrived late, a crash before
+    the stream corrected them) are replaced in one commit; return how many."""
     from pyspark.sql import functions as F
 
     from streaming.transforms import EVENT_TIME, bars_1m
 
-    def in_hour(column: str) -> Column:
-        return (F.col(column) >= F.lit(partition.start)) & (F.col(column) < F.lit(partition.end))
+    def between(column: str, low: datetime, high: datetime) -> Column:
+        return (F.col(column) >= F.lit(low)) & (F.col(column) < F.lit(high))
 
     bars_table = catalog.spark_identifier(BARS_1M.name)
-    ticks = spark.table(catalog.spark_identifier(TICKS.name)).where(in_hour(EVENT_TIME))
+    ticks = spark.table(catalog.spark_identifier(TICKS.name)).where(between(EVENT_TIME, start, end))
     expected = bars_1m(ticks).select(*BARS_1M.columns).cache()
     try:
-        stored = spark.table(bars_table).where(in_hour("window_start")).select(*BARS_1M.columns)
-        if expected.exceptAll(stored).isEmpty() and stored.exceptAll(expected).isEmpty():
-            return False
-        expected.writeTo(bars_table).overwrite(in_hour("window_start"))  # the hour's files, atomically
-        return True
+        stored = spark.table(bars_table).where(between("window_start", start, end)).select(*BARS_1M.columns)
+        differences = expected.exceptAll(stored).unionByName(stored.exceptAll(expected))
+        hour = F.date_trunc("hour", F.col("window_start")).alias("hour")
+        hours = sorted(row["hour"] for row in differences.select(hour).distinct().collect())
+        if not hours:
+            return 0
+        in_hours = any_of([between("window_start", h, h + timedelta(hours=1)) for h in hours])
+        expected.where(in_hours).writeTo(bars_table).overwrite(in_hours)  # those hours' files, atomically
+        return len(hours)
     finally:
         expected.unpersist()
+
+
+def any_of(conditions: Sequence[Column]) -> Column:
+    """The OR of conditions, as a balanced tree (thousands of hours stay shallow)."""
+    if len(conditions) == 1:
+        return conditions[0]
+    middle = len(conditions) // 2
+    return any_of(conditions[:middle]) | any_of(conditions[middle:])
+
+
+def correct_bars_hour(spark: SparkSession, catalog: CatalogSettings, partition: HourPartition) -> bool:
+    """`correct_bars` of one hour: whether its bars were replaced."""
+    return correct_bars(spark, catalog, partition.start, partition.end) > 0
+
+
+def compact_span(
+    spark: SparkSession,
+    catalog: CatalogSettings,
+    tables: Sequence[LakeTable],
+    start: datetime,
+    end: datetime,
+    settings: CompactionSettings,
+) -> dict[str, Any]:
+    """The `--only-dirty` run: over every hour of [start, end) at once, correct the bars that differ from
+    their ticks, then rewrite the hours holding several files (one commit per table)."""
+    started = time.perf_counter()
+    report: dict[str, Any] = {"start": start.isoformat(), "end": end.isoformat()}
+    if BARS_1M in tables:
+        report["bars_hours_corrected"] = correct_bars(spark, catalog, start, end)
+    for table in tables:
+        report[table.name] = rewrite_files(spark, catalog, table, start, end, settings)
+    report["duration_s"] = round(time.perf_counter() - started, 3)
+    return report
 
 
 def compact_hour(
@@ -165,28 +211,6 @@ def compact_hour(
             raise RuntimeError(f"{partition}: {before.rows} rows before the rewrite, {after.rows} after")
     report.duration_s = round(time.perf_counter() - started, 3)
     return report
-
-
-def several_files_hours(spark: SparkSession, catalog: CatalogSettings, table: str) -> set[int]:
-    """Hour ordinals (Iceberg's `hour` transform) in which a table holds more than one data file."""
-    lake = TABLES[table]
-    rows = spark.sql(
-        f"SELECT partition.{lake.partition_column}_hour AS hour FROM {catalog.spark_identifier(table)}.files "
-        "GROUP BY 1 HAVING count(*) > 1"
-    ).collect()
-    return {int(row["hour"]) for row in rows}
-
-
-def dirty_partitions(
-    spark: SparkSession, catalog: CatalogSettings, partitions: Sequence[HourPartition]
-) -> tuple[HourPartition, ...]:
-    """The partitions whose hour holds several files in their table, and bars hours whose ticks do."""
-    dirty = {table: several_files_hours(spark, catalog, table) for table in COMPACTABLE}
-    return tuple(
-        p
-        for p in partitions
-        if p.ordinal in dirty[p.table.name] or (p.table == BARS_1M and p.ordinal in dirty[TICKS.name])
-    )
 
 
 def maintain_table(
@@ -236,8 +260,8 @@ class Request:
     mode: str  # compact | check-closed
     maintain: bool = True
     only_dirty: bool = False
-    """Only the hours holding several data files in ticks or bars (late ticks, a replay over several
-    batches), and the bars of such ticks hours; the others in the range are left alone."""
+    """The whole range at once (`compact_span`): bars corrected where they differ from their ticks, hours
+    holding several files rewritten, the others left alone (a replay's hours, late ticks into old hours)."""
 
 
 @dataclass
@@ -306,8 +330,11 @@ def run(request: Request, spark: Callable[[], SparkSession] | None = None) -> tu
     try:
         hours = request.partitions
         if request.only_dirty:
-            hours = dirty_partitions(session(), request.catalog, hours)
-            result["dirty_hours"] = len({p.start for p in hours})
+            tables = sorted({p.table for p in hours}, key=lambda t: COMPACTABLE.index(t.name))
+            start, end = min(p.start for p in hours), max(p.end for p in hours)
+            result["span"] = compact_span(session(), request.catalog, tables, start, end, request.settings)
+            log.info("span_compacted", **result["span"])
+            hours = ()
         for partition in hours:
             try:
                 report = compact_hour(session(), request.catalog, partition, request.settings)
@@ -380,7 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--only-dirty",
         action="store_true",
-        help="only the hours of the range holding several files (late ticks, replays), and their bars",
+        help="the whole range at once: bars corrected where they differ, hours of several files rewritten",
     )
     parser.add_argument(
         "--check-closed", action="store_true", help="only check closedness: exit 0 closed, 3 open"

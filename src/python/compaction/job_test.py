@@ -142,7 +142,7 @@ def test_open_partition_is_refused(lake: TestLake, tmp_path: Path) -> None:
     assert "ticks/2024-03-01T10 is still open" in result["error"]
 
 
-def test_only_dirty_hours_of_a_range_are_compacted(
+def test_a_range_at_once_corrects_bars_and_rewrites_hours_of_several_files(
     spark: SparkSession, lake: TestLake, tmp_path: Path
 ) -> None:
     fill_hour(lake, DATE, "07", batches=1, rows_per_batch=50)  # one file per table: clean
@@ -170,12 +170,14 @@ def test_only_dirty_hours_of_a_range_are_compacted(
         False,
         parsed.only_dirty,
     )
+    late = synthetic_ticks(hour_start(DATE, "07"), 50, 5, 50, seed=3)  # hour 07 gets ticks after its bars
+    lake.append(TICKS, late)
     code, result = run(request, spark=lambda: spark)
-    assert code == 0 and result["dirty_hours"] == 1
-    assert [(h["table"], h["hour"], h["action"]) for h in result["hours"]] == [
-        ("ticks", "08", "compact"),
-        ("bars_1m", "08", "compact"),
-    ]
+    span = result["span"]
+    assert code == 0 and span["bars_hours_corrected"] == 1  # hour 07
+    assert span["ticks"]["rewritten_data_files_count"] == 3 + 2  # hours 08 (3 files) and 07 (2 files)
+    assert span["bars_1m"]["rewritten_data_files_count"] >= 3  # hour 08, and 07 if replaced by several
+    assert lake.files(TICKS) == 2 and lake.files(BARS_1M) == 2
 
 
 def test_cli_validates_ranges() -> None:

@@ -449,8 +449,12 @@ def test_replay_of_past_years_lands_in_lake_bars_and_marts_while_live_ticks_flow
             live_rows = live_ticks_stored(platform)
             wait_for(platform, job, "more live ticks", lambda: live_ticks_stored(platform) > live_rows)
         finally:
-            live.terminate()
-            live.wait(30)
+            live.terminate()  # a graceful stop: it flushes what it holds
+            try:
+                live.wait(60)
+            except subprocess.TimeoutExpired:
+                live.kill()
+                live.wait(30)
     after = platform.status()["queries"][TICKS.name]
     assert after["query_id"] == before["query_id"] and after["state"] == "active"  # never stopped
 
