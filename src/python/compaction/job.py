@@ -41,6 +41,8 @@ if TYPE_CHECKING:  # pyspark is imported lazily: `--check-closed` never starts S
 log = get_logger("compaction.job")
 
 COMPACTABLE = (TICKS.name, BARS_1M.name)
+MAX_LISTED_HOURS = 48
+"""The report lists every hour's closedness up to this many hours; beyond, only the open ones."""
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED = 0, 1, 2, 3
 
 
@@ -137,7 +139,7 @@ def correct_bars(spark: SparkSession, catalog: CatalogSettings, start: datetime,
 
     bars_table = catalog.spark_identifier(BARS_1M.name)
     ticks = spark.table(catalog.spark_identifier(TICKS.name)).where(between(EVENT_TIME, start, end))
-    expected = bars_1m(ticks).select(*BARS_1M.columns).cache()
+    expected = bars_1m(ticks).select(*BARS_1M.columns).coalesce(1).cache()  # one file per hour
     try:
         stored = spark.table(bars_table).where(between("window_start", start, end)).select(*BARS_1M.columns)
         differences = expected.exceptAll(stored).unionByName(stored.exceptAll(expected))
@@ -313,7 +315,9 @@ def run(request: Request, spark: Callable[[], SparkSession] | None = None) -> tu
     result: dict[str, Any] = {"mode": request.mode, "catalog": request.catalog.name, "hours": []}
     checks = check_closed(request.status_location, request.settings, request.partitions)
     result["closed"] = [
-        {"partition": str(c.partition), "closed": c.closed, "reason": c.reason} for c in checks
+        {"partition": str(c.partition), "closed": c.closed, "reason": c.reason}
+        for c in checks
+        if not c.closed or len(checks) <= MAX_LISTED_HOURS
     ]
     open_hours = [c for c in checks if not c.closed]
     for check in open_hours:

@@ -448,6 +448,7 @@ def test_replay_of_past_years_lands_in_lake_bars_and_marts_while_live_ticks_flow
             print(f"replay: {report}")
             live_rows = live_ticks_stored(platform)
             wait_for(platform, job, "more live ticks", lambda: live_ticks_stored(platform) > live_rows)
+            after = platform.status()["queries"][TICKS.name]
         finally:
             live.terminate()  # a graceful stop: it flushes what it holds
             try:
@@ -455,8 +456,8 @@ def test_replay_of_past_years_lands_in_lake_bars_and_marts_while_live_ticks_flow
             except subprocess.TimeoutExpired:
                 live.kill()
                 live.wait(30)
-    after = platform.status()["queries"][TICKS.name]
     assert after["query_id"] == before["query_id"] and after["state"] == "active"  # never stopped
+    assert after["last_batch_id"] > before["last_batch_id"]
 
     # the lake: every replayed tick, in its own years' hours, and bars equal to them
     replayed = to_tick_frame(read_replay_file(path))

@@ -355,7 +355,8 @@ class BarsUpdater:
                 F.date_trunc("hour", F.col(EVENT_TIME)).isin(wanted) & (F.col(EVENT_TIME) < F.lit(through))
             )
         )
-        bars = bars_1m(ticks).persist(StorageLevel.MEMORY_AND_DISK)
+        # one task: one file per hour (bars are few; several tasks would each write a file into every hour)
+        bars = bars_1m(ticks).coalesce(1).persist(StorageLevel.MEMORY_AND_DISK)
         try:
             rows = bars.count()
             if rows:
