@@ -13,6 +13,7 @@ the tables' Iceberg metadata.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from collections import Counter
@@ -132,8 +133,14 @@ def hours_with_several_files(
 
 
 def run_step(argv: Sequence[str], what: str, env: Mapping[str, str] | None = None) -> None:
-    """Run one component command to completion (its output shows); ReplayError if it fails."""
-    code = subprocess.call(list(argv), env=None if env is None else dict(env))
+    """Run one component command to completion (its output shows); ReplayError if it fails.
+
+    The PEX runtime variables of this process (e.g. `PEX_EXTRA_SYS_PATH` under `pants run`) are not handed
+    on: each component is a PEX of its own, and dbt imports every `dbt_*` module on its path as a plugin.
+    """
+    source = os.environ if env is None else env
+    clean = {k: v for k, v in source.items() if not k.startswith("PEX_") and k != "PYTHONPATH"}
+    code = subprocess.call(list(argv), env=clean)
     if code != 0:
         raise ReplayError(f"{what} failed (exit code {code}): {' '.join(argv)}")
 
