@@ -334,9 +334,11 @@ def run(request: Request, spark: Callable[[], SparkSession] | None = None) -> tu
     try:
         hours = request.partitions
         if request.only_dirty:
-            tables = sorted({p.table for p in hours}, key=lambda t: COMPACTABLE.index(t.name))
+            span_tables = sorted({p.table for p in hours}, key=lambda t: COMPACTABLE.index(t.name))
             start, end = min(p.start for p in hours), max(p.end for p in hours)
-            result["span"] = compact_span(session(), request.catalog, tables, start, end, request.settings)
+            result["span"] = compact_span(
+                session(), request.catalog, span_tables, start, end, request.settings
+            )
             log.info("span_compacted", **result["span"])
             hours = ()
         for partition in hours:
