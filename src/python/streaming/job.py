@@ -180,10 +180,17 @@ class BarsSchedule:
     """
 
     def __init__(
-        self, spark: SparkSession, bars: BarsUpdater, sink: LakeSink, book: StatusBook, every_s: float
+        self,
+        spark: SparkSession,
+        bars: BarsUpdater,
+        sink: LakeSink,
+        book: StatusBook,
+        every_s: float,
+        correction_every_s: float = CORRECTION_SPACING_S,
     ) -> None:
         """Update `bars` up to `sink.complete_until`; report to `book`."""
         self.spark, self.bars, self.sink, self.book, self.every_s = spark, bars, sink, book, every_s
+        self.correction_every_s = correction_every_s
         self._due = 0.0
         self._correction_due = 0.0
         self._reported: tuple[str, int] | None = None
@@ -195,7 +202,7 @@ class BarsSchedule:
             return
         try:
             if time.monotonic() >= self._correction_due:
-                self._correction_due = time.monotonic() + CORRECTION_SPACING_S
+                self._correction_due = time.monotonic() + self.correction_every_s
                 self.correct()
             if time.monotonic() >= self._due:
                 self._due = time.monotonic() + self.every_s

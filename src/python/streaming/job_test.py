@@ -91,7 +91,7 @@ def running_job(
     identifier = lake.settings.spark_identifier
     bars = BarsUpdater(identifier(TICKS.name), identifier(BARS_1M.name))
     sink = LakeSink(IcebergBatchSink((TICKS, QUARANTINE), identifier), book, settings)
-    schedule = BarsSchedule(spark, bars, sink, book, every_s=0)
+    schedule = BarsSchedule(spark, bars, sink, book, every_s=0, correction_every_s=0)
     query = start_ticks_query(source.stream(), settings, sink)
     try:
         yield source, lake, status, query, schedule

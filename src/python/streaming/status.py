@@ -201,10 +201,7 @@ class StatusBook:
                 entry["watermark"] = _iso(output.complete_until)
             entry["updated_at"] = _iso(moment)
             status, version = self._snapshot(moment)
-        try:
-            self._write(status, version)
-        except Exception as exc:  # S3 down: the next batch writes the status again
-            log.warning("status_update_failed", error=repr(exc))
+        self._write(status, version)
 
     def on_progress(self, progress: dict[str, Any], now: datetime | None = None) -> BatchReport:
         """Log one finished batch and store its progress (rates, durations, offsets) in the status object."""
@@ -298,9 +295,14 @@ class StatusBook:
     def _write(self, status: dict[str, Any], version: int) -> None:
         """Store a status object unless a newer one was stored already (threads race to write)."""
         with self._write_lock:
-            if version > self._written:
+            if version <= self._written:
+                return
+            try:
                 self._store.write(status)
-                self._written = version
+            except Exception as exc:  # S3 down: the next update writes the status again; never fail for it
+                log.warning("status_update_failed", error=repr(exc))
+                return
+            self._written = version
 
     def status(self, now: datetime | None = None) -> dict[str, Any]:
         """The status object: one entry per query, previous entries kept for queries not running."""

@@ -136,3 +136,17 @@ def test_bars_updates_are_recorded_beside_the_ticks_query() -> None:
         2,
         40,
     )
+
+
+class FailingStore:
+    """A StatusStore whose S3 is down."""
+
+    def write(self, status: dict[str, Any]) -> None:
+        raise OSError("S3 unreachable")
+
+
+def test_a_status_write_that_fails_never_raises() -> None:
+    book = StatusBook(FailingStore())  # type: ignore[arg-type]
+    book.record_bars_failure("S3 unreachable")  # the upkeep's own error path, during an S3 outage
+    book.record_output(QID, output(0))
+    book.record_bars_consistent(QID, 0)
