@@ -33,8 +33,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from confluent_kafka import Consumer, TopicPartition
-
 from compaction.job import (
     EXIT_FAILED,
     EXIT_OK,
@@ -49,6 +47,7 @@ from compaction.plan import HourPartition, partitions
 from compaction.settings import CompactionSettings
 from tickstream.lake import BARS_1M, TICKS, LakeLocation
 from tickstream.logs import configure_logging, get_logger
+from tickstream.services.kafka import topic_offsets
 from tickstream.settings import CatalogSettings, KafkaSettings, S3Settings
 from tickstream.topology import TICKS_TOPIC
 
@@ -82,20 +81,12 @@ class RebuildRequest:
 
 def offset_ranges(kafka: KafkaSettings, topic: str, starting: str) -> dict[int, tuple[int, int]]:
     """partition -> [start, end) offsets to read: from `starting` (earliest or Spark JSON) to the end now."""
-    consumer = Consumer({"bootstrap.servers": kafka.bootstrap_servers, "group.id": "tickstream-rebuild"})
-    try:
-        metadata = consumer.list_topics(topic, timeout=30)
-        if topic not in metadata.topics or metadata.topics[topic].error is not None:
-            raise RuntimeError(f"topic {topic!r} not found at {kafka.bootstrap_servers}")
-        given = json.loads(starting).get(topic, {}) if starting != "earliest" else {}
-        ranges = {}
-        for partition in sorted(metadata.topics[topic].partitions):
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
-            first = int(given.get(str(partition), -2))
-            ranges[partition] = (low if first < 0 else max(first, low), high)
-        return ranges
-    finally:
-        consumer.close()
+    given = json.loads(starting).get(topic, {}) if starting != "earliest" else {}
+    ranges = {}
+    for partition, (low, high) in topic_offsets(kafka.bootstrap_servers, topic).items():
+        first = int(given.get(str(partition), -2))
+        ranges[partition] = (low if first < 0 else max(first, low), high)
+    return ranges
 
 
 def spark_offsets(topic: str, ranges: dict[int, tuple[int, int]], end: bool) -> str:

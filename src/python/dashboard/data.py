@@ -15,7 +15,6 @@ share one read, and nothing is read from the environment before a page runs.
 from __future__ import annotations
 
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -31,6 +30,7 @@ from dashboard.lake_reader import STREAM_TABLES, Lake
 from dashboard.settings import DashboardSettings
 from dashboard.table_files import TableFiles
 from tickstream.lake import BARS_1M, STATUS_KEY, TICKS, LakeTable
+from tickstream.services.kafka import topic_offsets
 from tickstream.settings import CatalogSettings, KafkaSettings, S3Settings
 
 CLOSED_HOUR_MARGIN = timedelta(minutes=5)
@@ -181,31 +181,16 @@ class Sources:
 
 def kafka_end_offsets(kafka: KafkaSettings, topic: str, timeout_s: float) -> dict[int, int]:
     """High watermark of each partition of `topic`."""
-    from confluent_kafka import Consumer, KafkaException, TopicPartition
+    from confluent_kafka import KafkaException
 
-    consumer = Consumer(
-        {
-            "bootstrap.servers": kafka.bootstrap_servers,
-            "group.id": f"tickstream-dashboard-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "socket.timeout.ms": int(timeout_s * 1000),
-            "log_level": 0,
-            "logger": _SilentLogger(),
-        }
-    )
+    quiet = {"socket.timeout.ms": int(timeout_s * 1000), "log_level": 0, "logger": _SilentLogger()}
     try:
-        metadata = consumer.list_topics(topic, timeout=timeout_s)
-        entry = metadata.topics.get(topic)
-        if entry is None or entry.error is not None or not entry.partitions:
-            raise SourceUnavailable(f"Kafka topic {topic!r} not found at {kafka.bootstrap_servers}")
-        return {
-            p: int(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)[1])
-            for p in sorted(entry.partitions)
-        }
+        offsets = topic_offsets(kafka.bootstrap_servers, topic, timeout_s, quiet)
+    except LookupError as exc:
+        raise SourceUnavailable(str(exc)) from exc
     except KafkaException as exc:
         raise SourceUnavailable(f"Kafka at {kafka.bootstrap_servers} is unreachable: {short(exc)}") from exc
-    finally:
-        consumer.close()
+    return {partition: high for partition, (_, high) in offsets.items()}
 
 
 class _SilentLogger:

@@ -44,6 +44,7 @@ from streaming.transforms import from_kafka, parse_ticks, route_ticks_batch
 from streaming.writers import BarsUpdater, IcebergBatchSink, committed_offsets, uncorrected_late_hours
 from tickstream.lake import BARS_1M, QUARANTINE, TABLES, TICKS, LakeLocation
 from tickstream.logs import configure_logging, get_logger
+from tickstream.services.kafka import topic_offsets
 from tickstream.settings import CatalogSettings, KafkaSettings, S3Settings
 from tickstream.spark import build_spark_session
 
@@ -88,16 +89,9 @@ def starting_offsets(settings: StreamingSettings, kafka: KafkaSettings, committe
     """
     if not committed:
         return settings.starting_offsets
-    from confluent_kafka.admin import AdminClient
-
-    metadata = AdminClient({"bootstrap.servers": kafka.bootstrap_servers}).list_topics(
-        settings.topic, timeout=30
-    )
-    topic = metadata.topics[settings.topic]
-    if topic.error is not None:
-        raise RuntimeError(f"cannot read the partitions of {settings.topic}: {topic.error}")
+    partitions = topic_offsets(kafka.bootstrap_servers, settings.topic)
     default = {"earliest": -2, "latest": -1}.get(settings.starting_offsets, -2)
-    offsets = {str(p): committed.get(p, default) for p in sorted(topic.partitions)}
+    offsets = {str(p): committed.get(p, default) for p in partitions}
     return json.dumps({settings.topic: offsets})
 
 

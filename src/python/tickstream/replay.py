@@ -23,11 +23,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from confluent_kafka import Consumer, TopicPartition
-
 from producer.replay import read_table, to_tick_frame
 from tickstream.catalog import load_table, open_catalog
 from tickstream.lake import BARS_1M, TICKS, LakeLocation, read_status
+from tickstream.services.kafka import topic_offsets
 from tickstream.settings import CatalogSettings, S3Settings
 
 T = TypeVar("T")
@@ -64,21 +63,6 @@ def replay_range(path: Path) -> ReplayRange:
 
 def _utc(ts_us: int) -> datetime:
     return datetime.fromtimestamp(ts_us / 1e6, tz=UTC)
-
-
-def end_offsets(bootstrap: str, topic: str, timeout_s: float = 30.0) -> dict[int, int]:
-    """The next offset of every partition of `topic` (what a consumer that read everything has reached)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "tickstream-replay"})
-    try:
-        metadata = consumer.list_topics(topic, timeout=timeout_s).topics[topic]
-        if metadata.error is not None:
-            raise ReplayError(f"topic {topic}: {metadata.error}")
-        return {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)[1]
-            for p in sorted(metadata.partitions)
-        }
-    finally:
-        consumer.close()
 
 
 def committed_through(status: dict[str, Any], topic: str, targets: dict[int, int]) -> tuple[str, int] | None:
@@ -186,7 +170,7 @@ def replay(request: ReplayRequest, say: Callable[[str], None] = print) -> dict[s
         request.env,
     )
     published = time.monotonic()
-    targets = end_offsets(request.bootstrap, request.topic)
+    targets = {p: high for p, (_, high) in topic_offsets(request.bootstrap, request.topic).items()}
     say(f"published in {published - started:,.1f} s; waiting for the streaming job to commit it")
     batch = wait_for(
         "the streaming job to commit the replayed records",

@@ -13,10 +13,11 @@ import re
 import shutil
 import subprocess
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from tickstream.logs import get_logger
@@ -291,6 +292,33 @@ def run_kafka_tool(
 ) -> subprocess.CompletedProcess[str]:
     """Run a Kafka tool main class with the default settings' jars, e.g. for benchmarks."""
     return KafkaService().run_tool(main_class, args, capture_output=capture_output, timeout=timeout)
+
+
+def topic_offsets(
+    bootstrap: str, topic: str, timeout_s: float = 30.0, config: Mapping[str, Any] | None = None
+) -> dict[int, tuple[int, int]]:
+    """Per partition of `topic`: its low and high watermark offsets (the first offset Kafka still holds, the
+    next one to be written). LookupError if the topic does not exist; KafkaException if the broker does not
+    answer. `config`: extra client settings (e.g. a quieter logger)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"tickstream-offsets-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            **(config or {}),
+        }
+    )
+    try:
+        entry = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
+        if entry is None or entry.error is not None or not entry.partitions:
+            raise LookupError(f"Kafka topic {topic!r} not found at {bootstrap}")
+        offsets = {}
+        for partition in sorted(entry.partitions):
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout_s)
+            offsets[partition] = (int(low), int(high))
+        return offsets
+    finally:
+        consumer.close()
 
 
 def ensure_topics(bootstrap: str, topics: Sequence[Topic]) -> list[str]:
