@@ -47,6 +47,15 @@ def sink(lake: TestLake, tables: tuple = (TICKS, QUARANTINE)) -> IcebergBatchSin
     return IcebergBatchSink(tables, lake.settings.spark_identifier)
 
 
+def stored_bars(lake: TestLake) -> list[tuple[object, ...]]:
+    """The bars table's rows in `expected_bars` form (window start in microseconds), sorted."""
+    columns = ("open", "high", "low", "close", "volume", "vwap", "trade_count")
+    return sorted(
+        (b["symbol"], int(b["window_start"].timestamp() * 1e6), *(b[c] for c in columns))
+        for b in lake.read(BARS_1M).to_pylist()
+    )
+
+
 def snapshots(lake: TestLake, table: str) -> list[dict[str, str]]:
     history = load_table(lake.catalog, lake.settings, table).snapshots()
     return [dict(s.summary.additional_properties) for s in history if s.summary is not None]
@@ -141,21 +150,7 @@ def test_late_ticks_get_their_bars_corrected(spark: SparkSession, lake: TestLake
     assert bars.correct(spark, {start.replace(minute=0) + timedelta(hours=5)}) is None  # no bars there yet
     corrected = bars.correct(spark, {start.replace(minute=0)})
     assert corrected is not None and corrected.rows == 3
-    stored = sorted(
-        (
-            b["symbol"],
-            int(b["window_start"].timestamp() * 1e6),
-            b["open"],
-            b["high"],
-            b["low"],
-            b["close"],
-            b["volume"],
-            b["vwap"],
-            b["trade_count"],
-        )
-        for b in lake.read(BARS_1M).to_pylist()
-    )
-    assert stored == expected_bars(on_time + late)
+    assert stored_bars(lake) == expected_bars(on_time + late)
 
 
 def test_replay_check_steps_over_compaction(
@@ -201,20 +196,5 @@ def test_bars_of_complete_minutes_once_each(spark: SparkSession, lake: TestLake)
     assert restarted.update(spark, start + 4 * minute) is None
     assert restarted.through == start + 4 * minute
 
-    stored = lake.read(BARS_1M).to_pylist()
-    rows = sorted(
-        (
-            b["symbol"],
-            int(b["window_start"].timestamp() * 1e6),
-            b["open"],
-            b["high"],
-            b["low"],
-            b["close"],
-            b["volume"],
-            b["vwap"],
-            b["trade_count"],
-        )
-        for b in stored
-    )
     complete = [t for t in ticks if t["ts_us"] < int((start + 4 * minute).timestamp() * 1e6)]
-    assert rows == expected_bars(complete)
+    assert stored_bars(lake) == expected_bars(complete)
