@@ -182,7 +182,9 @@ def streaming_caught_up(status: dict[str, Any], records: int, watermark_at_least
 
 
 @contextmanager
-def streaming_job(platform: Platform) -> Iterator[subprocess.Popen[bytes]]:
+def streaming_job(
+    platform: Platform, max_offsets_per_trigger: int | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     """The streaming PEX running on the platform's topic and lake; stopped gracefully on exit."""
     argv = [
         str(package("src.python.streaming", "bin.pex")),
@@ -193,6 +195,8 @@ def streaming_job(platform: Platform) -> Iterator[subprocess.Popen[bytes]]:
         "--watermark-delay", WATERMARK,
         "--bars-trigger-seconds", "1",
     ]  # fmt: skip
+    if max_offsets_per_trigger is not None:
+        argv += ["--max-offsets-per-trigger", str(max_offsets_per_trigger)]
     log = (platform.work / "streaming.log").open("wb")
     job = subprocess.Popen(
         argv, env=platform.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -221,7 +225,8 @@ def wait_for(platform: Platform, job: subprocess.Popen[bytes], what: str, check:
 
 def run_streaming_until_caught_up(platform: Platform, records: int, watermark_at_least: datetime) -> None:
     """Start the streaming PEX, wait until it has everything and the hour is closed, stop it gracefully."""
-    with streaming_job(platform) as job:
+    # several batches per hour, so that the hour has small files for the DAG's compaction to rewrite
+    with streaming_job(platform, max_offsets_per_trigger=TICK_COUNT // 10) as job:
         wait_for(
             platform,
             job,

@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -35,10 +36,12 @@ def running(service: Service, run_dir: Path) -> Iterator[None]:
     """Keep `service` running while any test process uses it; the last user stops what tests started.
 
     Several pytest processes (Pants runs test batches in parallel) share one instance. Each holds a
-    shared lock on `<run_dir>/<name>.users.lock` while it uses the service; starting happens under the
-    exclusive lock, and a marker file records that tests (not a developer) started it. At the end the
-    process that can take the exclusive lock without waiting is the last user: it stops the service
-    if tests started it. A developer's running instance is reused and never stopped.
+    shared lock on `<run_dir>/<name>.users.lock` while it uses the service. Starting and stopping happen
+    under the exclusive `<run_dir>/<name>.start.lock`, which is held only for that, so a process joins a
+    running instance at once however long another one uses it; a marker file records that tests (not a
+    developer) started it. At the end, a process that can take the users lock exclusively without waiting
+    is the last user: it stops the service if tests started it. A developer's running instance is reused
+    and never stopped.
     """
     if _users_in_this_process[service.name]:
         # Directory conftests may instantiate the session fixture once each: one lock per process.
@@ -50,31 +53,45 @@ def running(service: Service, run_dir: Path) -> Iterator[None]:
         return
     run_dir.mkdir(parents=True, exist_ok=True)
     started_by_tests = run_dir / f"{service.name}.started-by-tests"
-    with (run_dir / f"{service.name}.users.lock").open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if service.healthy():
-            service.provision()
-        else:
-            try:
-                if service.up():
-                    started_by_tests.touch()
-            except BaseException:
-                service.down()
-                raise
-        fcntl.flock(lock, fcntl.LOCK_SH)
+    with (
+        (run_dir / f"{service.name}.users.lock").open("a") as users,
+        (run_dir / f"{service.name}.start.lock").open("a") as starting,
+    ):
+        with _locked(starting):
+            if service.healthy():
+                service.provision()
+            else:
+                try:
+                    if service.up():
+                        started_by_tests.touch()
+                except BaseException:
+                    service.down()
+                    raise
+            fcntl.flock(users, fcntl.LOCK_SH)
         _users_in_this_process[service.name] = 1
         try:
             yield
         finally:
             _users_in_this_process[service.name] = 0
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                pass  # another test process still uses it; the last one stops it
-            else:
-                if started_by_tests.exists():
-                    service.down()
-                    started_by_tests.unlink()
+            with _locked(starting):  # nobody joins while the last user decides to stop it
+                try:
+                    fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    pass  # another test process still uses it; the last one stops it
+                else:
+                    if started_by_tests.exists():
+                        service.down()
+                        started_by_tests.unlink()
+
+
+@contextmanager
+def _locked(handle: IO[str]) -> Iterator[None]:
+    """An exclusive flock on `handle` for the block."""
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @pytest.fixture(scope="session")
