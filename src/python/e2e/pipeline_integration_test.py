@@ -331,9 +331,11 @@ def test_ticks_flow_through_every_component_exactly_once(platform: Platform) -> 
 
     # 2. streaming until hour H is closed (watermark past its end + the compaction margin)
     run_streaming_until_caught_up(platform, len(values), hour + timedelta(hours=1, minutes=3))
-    status = platform.status()["queries"]
-    assert status[TICKS.name]["totals"]["late"] == 0
-    assert status[TICKS.name]["totals"]["rows_written"] == len(expected.ticks)
+    totals = platform.status()["queries"][TICKS.name]["totals"]
+    # Batches of a tenth of the stream end at different event times per partition, so some ticks arrive
+    # after their minute's bar was written: they are stored and counted late (step 4 proves the bars were
+    # corrected); only the re-sends are dropped.
+    assert (totals["rows_written"], totals["duplicates"]) == (len(expected.ticks), expected.duplicates)
 
     # 3. Airflow: sensor, compaction and maintenance of ticks and bars, dbt build of the hour
     lake = platform.lake
