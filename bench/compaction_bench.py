@@ -29,13 +29,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from compaction.testdata import hour_start, private_s3_server, write_status
+from compaction.testdata import hour_start, write_status
 from tickstream.catalog import metadata_location
 from tickstream.duckdb_lake import connect, iceberg_scan
 from tickstream.lake import TICKS, LakeLocation
 from tickstream.services.spark_jars import install_spark_jars
 from tickstream.settings import PathsSettings, S3Settings
 from tickstream.testing.lake import TestLake, private_catalog_settings
+from tickstream.testing.services import private_s3_server
 from tickstream.testing.spark import register_lake, test_session
 
 RESULTS_PATH = Path(__file__).resolve().parent / "results" / "compaction.json"
@@ -126,13 +127,7 @@ def main() -> int:
             **os.environ,
             "PYTHONPATH": str(SRC),
             "PYSPARK_PYTHON": os.environ.get("PYSPARK_PYTHON", sys.executable),
-            "TICKSTREAM_S3_ENDPOINT_URL": s3.endpoint_url,
-            "TICKSTREAM_S3_ACCESS_KEY_ID": s3.access_key_id,
-            "TICKSTREAM_S3_SECRET_ACCESS_KEY": s3.secret_access_key,
-            "TICKSTREAM_S3_BUCKET": s3.bucket,
-            "TICKSTREAM_CATALOG_URI": lake.settings.uri,
-            "TICKSTREAM_CATALOG_NAME": lake.settings.name,
-            "TICKSTREAM_CATALOG_WAREHOUSE": lake.settings.warehouse,
+            **lake.env(),
             "TICKSTREAM_COMPACTION_JARS": ",".join(str(jar) for jar in jars),
         }
         argv = [

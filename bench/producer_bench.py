@@ -29,8 +29,8 @@ from producer.publish import publish
 from producer.settings import ProducerSettings
 from producer.simulator import SimulatedFeed, SimulationConfig
 from tickstream.contracts import now_us
-from tickstream.services.kafka import ensure_topics, run_kafka_tool
-from tickstream.settings import KafkaSettings
+from tickstream.services.kafka import KafkaService, ensure_topics
+from tickstream.settings import KafkaSettings, PathsSettings
 from tickstream.topology import MS_PER_DAY, TICKS_TOPIC, Topic
 
 PERF_MAIN_CLASS = "org.apache.kafka.tools.ProducerPerformance"
@@ -94,7 +94,7 @@ def measure_kafka_perf(
 ) -> dict[str, Any]:
     """Run kafka-producer-perf-test and parse its summary line."""
     started = time.perf_counter()
-    completed = run_kafka_tool(
+    completed = KafkaService(PathsSettings(), KafkaSettings()).run_tool(
         PERF_MAIN_CLASS,
         perf_test_args(records, record_bytes, settings, bootstrap),
         capture_output=True,

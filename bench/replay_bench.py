@@ -40,7 +40,7 @@ from tickstream.lake import BARS_1M, TICKS, LakeLocation, read_status
 from tickstream.replay import ReplayRequest, replay
 from tickstream.services.kafka import ensure_topics
 from tickstream.services.spark_jars import install_spark_jars
-from tickstream.settings import KafkaSettings, S3Settings
+from tickstream.settings import KafkaSettings, PathsSettings, S3Settings
 from tickstream.testing.lake import TestLake, private_catalog_settings
 from tickstream.topology import MS_PER_DAY, Topic
 
@@ -73,15 +73,10 @@ def daily_bars(path: Path, days: int, symbol: str = "HIST") -> int:
 
 def environment(lake: TestLake, status: LakeLocation, work: Path, jars: list[Path]) -> dict[str, str]:
     """What every component process gets: Kafka, S3, the scratch catalog, jars and dbt's places."""
-    s3 = lake.s3
-    assert s3 is not None
     return {
         **os.environ,
         "TICKSTREAM_KAFKA_BOOTSTRAP_SERVERS": KafkaSettings().bootstrap_servers,
-        **{f"TICKSTREAM_S3_{k.upper()}": str(v) for k, v in s3.model_dump().items()},
-        "TICKSTREAM_CATALOG_URI": lake.settings.uri,
-        "TICKSTREAM_CATALOG_NAME": lake.settings.name,
-        "TICKSTREAM_CATALOG_WAREHOUSE": lake.settings.warehouse,
+        **lake.env(),
         "TICKSTREAM_STREAMING_JARS": ",".join(str(jar) for jar in jars),
         "TICKSTREAM_DBT_PROJECT_DIR": str(ROOT / "src" / "sql" / "dbt"),
         "TICKSTREAM_DBT_LAKE_ROOT": status.root,
@@ -190,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     ensure_topics(kafka, [Topic(t, 3, MS_PER_DAY, "replay benchmark") for t in (topic, baseline_topic)])
     lake = TestLake(private_catalog_settings(work / "lake", s3), s3)
     status = LakeLocation(f"{lake.settings.warehouse}-status", s3)
-    env = environment(lake, status, work, install_spark_jars())
+    env = environment(lake, status, work, install_spark_jars(PathsSettings()))
     path = work / "daily.csv"
     bars = daily_bars(path, args.days)
 

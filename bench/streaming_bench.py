@@ -50,8 +50,8 @@ from tickstream.catalog import metadata_location
 from tickstream.contracts import decode_tick, encode_tick_columns, kafka_key, now_us
 from tickstream.duckdb_lake import connect, iceberg_scan
 from tickstream.lake import TICKS, LakeLocation
-from tickstream.services.kafka import ensure_topics, run_kafka_tool
-from tickstream.settings import KafkaSettings, S3Settings
+from tickstream.services.kafka import KafkaService, ensure_topics
+from tickstream.settings import KafkaSettings, PathsSettings, S3Settings
 from tickstream.testing.lake import TestLake, private_catalog_settings
 from tickstream.topology import MS_PER_DAY, TICKS_TOPIC, Topic
 
@@ -78,7 +78,8 @@ def produce_backlog(bootstrap: str, topic: str, ticks: int) -> tuple[float, int]
 def measure_kafka_consumer_perf(bootstrap: str, topic: str, records: int) -> dict[str, Any]:
     """kafka-consumer-perf-test reading `records` from the start of `topic`: the bare read rate."""
     args = ["--bootstrap-server", bootstrap, "--topic", topic, "--num-records", str(records)]
-    completed = run_kafka_tool(CONSUMER_PERF_CLASS, [*args, "--timeout", "60000"], True, timeout=600)
+    kafka = KafkaService(PathsSettings(), KafkaSettings())
+    completed = kafka.run_tool(CONSUMER_PERF_CLASS, [*args, "--timeout", "60000"], True, timeout=600)
     lines = completed.stdout.strip().splitlines()
     if completed.returncode != 0 or len(lines) < 2:
         raise RuntimeError(

@@ -88,6 +88,12 @@ def spark_version() -> str:
     return version
 
 
+def test_the_poms_spark_version_is_the_pyspark_pin(spark_version: str) -> None:
+    # The installer caches the jars under the pom's version; the jobs look for them under pyspark's.
+    requirements = (repo_root() / "3rdparty/python/requirements-spark.txt").read_text().splitlines()
+    assert f"pyspark=={spark_version}" in requirements
+
+
 def test_spark_images_carry_the_poms_jars(all_images: list[Image], spark_version: str) -> None:
     # The streaming, compaction and Airflow (runs compaction) images: Iceberg's runtime and the JDBC drivers
     # where the jobs look for them, for the pom's Spark version.

@@ -49,8 +49,13 @@ ANALYTICS_COMMAND = "TICKSTREAM_ANALYTICS_COMMAND"
 DEFAULT_ANALYTICS_COMMAND = "python -m analytics.run"
 EXIT_REFUSED = 3
 JOB_TIMEOUT = timedelta(hours=1)
-RETRY_DELAY = timedelta(seconds=float(os.environ.get("TICKSTREAM_COMPACTION_RETRY_DELAY_S", "120")))
-"""First retry delay of the compaction tasks (doubles up to 30 min); env at DAG parse time, default 2 min."""
+RETRY_DELAY_VARIABLE = "TICKSTREAM_COMPACTION_RETRY_DELAY_S"
+DEFAULT_RETRY_DELAY = timedelta(minutes=2)
+RETRY_DELAY = timedelta(
+    seconds=float(os.environ.get(RETRY_DELAY_VARIABLE) or DEFAULT_RETRY_DELAY.total_seconds())
+)
+"""First retry delay of the compaction tasks (doubles up to 30 min): read when the DAG is parsed, because
+Airflow needs it in the task's arguments."""
 
 
 def command(name: str, default: str) -> list[str]:

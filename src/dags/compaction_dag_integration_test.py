@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from tickstream.settings import DagSettings, S3Settings, environment
+
 pytestmark = pytest.mark.integration
 
 PACKAGES = "src.python.compaction"
@@ -86,21 +88,15 @@ def test_dag_run_compacts_its_hour_then_builds_its_analytics(
     from airflow.serialization.encoders import coerce_to_core_timetable
     from airflow.utils.db import initdb
 
-    s3 = services["s3"]
-    s3_env = {
-        "TICKSTREAM_S3_ENDPOINT_URL": s3["endpoint_url"],
-        "TICKSTREAM_S3_ACCESS_KEY_ID": s3["access_key_id"],
-        "TICKSTREAM_S3_SECRET_ACCESS_KEY": s3["secret_access_key"],
-        "TICKSTREAM_S3_BUCKET": s3["bucket"],
-    }
-    for name, value in s3_env.items():
+    s3 = S3Settings(**services["s3"])
+    for name, value in environment(s3).items():
         monkeypatch.setenv(name, value)
     written = harness(
         "write-hour", "--directory", str(tmp_path / "lake"), "--date", "2024-03-01", "--hour", "09",
         "--batches", "60", env=dict(os.environ),
     )  # fmt: skip
     catalog = written["catalog"]
-    marts_root = f"s3://{s3['bucket']}/airflow-it-{uuid.uuid4().hex[:8]}"
+    marts_root = f"s3://{s3.bucket}/airflow-it-{uuid.uuid4().hex[:8]}"
     marker = tmp_path / "killed-once"
     env = {
         "TICKSTREAM_CATALOG_URI": catalog["uri"],
@@ -110,12 +106,16 @@ def test_dag_run_compacts_its_hour_then_builds_its_analytics(
         "TICKSTREAM_COMPACTION_JARS": ",".join(services["jars"]),
         # the harness kills the first compaction attempt during its rewrite; the task's retry (after 1 s
         # here instead of 2 min) must finish the hour, and its maintenance delete the killed run's files
-        "TICKSTREAM_COMPACTION_COMMAND": (
-            f"{package('harness.pex')} kill-first-rewrite --marker {marker} -- {package('bin.pex')}"
+        **environment(
+            DagSettings(
+                compaction_command=(
+                    f"{package('harness.pex')} kill-first-rewrite --marker {marker} -- {package('bin.pex')}"
+                ),
+                compaction_retry_delay_s=1,
+                analytics_command=str(package("bin.pex", "src.python.analytics")),
+            )
         ),
         "TICKSTREAM_COMPACTION_ORPHAN_AGE_HOURS": "0",
-        "TICKSTREAM_COMPACTION_RETRY_DELAY_S": "1",
-        "TICKSTREAM_ANALYTICS_COMMAND": str(package("bin.pex", "src.python.analytics")),
         "TICKSTREAM_DBT_PROJECT_DIR": str(dbt_project_dir()),
         "TICKSTREAM_DBT_LAKE_ROOT": marts_root,
         "TICKSTREAM_DBT_STATE_DIR": str(tmp_path / "dbt"),

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tickstream.settings import DagSettings, environment
+
 DAG_FILE = Path(__file__).resolve().parent / "compaction_dag.py"
 
 
@@ -80,6 +82,18 @@ def test_hour_of_interval_and_commands_from_the_environment_only(monkeypatch: py
         "/opt/compaction.pex",
         "--x",
     ]
+
+
+def test_the_dag_reads_the_variables_its_launchers_set() -> None:
+    import compaction_dag
+
+    # Launchers set the DAG's environment with environment(DagSettings(...)): same names, same defaults.
+    launched = environment(DagSettings())
+    assert launched == {
+        compaction_dag.COMMAND: compaction_dag.DEFAULT_COMMAND,
+        compaction_dag.ANALYTICS_COMMAND: compaction_dag.DEFAULT_ANALYTICS_COMMAND,
+        compaction_dag.RETRY_DELAY_VARIABLE: str(compaction_dag.DEFAULT_RETRY_DELAY.total_seconds()),
+    }
 
 
 def test_dags_folder_loads_only_dags_and_ignores_tests() -> None:

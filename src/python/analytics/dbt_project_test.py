@@ -11,11 +11,11 @@ from typing import Any
 
 import duckdb
 import pytest
+import yaml
 
-from analytics.run import AnalyticsSettings, main, run_dbt
+from analytics.run import AnalyticsSettings, find_project_dir, main, run_dbt
 from analytics.testing import (
     append_ticks,
-    bar_rows,
     build_fixture_lake,
     build_random_lake,
     expected_activity_hourly,
@@ -29,7 +29,8 @@ from analytics.testing import (
 from tickstream import duckdb_lake
 from tickstream.catalog import metadata_location
 from tickstream.contracts import Tick
-from tickstream.lake import BARS_1M, TICKS
+from tickstream.lake import BARS_1M, TICKS, lake_table
+from tickstream.testing.expected import expected_bar_table
 from tickstream.testing.lake import TestLake, private_catalog_settings, tick_rows
 
 pytestmark = pytest.mark.timeout(600)
@@ -269,7 +270,7 @@ def test_a_duplicate_in_the_lake_fails_the_build(table: Any, tmp_path: Path) -> 
     lake = new_lake(tmp_path)
     ticks = build_fixture_lake(lake)
     # one row committed a second time (another Kafka offset for a tick): a violated exactly-once contract
-    copy = tick_rows(ticks[:1], first_offset=1000) if table is TICKS else bar_rows(ticks[:1])
+    copy = tick_rows(ticks[:1], first_offset=1000) if table is TICKS else expected_bar_table(ticks[:1])
     lake.append(table, copy)
 
     result = build(lake, dbt_settings(tmp_path))
@@ -303,6 +304,29 @@ def test_source_freshness_docs_and_run_results(built: AnalyticsSettings, lake: T
     assert (Path(built.state_dir) / "target" / "catalog.json").is_file()
     published = json.loads((Path(built.lake_root) / "_status" / "dbt" / "run_results.json").read_text())
     assert published["args"]["which"] in ("generate", "source", "freshness")
+
+
+def test_dbt_column_lists_agree_with_the_lake_schemas_in_code(
+    built: AnalyticsSettings, lake: TestLake
+) -> None:
+    # What dbt documents and what DuckDB reads are checked against tickstream.lake, the one definition of
+    # the tables: a lake column renamed or removed in code fails here, not in a dashboard.
+    docs = build(lake, built, command=["docs", "generate"])
+    assert docs.success, docs.exception
+    catalog = json.loads((Path(built.state_dir) / "target" / "catalog.json").read_text())
+    project = find_project_dir(built.project_dir)
+    sources = yaml.safe_load((project / "models" / "staging" / "__sources.yml").read_text())
+    for table in sources["sources"][0]["tables"]:
+        in_code = lake_table(table["name"]).columns
+        read = catalog["sources"][f"source.tickstream.lake.{table['name']}"]["columns"]
+        assert list(read) == list(in_code), table["name"]
+        documented = [column["name"] for column in table["columns"]]
+        assert set(documented) <= set(in_code), table["name"]
+    for path in sorted((project / "models").rglob("*.yml")):
+        for model in yaml.safe_load(path.read_text()).get("models", []):
+            built_columns = catalog["nodes"][f"model.tickstream.{model['name']}"]["columns"]
+            documented = [column["name"] for column in model.get("columns", [])]
+            assert set(documented) <= set(built_columns), (path.name, set(documented) - set(built_columns))
 
 
 def test_a_missing_table_is_a_clear_error(tmp_path: Path) -> None:

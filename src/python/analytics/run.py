@@ -167,9 +167,7 @@ def environment(values: Mapping[str, str]) -> Iterator[None]:
 
 def lake_location(settings: AnalyticsSettings, s3: S3Settings) -> LakeLocation:
     """Where the marts and run results go: `settings.lake_root`, else the configured bucket."""
-    if settings.lake_root:
-        return LakeLocation(root=settings.lake_root.rstrip("/"), s3=s3)
-    return LakeLocation.for_bucket(s3)
+    return LakeLocation.of(settings.lake_root, s3)
 
 
 def publish_run_results(path: Path, location: LakeLocation) -> None:

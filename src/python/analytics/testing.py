@@ -16,12 +16,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import polars as pl
-import pyarrow as pa
 
 from tickstream.catalog import load_table
 from tickstream.contracts import Tick, make_tick
 from tickstream.lake import BARS_1M, TICKS, LakeTable
-from tickstream.testing.expected import expected_bars
+from tickstream.testing.expected import expected_bar_table, expected_bars
 from tickstream.testing.lake import TestLake, tick_rows
 
 MINUTE_US = 60_000_000
@@ -39,25 +38,6 @@ def tick(symbol: str, seq: int, moment: str | int, price: float, size: int) -> T
     """A valid tick at `moment` (ISO UTC or µs) whose quote is price -/+ 1 bp."""
     at = moment if isinstance(moment, int) else ts_us(moment)
     return make_tick(symbol, seq, at, price, size, price * (1 - SPREAD), price * (1 + SPREAD))
-
-
-def bar_rows(ticks: Sequence[Tick]) -> pa.Table:
-    """Rows of the bars_1m table for `ticks` (tickstream.testing.expected.expected_bars)."""
-    bars = expected_bars(ticks)
-    columns: dict[str, list[Any]] = {name: [] for name in BARS_1M.columns}
-    for symbol, start_us, open_, high, low, close, volume, vwap, trade_count in bars:
-        values = (symbol, start_us, start_us + MINUTE_US, open_, high, low, close, volume, vwap, trade_count)
-        for name, value in zip(BARS_1M.columns, values, strict=True):
-            columns[name].append(value)
-    arrays = {
-        name: (
-            pa.array(values, pa.int64()).cast(BARS_1M.schema.field(name).type)
-            if name in ("window_start", "window_end")
-            else pa.array(values, BARS_1M.schema.field(name).type)
-        )
-        for name, values in columns.items()
-    }
-    return pa.table(arrays, schema=BARS_1M.schema)
 
 
 def append_ticks(lake: TestLake, ticks: Sequence[Tick], first_offset: int = 0) -> None:
@@ -124,7 +104,7 @@ def build_fixture_lake(lake: TestLake) -> list[Tick]:
         offset += len(FIXTURE_COMMITS[name])
     ticks = [t for commit in FIXTURE_COMMITS.values() for t in commit]
     for day in ("2024-03-01", "2024-03-02"):
-        lake.append(BARS_1M, bar_rows([t for t in ticks if utc_date(t["ts_us"]) == day]))
+        lake.append(BARS_1M, expected_bar_table([t for t in ticks if utc_date(t["ts_us"]) == day]))
     return ticks
 
 
@@ -162,7 +142,7 @@ def build_random_lake(lake: TestLake, ticks: Sequence[Tick], batch: int, seed: i
     for hour_start in hours[::2]:
         rewrite_hour(lake, TICKS, hour_start)
     for day in sorted({utc_date(t["ts_us"]) for t in ticks}):
-        lake.append(BARS_1M, bar_rows([t for t in ticks if utc_date(t["ts_us"]) == day]))
+        lake.append(BARS_1M, expected_bar_table([t for t in ticks if utc_date(t["ts_us"]) == day]))
 
 
 # --- independent expectations of the marts -------------------------------------------------------------

@@ -32,7 +32,7 @@ from typing import Any
 import pyarrow.fs as pafs
 
 from compaction.plan import HourPartition
-from compaction.testdata import fill_hour, hour_start, private_s3_server, ticks_summary, write_status
+from compaction.testdata import fill_hour, hour_start, ticks_summary, write_status
 from tickstream.catalog import load_table
 from tickstream.duckdb_lake import connect
 from tickstream.lake import BARS_1M, TICKS, LakeLocation, s3_filesystem
@@ -40,6 +40,7 @@ from tickstream.logs import configure_logging
 from tickstream.services.spark_jars import install_spark_jars
 from tickstream.settings import CatalogSettings, PathsSettings, S3Settings
 from tickstream.testing.lake import TestLake, private_catalog_settings
+from tickstream.testing.services import private_s3_server
 
 ACTIVITY_MART = "marts/fct_activity_hourly/data.parquet"
 

@@ -33,7 +33,7 @@ from compaction.plan import Closedness, HourPartition, closedness, parse_timesta
 from compaction.settings import CompactionSettings
 from tickstream.lake import BARS_1M, TICKS, LakeLocation, LakeTable, read_status
 from tickstream.logs import configure_logging, get_logger
-from tickstream.settings import CatalogSettings, S3Settings
+from tickstream.settings import CatalogSettings, PathsSettings, S3Settings, invalid_settings
 
 if TYPE_CHECKING:  # pyspark is imported lazily: `--check-closed` never starts Spark
     from pyspark.sql import Column, SparkSession
@@ -257,6 +257,7 @@ class Request:
     settings: CompactionSettings
     catalog: CatalogSettings
     s3: S3Settings
+    paths: PathsSettings
     status_location: LakeLocation
     partitions: tuple[HourPartition, ...]
     mode: str  # compact | check-closed
@@ -273,17 +274,17 @@ class SparkOnDemand:
     settings: CompactionSettings
     s3: S3Settings
     catalog: CatalogSettings
+    paths: PathsSettings
     app_name: str = "tickstream-compaction"
     session: list[SparkSession] = field(default_factory=list)
 
     def __call__(self) -> SparkSession:
         """The session, started on the first call."""
         if not self.session:
-            from streaming.spark_session import base_conf, cached_connector_jars
-            from tickstream.spark import build_spark_session
+            from tickstream.spark import base_conf, build_spark_session, cached_connector_jars
 
             jars = [j for j in self.settings.jars.split(",") if j] or [
-                str(j) for j in cached_connector_jars()
+                str(j) for j in cached_connector_jars(self.paths)
             ]
             conf = base_conf(
                 self.settings.master, self.app_name, self.settings.driver_memory, self.s3, self.catalog, jars
@@ -329,7 +330,7 @@ def run(request: Request, spark: Callable[[], SparkSession] | None = None) -> tu
     if request.mode == "check-closed":
         result["status"] = "closed"
         return EXIT_OK, result
-    session = spark or SparkOnDemand(request.settings, request.s3, request.catalog)
+    session = spark or SparkOnDemand(request.settings, request.s3, request.catalog, request.paths)
     code = EXIT_OK
     try:
         hours = request.partitions
@@ -433,7 +434,7 @@ def parse_args(argv: Sequence[str] | None) -> Request:
     try:
         settings = CompactionSettings(**overrides)
     except ValidationError as exc:
-        parser.error("invalid setting: " + "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in exc.errors()))
+        parser.error(invalid_settings(exc))
     if (args.date is None) != (args.hour is None):
         parser.error("--date and --hour go together")
     if (args.start is None) != (args.end is None):
@@ -453,12 +454,13 @@ def parse_args(argv: Sequence[str] | None) -> Request:
     tables = list(COMPACTABLE) if args.table == "all" else [args.table]
     s3 = S3Settings()
     root = args.lake_root or settings.lake_root
-    location = LakeLocation(root, s3) if root else LakeLocation.for_bucket(s3)
+    location = LakeLocation.of(root, s3)
     mode = "check-closed" if args.check_closed else "compact"
     return Request(
         settings,
         CatalogSettings(),
         s3,
+        PathsSettings(),
         location,
         tuple(partitions(tables, start, end)),
         mode,

@@ -45,18 +45,11 @@ class Compaction:
     """Runs the job as a subprocess against one test lake."""
 
     def __init__(self, lake: TestLake, jars: list[Path], status: LakeLocation) -> None:
-        s3 = lake.s3
         self.env = {
             **os.environ,
             "PYTHONPATH": str(SRC),
             "PYSPARK_PYTHON": sys.executable,
-            "TICKSTREAM_S3_ENDPOINT_URL": s3.endpoint_url,
-            "TICKSTREAM_S3_ACCESS_KEY_ID": s3.access_key_id,
-            "TICKSTREAM_S3_SECRET_ACCESS_KEY": s3.secret_access_key,
-            "TICKSTREAM_S3_BUCKET": s3.bucket,
-            "TICKSTREAM_CATALOG_URI": lake.settings.uri,
-            "TICKSTREAM_CATALOG_NAME": lake.settings.name,
-            "TICKSTREAM_CATALOG_WAREHOUSE": lake.settings.warehouse,
+            **lake.env(),
             "TICKSTREAM_COMPACTION_JARS": ",".join(str(jar) for jar in jars),
             "TICKSTREAM_COMPACTION_LAKE_ROOT": status.root,
         }

@@ -136,7 +136,9 @@ def test_open_partition_is_refused(lake: TestLake, tmp_path: Path) -> None:
     status = LakeLocation(str(tmp_path / "status"))
     write_status(status, datetime(2024, 3, 1, 10, 5, tzinfo=UTC))  # 09h closed, 10h open
     request = parse_args(["--table", "all", "--date", DATE, "--hour", "10", "--lake-root", status.root])
-    request = Request(request.settings, lake.settings, lake.s3, status, request.partitions, request.mode)
+    request = Request(
+        request.settings, lake.settings, lake.s3, request.paths, status, request.partitions, request.mode
+    )
     code, result = run(request, spark=lambda: pytest.fail("a refused run must not start Spark"))
     assert code == EXIT_REFUSED and result["status"] == "refused"
     assert "ticks/2024-03-01T10 is still open" in result["error"]
@@ -164,6 +166,7 @@ def test_a_range_at_once_corrects_bars_and_rewrites_hours_of_several_files(
         parsed.settings,
         lake.settings,
         lake.s3,
+        parsed.paths,
         status,
         parsed.partitions,
         parsed.mode,

@@ -45,10 +45,10 @@ from compaction.job import (
 )
 from compaction.plan import HourPartition, partitions
 from compaction.settings import CompactionSettings
+from tickstream.kafka import topic_offsets
 from tickstream.lake import BARS_1M, TICKS, LakeLocation
 from tickstream.logs import configure_logging, get_logger
-from tickstream.services.kafka import topic_offsets
-from tickstream.settings import CatalogSettings, KafkaSettings, S3Settings
+from tickstream.settings import CatalogSettings, KafkaSettings, PathsSettings, S3Settings
 from tickstream.topology import TICKS_TOPIC
 
 if TYPE_CHECKING:
@@ -70,6 +70,7 @@ class RebuildRequest:
     settings: CompactionSettings
     catalog: CatalogSettings
     s3: S3Settings
+    paths: PathsSettings
     status_location: LakeLocation
     kafka: KafkaSettings
     topic: str
@@ -182,7 +183,9 @@ def run(request: RebuildRequest) -> tuple[int, dict[str, Any]]:
     if open_hours:
         result.update(status="refused", error="; ".join(open_hours))
         return EXIT_REFUSED, result
-    spark = SparkOnDemand(request.settings, request.s3, request.catalog, app_name="tickstream-rebuild")
+    spark = SparkOnDemand(
+        request.settings, request.s3, request.catalog, request.paths, app_name="tickstream-rebuild"
+    )
     code = EXIT_OK
     try:
         session = spark()
@@ -251,11 +254,12 @@ def parse_args(argv: Sequence[str] | None) -> RebuildRequest:
     settings = CompactionSettings()
     s3 = S3Settings()
     root = args.lake_root or settings.lake_root
-    location = LakeLocation(root, s3) if root else LakeLocation.for_bucket(s3)
+    location = LakeLocation.of(root, s3)
     return RebuildRequest(
         settings,
         CatalogSettings(),
         s3,
+        PathsSettings(),
         location,
         KafkaSettings(),
         args.topic,

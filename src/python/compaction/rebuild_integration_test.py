@@ -27,7 +27,7 @@ from tickstream.contracts import Tick, encode_tick, make_tick
 from tickstream.duckdb_lake import connect, iceberg_scan
 from tickstream.lake import BARS_1M, TICKS, LakeLocation, LakeTable
 from tickstream.services.kafka import ensure_topics
-from tickstream.testing.expected import expected_bars
+from tickstream.testing.expected import EXPECTED_BAR_SQL_COLUMNS, expected_bars
 from tickstream.testing.lake import TestLake, tick_rows
 from tickstream.topology import Topic
 
@@ -89,7 +89,6 @@ def read(lake: TestLake, table: LakeTable, columns: str) -> list[tuple[Any, ...]
 
 
 TICK_COLUMNS = "schema_version, symbol, seq, ts_us, price, size, bid, ask"
-BAR_COLUMNS = "symbol, epoch_us(window_start), open, high, low, close, volume, vwap, trade_count"
 
 
 def test_rebuild_replaces_an_hour_with_what_kafka_holds(
@@ -113,13 +112,7 @@ def test_rebuild_replaces_an_hour_with_what_kafka_holds(
         "PYTHONPATH": str(SRC),
         "PYSPARK_PYTHON": sys.executable,
         "TICKSTREAM_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-        "TICKSTREAM_S3_ENDPOINT_URL": s3.endpoint_url,
-        "TICKSTREAM_S3_ACCESS_KEY_ID": s3.access_key_id,
-        "TICKSTREAM_S3_SECRET_ACCESS_KEY": s3.secret_access_key,
-        "TICKSTREAM_S3_BUCKET": s3.bucket,
-        "TICKSTREAM_CATALOG_URI": lake.settings.uri,
-        "TICKSTREAM_CATALOG_NAME": lake.settings.name,
-        "TICKSTREAM_CATALOG_WAREHOUSE": lake.settings.warehouse,
+        **lake.env(),
         "TICKSTREAM_COMPACTION_JARS": ",".join(str(jar) for jar in spark_connector_jars),
         "TICKSTREAM_COMPACTION_LAKE_ROOT": status.root,
     }
@@ -138,12 +131,12 @@ def test_rebuild_replaces_an_hour_with_what_kafka_holds(
     assert sum(high - low for low, high in report["offsets"].values()) == len(sent)
 
     assert read(lake, TICKS, TICK_COLUMNS) == sorted(tuple(t.values()) for t in truth)
-    assert read(lake, BARS_1M, BAR_COLUMNS) == expected_bars(truth)
+    assert read(lake, BARS_1M, EXPECTED_BAR_SQL_COLUMNS) == expected_bars(truth)
 
     code, again, stderr = rebuild(env, *hour)  # the same input: the same rows
     assert code == 0, stderr[-3000:]
     assert read(lake, TICKS, TICK_COLUMNS) == sorted(tuple(t.values()) for t in truth)
-    assert read(lake, BARS_1M, BAR_COLUMNS) == expected_bars(truth)
+    assert read(lake, BARS_1M, EXPECTED_BAR_SQL_COLUMNS) == expected_bars(truth)
 
     # the hour gained rows the topic does not hold: replacing it would shrink it
     extra = [make_tick("MSFT", 900_000 + i, H_US + i * 1_000, 101.0, 5, 100.99, 101.01) for i in range(10)]

@@ -8,13 +8,8 @@ compaction job run; DuckDB reads an hour back through the table's current snapsh
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, cast
 
 import duckdb
@@ -25,11 +20,8 @@ from tickstream.catalog import metadata_location
 from tickstream.contracts import Tick
 from tickstream.duckdb_lake import iceberg_scan
 from tickstream.lake import BARS_1M, STATUS_KEY, TICKS, LakeLocation, put_object
-from tickstream.services.seaweedfs import SeaweedFSService, SeaweedFSSettings
-from tickstream.settings import PathsSettings, S3Settings
-from tickstream.testing.expected import MINUTE_US, expected_bars
+from tickstream.testing.expected import expected_bar_table
 from tickstream.testing.lake import TestLake
-from tickstream.testing.services import free_port
 
 SYMBOLS = ("AAPL", "MSFT", "NVDA", "AMZN", "GOOGL", "META", "TSLA", "SPY", "BRK.B", "JPM")
 HOUR_US = 3_600_000_000
@@ -67,24 +59,10 @@ def synthetic_ticks(start: datetime, first: int, rows: int, hour_rows: int, seed
 
 
 def bars_of(ticks: pa.Table) -> pa.Table:
-    """The 1-minute bars of ticks-table rows, computed independently (`tickstream.testing.expected`)."""
-    bars = expected_bars(
+    """The true 1-minute bars of ticks-table rows (`tickstream.testing.expected`)."""
+    return expected_bar_table(
         cast(list[Tick], ticks.select(["symbol", "seq", "ts_us", "price", "size"]).to_pylist())
     )
-    columns: list[tuple[Any, ...]] = list(zip(*bars, strict=True)) if bars else [() for _ in range(9)]
-    starts = pa.array(columns[1], pa.int64()).cast(pa.timestamp("us", tz="UTC"))
-    ends = pa.array([start + MINUTE_US for start in columns[1]], pa.int64()).cast(
-        pa.timestamp("us", tz="UTC")
-    )
-    names = ("open", "high", "low", "close", "volume", "vwap", "trade_count")
-    return pa.table(
-        {
-            "symbol": pa.array(columns[0], pa.string()),
-            "window_start": starts,
-            "window_end": ends,
-            **{name: pa.array(columns[2 + i]) for i, name in enumerate(names)},
-        }
-    ).cast(BARS_1M.schema)
 
 
 def fill_hour(lake: TestLake, date: str, hour: str, batches: int, rows_per_batch: int) -> pa.Table:
@@ -135,21 +113,3 @@ def ticks_summary(
     start = hour_start(date, hour)
     query = TICKS_SUMMARY.format(relation=iceberg_scan(location))
     return con.execute(query, [start, start + timedelta(hours=1)]).fetchall()
-
-
-@contextmanager
-def private_s3_server() -> Iterator[SeaweedFSService]:
-    """An S3 server of the caller alone (temporary home, free ports; other sessions may hold the defaults)."""
-    home = Path(tempfile.mkdtemp(prefix="tickstream-private-s3-"))
-    grpc = (0, 10000)  # SeaweedFS serves gRPC on port + 10000
-    s3 = S3Settings(endpoint_url=f"http://127.0.0.1:{free_port(grpc)}")
-    seaweed = SeaweedFSSettings(
-        master_port=free_port(grpc), volume_port=free_port(grpc), filer_port=free_port(grpc)
-    )
-    service = SeaweedFSService(PathsSettings(home=home), s3, seaweed)
-    service.up()
-    try:
-        yield service
-    finally:
-        service.down()
-        shutil.rmtree(home, ignore_errors=True)

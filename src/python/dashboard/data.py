@@ -29,8 +29,8 @@ from dashboard.health import parse_time
 from dashboard.lake_reader import STREAM_TABLES, Lake
 from dashboard.settings import DashboardSettings
 from dashboard.table_files import TableFiles
+from tickstream.kafka import topic_offsets
 from tickstream.lake import BARS_1M, STATUS_KEY, TICKS, LakeTable
-from tickstream.services.kafka import topic_offsets
 from tickstream.settings import CatalogSettings, KafkaSettings, S3Settings
 
 CLOSED_HOUR_MARGIN = timedelta(minutes=5)

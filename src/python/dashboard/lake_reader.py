@@ -104,11 +104,7 @@ class Lake:
         """The tables of `catalog`; plain objects at `settings.lake_root` (empty: the bucket of `s3`)."""
         self.settings = settings
         self.catalog_settings = catalog
-        self.location = (
-            LakeLocation(root=settings.lake_root, s3=s3)
-            if settings.lake_root
-            else LakeLocation.for_bucket(s3)
-        )
+        self.location = LakeLocation.of(settings.lake_root, s3)
         self._fs, self._base = self.location.filesystem()
         self._catalog = open_catalog(catalog, s3)
         self.files = FileIndex()

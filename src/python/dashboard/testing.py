@@ -13,10 +13,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-import pyarrow as pa
 from pyiceberg.io.pyarrow import _dataframe_to_data_files
 from pyiceberg.table.snapshots import Operation, Summary
 from pyiceberg.table.update.snapshot import _OverwriteFiles
@@ -25,7 +24,7 @@ from pyiceberg.typedef import EMPTY_DICT
 from tickstream.catalog import load_table
 from tickstream.contracts import Tick
 from tickstream.lake import BARS_1M, STATUS_KEY, TICKS, LakeLocation, LakeTable, put_object
-from tickstream.testing.expected import expected_bars
+from tickstream.testing.expected import expected_bar_table
 from tickstream.testing.lake import TestLake, tick_rows
 
 US = 1_000_000
@@ -50,26 +49,6 @@ def at_us(moment: datetime) -> int:
     return int(moment.timestamp()) * US + moment.microsecond
 
 
-def bar_rows(ticks: Iterable[Tick]) -> pa.Table:
-    """Rows of the bars_1m table for the 1-minute bars of `ticks` (tickstream.testing.expected's rules)."""
-    rows = [
-        {
-            "symbol": symbol,
-            "window_start": datetime.fromtimestamp(start_us / US, tz=UTC),
-            "window_end": datetime.fromtimestamp(start_us / US, tz=UTC) + timedelta(minutes=1),
-            "open": open_,
-            "high": high,
-            "low": low,
-            "close": close,
-            "volume": volume,
-            "vwap": vwap,
-            "trade_count": count,
-        }
-        for symbol, start_us, open_, high, low, close, volume, vwap, count in expected_bars(ticks)
-    ]
-    return pa.Table.from_pylist(rows, schema=BARS_1M.schema)
-
-
 @dataclass
 class DashboardLake:
     """A test lake as the dashboard sees it: the tables (`lake`) and the plain objects (`objects`)."""
@@ -85,7 +64,7 @@ class DashboardLake:
 
     def append_bars(self, ticks: Iterable[Tick]) -> None:
         """Append the bars of `ticks` as one commit (the streaming job appending complete minutes)."""
-        self.lake.append(BARS_1M, bar_rows(ticks))
+        self.lake.append(BARS_1M, expected_bar_table(ticks))
 
     def compact_hour(self, table: LakeTable, hour: datetime) -> int:
         """Rewrite the hour's data files into one sorted file, committed as a `replace` snapshot; return how
@@ -103,16 +82,7 @@ class DashboardLake:
 
     def env(self) -> dict[str, str]:
         """Environment variables pointing a dashboard (process or AppTest) at this lake."""
-        env = {
-            "TICKSTREAM_CATALOG_URI": self.lake.settings.uri,
-            "TICKSTREAM_CATALOG_WAREHOUSE": self.lake.settings.warehouse,
-            "TICKSTREAM_CATALOG_NAME": self.lake.settings.name,
-            "TICKSTREAM_CATALOG_NAMESPACE": self.lake.settings.namespace,
-            "TICKSTREAM_DASHBOARD_LAKE_ROOT": self.objects.root,
-        }
-        if self.objects.root.startswith("s3://"):
-            env.update({f"TICKSTREAM_S3_{k.upper()}": str(v) for k, v in self.lake.s3.model_dump().items()})
-        return env
+        return {**self.lake.env(), "TICKSTREAM_DASHBOARD_LAKE_ROOT": self.objects.root}
 
 
 class _RewriteFiles(_OverwriteFiles):

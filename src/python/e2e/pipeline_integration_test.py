@@ -35,8 +35,8 @@ from tickstream.contracts import Rejection, Tick, decode_tick
 from tickstream.duckdb_lake import iceberg_scan
 from tickstream.lake import BARS_1M, QUARANTINE, TICKS, LakeLocation, LakeTable, read_status
 from tickstream.services.kafka import ensure_topics
-from tickstream.settings import PathsSettings, S3Settings
-from tickstream.testing.expected import expected_bars
+from tickstream.settings import DagSettings, PathsSettings, S3Settings, environment
+from tickstream.testing.expected import EXPECTED_BAR_SQL_COLUMNS, expected_bars
 from tickstream.testing.lake import TestLake, private_catalog_settings
 from tickstream.topology import Topic
 
@@ -284,15 +284,16 @@ def platform(
     env = {
         **os.environ,
         "TICKSTREAM_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-        **{f"TICKSTREAM_S3_{k.upper()}": str(v) for k, v in s3_settings.model_dump().items()},
-        "TICKSTREAM_CATALOG_URI": lake.settings.uri,
-        "TICKSTREAM_CATALOG_NAME": lake.settings.name,
-        "TICKSTREAM_CATALOG_WAREHOUSE": lake.settings.warehouse,
+        **lake.env(),
         "TICKSTREAM_STREAMING_JARS": jars,
         "TICKSTREAM_COMPACTION_JARS": jars,
         "TICKSTREAM_COMPACTION_LAKE_ROOT": status.root,
-        "TICKSTREAM_COMPACTION_COMMAND": str(package("src.python.compaction", "bin.pex")),
-        "TICKSTREAM_ANALYTICS_COMMAND": str(package("src.python.analytics", "bin.pex")),
+        **environment(
+            DagSettings(
+                compaction_command=str(package("src.python.compaction", "bin.pex")),
+                analytics_command=str(package("src.python.analytics", "bin.pex")),
+            )
+        ),
         "TICKSTREAM_DBT_PROJECT_DIR": str(source_dir("src/sql/dbt")),
         "TICKSTREAM_DBT_LAKE_ROOT": status.root,
         "TICKSTREAM_DBT_STATE_DIR": str(tmp_path / "dbt"),
@@ -361,8 +362,9 @@ def test_ticks_flow_through_every_component_exactly_once(platform: Platform) -> 
     # any engine: pyiceberg (not the platform's code) reads the same ticks
     read_by_pyiceberg = lake.read(TICKS).select(tick_columns.split(", ")).to_pylist()
     assert sorted(tuple(row.values()) for row in read_by_pyiceberg) == all_ticks
-    bar_columns = "symbol, epoch_us(window_start), open, high, low, close, volume, vwap, trade_count"
-    assert read_table(dashboard, BARS_1M, bar_columns, hour, end) == expected.bars_between(hour_us, end_us)
+    assert read_table(dashboard, BARS_1M, EXPECTED_BAR_SQL_COLUMNS, hour, end) == expected.bars_between(
+        hour_us, end_us
+    )
     quarantined = read_table(dashboard, QUARANTINE, "reason", hour - far, hour + far)
     assert Counter(reason for (reason,) in quarantined) == expected.rejected_reasons
 

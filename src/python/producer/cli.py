@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 
 from producer.kafka_sink import KafkaTickSink, producer_config
 from producer.publish import ProgressLine, PublishReport, StopFlag, SystemClock, publish
@@ -18,7 +19,7 @@ from producer.settings import Compression, ProducerSettings
 from producer.simulator import DeliveryFaults, SimulatedFeed, SimulationConfig, select_universe
 from tickstream.contracts import now_us
 from tickstream.logs import configure_logging, get_logger
-from tickstream.settings import KafkaSettings
+from tickstream.settings import KafkaSettings, invalid_settings
 
 app = typer.Typer(help="Publish market ticks (simulated or replayed) to Kafka.", no_args_is_help=True)
 
@@ -28,8 +29,13 @@ CompressionOption = Annotated[Compression | None, typer.Option(help="lz4, zstd, 
 
 
 def load_settings(**overrides: Any) -> ProducerSettings:
-    """Environment settings with the given non-None CLI values on top."""
-    return ProducerSettings(**{name: value for name, value in overrides.items() if value is not None})
+    """Environment settings with the given non-None CLI values on top; invalid values are a usage error
+    (exit code 2, one line naming the setting)."""
+    try:
+        return ProducerSettings(**{name: value for name, value in overrides.items() if value is not None})
+    except ValidationError as exc:
+        typer.echo(f"error: {invalid_settings(exc)}", err=True)
+        raise typer.Exit(2) from None
 
 
 def simulation_config(settings: ProducerSettings, start_ts_us: int | None = None) -> SimulationConfig:

@@ -6,8 +6,9 @@ import os
 import signal
 
 import pytest
+from typer.testing import CliRunner
 
-from producer.cli import load_settings, simulation_config
+from producer.cli import app, load_settings, simulation_config
 from producer.publish import StopFlag
 
 
@@ -23,9 +24,16 @@ def test_cli_values_override_environment(monkeypatch: pytest.MonkeyPatch) -> Non
     assert config.start_ts_us == 1_767_225_600_000_000
 
 
-def test_invalid_values_are_refused() -> None:
-    with pytest.raises(ValueError, match="late_fraction"):
-        load_settings(late_fraction=1.5)
+def test_invalid_values_are_a_usage_error_of_one_line() -> None:
+    result = CliRunner().invoke(app, ["simulate", "--late", "1.5", "--count", "1"])
+    assert result.exit_code == 2
+    assert result.output == "error: invalid setting: late_fraction: Input should be less than or equal to 1\n"
+
+
+def test_every_command_has_help() -> None:
+    for command in ([], ["simulate"], ["replay"]):
+        result = CliRunner().invoke(app, [*command, "--help"])
+        assert result.exit_code == 0 and "Usage:" in result.output
 
 
 def test_sigterm_and_first_sigint_request_a_graceful_stop() -> None:

@@ -38,15 +38,15 @@ from pyspark.sql.streaming import StreamingQuery
 
 from streaming.iceberg import expire_snapshots
 from streaming.settings import StreamingSettings, delay_seconds
-from streaming.spark_session import cached_connector_jars, spark_conf
+from streaming.spark_session import spark_conf
 from streaming.status import StatusBook, StatusListener, StatusStore
 from streaming.transforms import from_kafka, parse_ticks, route_ticks_batch
 from streaming.writers import BarsUpdater, IcebergBatchSink, committed_offsets, uncorrected_late_hours
+from tickstream.kafka import topic_offsets
 from tickstream.lake import BARS_1M, QUARANTINE, TABLES, TICKS, LakeLocation
 from tickstream.logs import configure_logging, get_logger
-from tickstream.services.kafka import topic_offsets
-from tickstream.settings import CatalogSettings, KafkaSettings, S3Settings
-from tickstream.spark import build_spark_session
+from tickstream.settings import CatalogSettings, KafkaSettings, PathsSettings, S3Settings, invalid_settings
+from tickstream.spark import build_spark_session, cached_connector_jars
 
 QUERY_ID_PROPERTY = "sql.streaming.queryId"
 """Spark local property holding the running query's id inside foreachBatch."""
@@ -367,11 +367,13 @@ def run(
     lake: LakeLocation,
     kafka: KafkaSettings,
     catalog: CatalogSettings,
+    s3: S3Settings,
+    paths: PathsSettings,
     run_seconds: float | None = None,
 ) -> int:
     """Run the ticks query (and the bars updates) until stopped; return the process exit code."""
-    jars = [jar for jar in settings.jars.split(",") if jar] or [str(j) for j in cached_connector_jars()]
-    spark = build_spark_session(spark_conf(settings, lake.s3 or S3Settings(), catalog, jars))
+    jars = [jar for jar in settings.jars.split(",") if jar] or [str(j) for j in cached_connector_jars(paths)]
+    spark = build_spark_session(spark_conf(settings, s3, catalog, jars))
     spark.sparkContext.setLogLevel("WARN")
     store = StatusStore(lake)
     book = StatusBook(store, store.read())
@@ -457,7 +459,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_args(argv: Sequence[str] | None) -> tuple[StreamingSettings, LakeLocation, float | None]:
+def parse_args(
+    argv: Sequence[str] | None, s3: S3Settings
+) -> tuple[StreamingSettings, LakeLocation, float | None]:
     """Validated settings, status location and run time; usage errors exit with code 2."""
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -467,21 +471,20 @@ def parse_args(argv: Sequence[str] | None) -> tuple[StreamingSettings, LakeLocat
     try:
         settings = StreamingSettings(**overrides)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        parser.error(f"invalid setting: {problems}")
+        parser.error(invalid_settings(exc))
     if args.run_seconds is not None and args.run_seconds <= 0:
         parser.error("--run-seconds must be > 0")
-    s3 = S3Settings()
-    lake = LakeLocation(args.lake_root, s3) if args.lake_root else LakeLocation.for_bucket(s3)
+    lake = LakeLocation.of(args.lake_root, s3)
     return settings, lake, args.run_seconds
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
-    settings, lake, run_seconds = parse_args(argv)
+    s3 = S3Settings()
+    settings, lake, run_seconds = parse_args(argv, s3)
     configure_logging()
     logging.getLogger("py4j").setLevel(logging.WARNING)  # one line per Python<->JVM call at INFO
-    return run(settings, lake, KafkaSettings(), CatalogSettings(), run_seconds)
+    return run(settings, lake, KafkaSettings(), CatalogSettings(), s3, PathsSettings(), run_seconds)
 
 
 if __name__ == "__main__":

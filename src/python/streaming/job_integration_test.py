@@ -42,7 +42,7 @@ from tickstream.lake import BARS_1M, QUARANTINE, TICKS, LakeLocation, LakeTable
 from tickstream.services.kafka import KafkaService, ensure_topics
 from tickstream.services.seaweedfs import SeaweedFSService
 from tickstream.settings import S3Settings
-from tickstream.testing.expected import expected_bars
+from tickstream.testing.expected import EXPECTED_BAR_SQL_COLUMNS, expected_bars
 from tickstream.testing.lake import TestLake, private_catalog_settings
 from tickstream.topology import Topic
 
@@ -203,37 +203,22 @@ class Lake:
             return -1
         return int(snapshot.summary.additional_properties.get(SNAPSHOT_BATCH_ID, -1))
 
-    def env(self) -> dict[str, str]:
-        """The environment naming this lake's catalog to the job."""
-        settings = self.tables.settings
-        return {
-            "TICKSTREAM_CATALOG_URI": settings.uri,
-            "TICKSTREAM_CATALOG_NAME": settings.name,
-            "TICKSTREAM_CATALOG_WAREHOUSE": settings.warehouse,
-        }
-
 
 def new_lake(s3: S3Settings, directory: Path) -> Lake:
     tables = TestLake(private_catalog_settings(directory, s3), s3)
     return Lake(tables, LakeLocation(f"{tables.settings.warehouse}-status", s3))
 
 
-def job_for(
-    bootstrap: str, s3: S3Settings, jars: list[Path], topic: str, lake: Lake, work: Path, **env: str
-) -> Job:
+def job_for(bootstrap: str, jars: list[Path], topic: str, lake: Lake, work: Path, **env: str) -> Job:
     """`python -m streaming.job` on `topic` into `lake`: small batches, checkpoints under `work`."""
     environment = {
         **os.environ,
         "PYTHONPATH": str(SRC),
         "PYSPARK_PYTHON": sys.executable,
         "TICKSTREAM_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "TICKSTREAM_S3_ENDPOINT_URL": s3.endpoint_url,
-        "TICKSTREAM_S3_ACCESS_KEY_ID": s3.access_key_id,
-        "TICKSTREAM_S3_SECRET_ACCESS_KEY": s3.secret_access_key,
-        "TICKSTREAM_S3_BUCKET": s3.bucket,
+        **lake.tables.env(),
         "TICKSTREAM_STREAMING_JARS": ",".join(str(jar) for jar in jars),
         "TICKSTREAM_STREAMING_DRIVER_MEMORY": "2g",
-        **lake.env(),
         **env,
     }
     argv = [
@@ -316,7 +301,6 @@ def bars_closed_before(ticks: list[Tick], closed_before_us: int) -> list[tuple[A
 
 
 TICK_COLUMNS = ["schema_version", "symbol", "seq", "ts_us", "price", "size", "bid", "ask"]
-BAR_COLUMNS = "symbol, epoch_us(window_start), open, high, low, close, volume, vwap, trade_count"
 
 
 @pytest.fixture
@@ -326,7 +310,7 @@ def job_setup(
     topic = f"ticks-it-{uuid.uuid4().hex[:8]}"
     ensure_topics(kafka_bootstrap, [Topic(topic, 3, 86_400_000, "streaming integration test")])
     lake = new_lake(s3_settings, tmp_path / "lake")
-    job = job_for(kafka_bootstrap, s3_settings, spark_connector_jars, topic, lake, tmp_path)
+    job = job_for(kafka_bootstrap, spark_connector_jars, topic, lake, tmp_path)
     try:
         yield job, lake, topic
     finally:
@@ -418,7 +402,7 @@ def test_exactly_once_across_kill_9(job_setup: tuple[Job, Lake, str], kafka_boot
     assert hours == [(len(accepted), 2)]  # 09h and 10h
 
     flushed = T0 + 29 * MINUTE  # the minutes the flush tick completed (the late ticks' 09:57 among them)
-    bars = [bar for bar in read_table(lake, BARS_1M, BAR_COLUMNS) if bar[1] + MINUTE <= flushed]
+    bars = [bar for bar in read_table(lake, BARS_1M, EXPECTED_BAR_SQL_COLUMNS) if bar[1] + MINUTE <= flushed]
     assert bars == bars_closed_before(accepted, flushed)
 
     quarantined = read_table(lake, QUARANTINE, "raw_value, reason, epoch_us(kafka_ts)")
@@ -477,7 +461,6 @@ def test_recovers_from_kafka_and_s3_restarts_under_load(
     lake = new_lake(s3, tmp_path / "lake")
     job = job_for(
         bootstrap,
-        s3,
         spark_connector_jars,
         topic,
         lake,
@@ -513,7 +496,9 @@ def test_recovers_from_kafka_and_s3_restarts_under_load(
 
     accepted = [*feed.accepted, flush]
     assert read_table(lake, TICKS, ", ".join(TICK_COLUMNS)) == sorted(tuple(t.values()) for t in accepted)
-    assert read_table(lake, BARS_1M, BAR_COLUMNS) == bars_closed_before(accepted, T0 + 29 * MINUTE)
+    assert read_table(lake, BARS_1M, EXPECTED_BAR_SQL_COLUMNS) == bars_closed_before(
+        accepted, T0 + 29 * MINUTE
+    )
     quarantined = read_table(lake, QUARANTINE, "raw_value")
     assert sorted(bytes(raw) for (raw,) in quarantined) == sorted(feed.malformed)
     # the outages really broke the query, and the job restarted it by itself

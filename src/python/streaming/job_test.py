@@ -25,6 +25,7 @@ from streaming.status import StatusBook, StatusListener, StatusStore
 from streaming.writers import BarsUpdater, IcebergBatchSink
 from tickstream.contracts import encode_tick, make_tick
 from tickstream.lake import BARS_1M, QUARANTINE, STATUS_KEY, TICKS, LakeLocation
+from tickstream.settings import S3Settings
 from tickstream.testing.lake import TestLake, tick_rows
 from tickstream.testing.spark import register_lake
 
@@ -195,7 +196,7 @@ def test_a_future_dated_tick_does_not_stop_ingestion(running_job) -> None:  # ty
 )
 def test_cli_rejects_bad_arguments(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
-        parse_args(argv)
+        parse_args(argv, S3Settings())
     assert exited.value.code == 2
     err = capsys.readouterr().err
     assert "usage: python -m streaming.job" in err and message in err
@@ -204,7 +205,7 @@ def test_cli_rejects_bad_arguments(argv: list[str], message: str, capsys: pytest
 def test_cli_overrides_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TICKSTREAM_STREAMING_SHUFFLE_PARTITIONS", "8")
     monkeypatch.setenv("TICKSTREAM_STREAMING_MASTER", "spark://cluster:7077")
-    settings, lake, run_seconds = parse_args(["--shuffle-partitions", "3", "--no-bars"])
+    settings, lake, run_seconds = parse_args(["--shuffle-partitions", "3", "--no-bars"], S3Settings())
     assert (settings.shuffle_partitions, settings.master, settings.bars, run_seconds) == (
         3,
         "spark://cluster:7077",

@@ -24,7 +24,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tickstream.logs import get_logger
 from tickstream.services.process import ServiceError
-from tickstream.settings import PathsSettings
+from tickstream.settings import DagSettings, PathsSettings, environment
 
 log = get_logger("airflow")
 
@@ -113,8 +113,12 @@ def airflow_environment(
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
         "AIRFLOW__API__PORT": str(settings.port),
         "AIRFLOW__API__WORKERS": "1",
-        "TICKSTREAM_COMPACTION_COMMAND": str(pex_dir / "src.python.compaction" / "bin.pex"),
-        "TICKSTREAM_ANALYTICS_COMMAND": str(pex_dir / "src.python.analytics" / "bin.pex"),
+        **environment(
+            DagSettings(
+                compaction_command=str(pex_dir / "src.python.compaction" / "bin.pex"),
+                analytics_command=str(pex_dir / "src.python.analytics" / "bin.pex"),
+            )
+        ),
         "TICKSTREAM_DBT_PROJECT_DIR": str(settings.dbt_project_dir.resolve()),
     }
 

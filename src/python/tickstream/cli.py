@@ -22,9 +22,9 @@ from tickstream.replay import ReplayError, ReplayRequest, replay
 from tickstream.services.catalog import CatalogService
 from tickstream.services.kafka import KafkaService
 from tickstream.services.process import Service, ServiceError, tail
-from tickstream.services.seaweedfs import SeaweedFSService
+from tickstream.services.seaweedfs import SeaweedFSService, SeaweedFSSettings
 from tickstream.services.spark_jars import install_spark_jars
-from tickstream.settings import KafkaSettings, PathsSettings, S3Settings
+from tickstream.settings import CatalogSettings, KafkaSettings, PathsSettings, S3Settings
 from tickstream.topology import TICKS_TOPIC
 
 app = typer.Typer(help="Tickstream platform commands.", no_args_is_help=True)
@@ -47,7 +47,12 @@ ServiceArg = Annotated[ServiceName | None, typer.Argument(help="One service; def
 
 def selected(name: ServiceName | None) -> list[Service]:
     """The services named on the command line (all of them, in start order, if none)."""
-    services: list[Service] = [KafkaService(), SeaweedFSService(), CatalogService()]
+    paths, s3 = PathsSettings(), S3Settings()
+    services: list[Service] = [
+        KafkaService(paths, KafkaSettings()),
+        SeaweedFSService(paths, s3, SeaweedFSSettings()),
+        CatalogService(paths, CatalogSettings(), s3),
+    ]
     return [service for service in services if name is None or service.name == name.value]
 
 
@@ -73,7 +78,7 @@ def up(service: ServiceArg = None) -> None:
                 f"{svc.name}: {state} (pid {svc.daemon.pid()}) at {svc.endpoint}; log {svc.daemon.log_file}"
             )
         if service is None:
-            jars = install_spark_jars()
+            jars = install_spark_jars(PathsSettings())
             typer.echo(f"spark jars: {len(jars)} in {jars[0].parent}")
     except ServiceError as exc:
         raise fail(exc) from None
@@ -254,7 +259,7 @@ def replay_command(
 ) -> None:
     """Replay recorded days into the running platform: lake, bars and the touched days' marts.
 
-    Needs the streaming job running (`tickstream up`); see docs/operations.md, "Replay".
+    Needs the streaming job running (`tickstream up`); see docs/streaming.md, "Replaying recorded days".
     """
     configure_logging()
     pex_dir = ComponentsSettings().pex_dir

@@ -7,7 +7,6 @@ whether it is doing its job, not only whether its process exists.
 
 from __future__ import annotations
 
-import json
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,9 +23,8 @@ from tickstream.airflow_local import (
     ensure_venv,
     venv_dir,
 )
-from tickstream.lake import STATUS_KEY
+from tickstream.lake import LakeLocation, read_status
 from tickstream.services.process import Daemon, ServiceError
-from tickstream.services.seaweedfs import s3_client
 from tickstream.settings import PathsSettings, S3Settings
 
 
@@ -90,8 +88,7 @@ def streaming_status_updated_since(s3: S3Settings) -> Callable[[datetime], bool]
 
     def check(started: datetime) -> bool:
         try:
-            body = s3_client(s3).get_object(Bucket=s3.bucket, Key=STATUS_KEY)["Body"].read()
-            updated = datetime.fromisoformat(json.loads(body)["updated_at"])
+            updated = datetime.fromisoformat(read_status(LakeLocation.for_bucket(s3))["updated_at"])
         except Exception:  # not there yet, S3 hiccup, half-written: not healthy yet
             return False
         return updated >= started

@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import reduce
 from typing import Any, Final, Literal, TypeAlias, TypedDict, cast
@@ -149,12 +149,6 @@ def make_tick(symbol: str, seq: int, ts_us: int, price: float, size: int, bid: f
 def encode_tick(tick: Tick) -> bytes:
     """Serialise one tick to its UTF-8 JSON bytes."""
     return orjson.dumps(tick)
-
-
-def encode_ticks(ticks: Iterable[Tick]) -> list[bytes]:
-    """Serialise many ticks to JSON bytes, in order."""
-    dumps = orjson.dumps
-    return [dumps(tick) for tick in ticks]
 
 
 ColumnValues: TypeAlias = Sequence[Any] | NDArray[Any]

@@ -151,6 +151,11 @@ class LakeLocation:
         """The configured bucket."""
         return cls(root=f"s3://{s3.bucket}", s3=s3)
 
+    @classmethod
+    def of(cls, root: str | None, s3: S3Settings) -> LakeLocation:
+        """`root` (s3://bucket[/prefix] or a directory) if given, else the configured bucket."""
+        return cls(root=root.rstrip("/"), s3=s3) if root else cls.for_bucket(s3)
+
     def filesystem(self) -> tuple[pafs.FileSystem, str]:
         """A pyarrow filesystem and the base path inside it that keys are appended to."""
         parsed = urlparse(self.root)

@@ -1,4 +1,6 @@
-"""Historical replay into the running platform: `tickstream replay FILE` (docs/operations.md, "Replay").
+"""Historical replay into the running platform: `tickstream replay FILE`.
+
+See docs/streaming.md, "Replaying recorded days".
 
 Publishes a file of recorded ticks or 1-minute bars with the producer (unpaced by default), waits until the
 streaming job has committed every record and recomputed the bars of the hours the replay touched, compacts
@@ -25,8 +27,8 @@ from typing import Any, TypeVar
 
 from producer.replay import read_table, to_tick_frame
 from tickstream.catalog import load_table, open_catalog
+from tickstream.kafka import topic_offsets
 from tickstream.lake import BARS_1M, TICKS, LakeLocation, read_status
-from tickstream.services.kafka import topic_offsets
 from tickstream.settings import CatalogSettings, S3Settings
 
 T = TypeVar("T")

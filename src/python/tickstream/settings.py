@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tickstream.topology import LAKE_BUCKET
@@ -43,6 +43,10 @@ class PathsSettings(BaseSettings):
     def run_dir(self) -> Path:
         """Directory holding PID files."""
         return self.home / "run"
+
+    def spark_jars_dir(self, spark_version: str) -> Path:
+        """Where the connector jars (Kafka, Iceberg, JDBC drivers) for a Spark version are cached."""
+        return self.cache_dir / f"spark-jars-{spark_version}"
 
 
 class KafkaSettings(BaseSettings):
@@ -109,3 +113,43 @@ class CatalogSettings(BaseSettings):
     def spark_identifier(self, table: str) -> str:
         """`catalog.namespace.table`: the table's name in Spark SQL."""
         return f"{self.name}.{self.namespace}.{table}"
+
+
+class DagSettings(BaseSettings):
+    """What the hourly Airflow DAG (src/dags/compaction_dag.py) runs, from the worker's environment.
+
+    The DAG runs in Airflow's own environment and reads these variables itself; every launcher (`tickstream
+    up`, the tests) sets them with `environment(DagSettings(...))`, and a DAG test keeps the names and the
+    defaults in step with the DAG's.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="TICKSTREAM_")
+
+    compaction_command: str = Field(
+        default="python -m compaction.job", description="Command line of the compaction job (its PEX)."
+    )
+    analytics_command: str = Field(
+        default="python -m analytics.run", description="Command line of the analytics CLI (its PEX)."
+    )
+    compaction_retry_delay_s: float = Field(
+        default=120.0, gt=0, description="First retry delay of the compaction tasks (doubles up to 30 min)."
+    )
+
+
+def environment(*settings: BaseSettings) -> dict[str, str]:
+    """The environment variables under which a child process reads these same settings (each field under
+    its class's prefix, e.g. TICKSTREAM_S3_ENDPOINT_URL): the one way to hand settings to a subprocess."""
+    env = {}
+    for each in settings:
+        prefix = each.model_config.get("env_prefix") or ""
+        for name, value in each.model_dump().items():
+            if value is not None:
+                env[f"{prefix}{name}".upper()] = str(value)
+    return env
+
+
+def invalid_settings(exc: ValidationError) -> str:
+    """A settings validation error as one line for a command's usage error: `field: problem; ...`."""
+    return "invalid setting: " + "; ".join(
+        f"{'.'.join(map(str, error['loc']))}: {error['msg']}" for error in exc.errors()
+    )

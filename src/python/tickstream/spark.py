@@ -1,18 +1,62 @@
-"""Spark's access to the lake: the Iceberg catalog settings and session creation (the spark resolve only).
+"""Spark's access to the lake (the spark resolve only): the connector jars, the settings every Tickstream
+Spark application shares, the Iceberg catalog settings and session creation.
 
 `iceberg_conf` is the one place Spark is told where the lake's catalog and files are; the streaming job, the
-compaction job, the rebuild and the tests all build their sessions with it.
+compaction job, the rebuild and the tests all build their sessions with `base_conf`, which includes it.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Mapping
+from pathlib import Path
 from urllib.parse import urlparse
 
+import pyspark
 from pyspark.sql import SparkSession
 
 from tickstream.catalog import jdbc_catalog_properties
-from tickstream.settings import CatalogSettings, S3Settings
+from tickstream.settings import CatalogSettings, PathsSettings, S3Settings
+
+REQUIRED_JARS = ("spark-sql-kafka-0-10", "iceberg-spark-runtime", "iceberg-aws-bundle", "sqlite-jdbc")
+
+
+class MissingJarsError(RuntimeError):
+    """The Spark connector jars are not in the local cache."""
+
+
+def cached_connector_jars(paths: PathsSettings) -> list[Path]:
+    """The Kafka connector, Iceberg and JDBC driver jars for this pyspark's version from the local cache;
+    never downloads."""
+    directory = paths.spark_jars_dir(pyspark.__version__)
+    jars = sorted(directory.glob("*.jar"))
+    missing = [name for name in REQUIRED_JARS if not any(jar.name.startswith(name) for jar in jars)]
+    if missing:
+        raise MissingJarsError(
+            f"no {', '.join(missing)} jar in {directory}; install Spark's extra jars first "
+            "(tickstream.services.spark_jars.install_spark_jars, run by `tickstream services up`)"
+        )
+    return jars
+
+
+def base_conf(
+    master: str, app_name: str, driver_memory: str, s3: S3Settings, catalog: CatalogSettings, jars: list[str]
+) -> dict[str, str]:
+    """The settings every Tickstream Spark application shares (streaming, compaction, rebuilds)."""
+    return {
+        "spark.master": master,
+        "spark.app.name": app_name,
+        "spark.driver.memory": driver_memory,
+        "spark.jars": ",".join(jars),
+        "spark.sql.session.timeZone": "UTC",
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.speculation": "false",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.pyspark.python": os.environ.get("PYSPARK_PYTHON", sys.executable),
+        **iceberg_conf(catalog, s3),
+    }
 
 
 def iceberg_conf(catalog: CatalogSettings, s3: S3Settings) -> dict[str, str]:

@@ -32,13 +32,13 @@ class CatalogService:
 
     def __init__(
         self,
-        paths: PathsSettings | None = None,
-        catalog: CatalogSettings | None = None,
-        s3: S3Settings | None = None,
+        paths: PathsSettings,
+        catalog: CatalogSettings,
+        s3: S3Settings,
     ) -> None:
-        self.paths = paths or PathsSettings()
-        self.catalog = catalog or CatalogSettings()
-        self.s3 = s3 or S3Settings()
+        self.paths = paths
+        self.catalog = catalog
+        self.s3 = s3
 
     @property
     def endpoint(self) -> str:

@@ -13,11 +13,10 @@ import re
 import shutil
 import subprocess
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from tickstream.logs import get_logger
@@ -116,9 +115,9 @@ class KafkaService:
 
     name = "kafka"
 
-    def __init__(self, paths: PathsSettings | None = None, settings: KafkaSettings | None = None) -> None:
-        self.paths = paths or PathsSettings()
-        self.settings = settings or KafkaSettings()
+    def __init__(self, paths: PathsSettings, settings: KafkaSettings) -> None:
+        self.paths = paths
+        self.settings = settings
         self.version = kafka_version()
         self.libs_dir = self.paths.cache_dir / f"kafka-{self.version}" / "libs"
         self.data_dir = self.paths.data_dir / "kafka"
@@ -285,40 +284,6 @@ class KafkaService:
         self.write_config()
         command = self.java_command(main_class, args, TOOL_HEAP, "tools-log4j2.properties")
         return subprocess.run(command, capture_output=capture_output, text=True, timeout=timeout, check=False)
-
-
-def run_kafka_tool(
-    main_class: str, args: Sequence[str], capture_output: bool = False, timeout: float | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run a Kafka tool main class with the default settings' jars, e.g. for benchmarks."""
-    return KafkaService().run_tool(main_class, args, capture_output=capture_output, timeout=timeout)
-
-
-def topic_offsets(
-    bootstrap: str, topic: str, timeout_s: float = 30.0, config: Mapping[str, Any] | None = None
-) -> dict[int, tuple[int, int]]:
-    """Per partition of `topic`: its low and high watermark offsets (the first offset Kafka still holds, the
-    next one to be written). LookupError if the topic does not exist; KafkaException if the broker does not
-    answer. `config`: extra client settings (e.g. a quieter logger)."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"tickstream-offsets-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            **(config or {}),
-        }
-    )
-    try:
-        entry = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
-        if entry is None or entry.error is not None or not entry.partitions:
-            raise LookupError(f"Kafka topic {topic!r} not found at {bootstrap}")
-        offsets = {}
-        for partition in sorted(entry.partitions):
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout_s)
-            offsets[partition] = (int(low), int(high))
-        return offsets
-    finally:
-        consumer.close()
 
 
 def ensure_topics(bootstrap: str, topics: Sequence[Topic]) -> list[str]:

@@ -105,13 +105,13 @@ class SeaweedFSService:
 
     def __init__(
         self,
-        paths: PathsSettings | None = None,
-        s3: S3Settings | None = None,
-        settings: SeaweedFSSettings | None = None,
+        paths: PathsSettings,
+        s3: S3Settings,
+        settings: SeaweedFSSettings,
     ) -> None:
-        self.paths = paths or PathsSettings()
-        self.s3 = s3 or S3Settings()
-        self.settings = settings or SeaweedFSSettings()
+        self.paths = paths
+        self.s3 = s3
+        self.settings = settings
         self.bin_dir = self.paths.cache_dir / f"seaweedfs-{VERSION}" / "bin"
         self.data_dir = self.paths.data_dir / "seaweedfs"
         self.config_dir = self.paths.run_dir / "seaweedfs"

@@ -12,15 +12,24 @@ from decimal import Decimal
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from tickstream.contracts import Tick
+from tickstream.lake import BARS_1M
 
 MINUTE_US = 60_000_000
+
+EXPECTED_BAR_SQL_COLUMNS = "symbol, epoch_us(window_start), open, high, low, close, volume, vwap, trade_count"
+"""DuckDB select list reading bars_1m rows in the tuple form of `expected_bars`."""
 
 
 def expected_bars(ticks: Iterable[Tick]) -> list[tuple[Any, ...]]:
     """Sorted 1-minute bars: (symbol, window start µs, open, high, low, close, volume, vwap, trade count)."""
-    frame = pl.DataFrame(list(ticks)).with_columns(
+    rows = list(ticks)
+    if not rows:
+        return []
+    frame = pl.DataFrame(rows).with_columns(
         window_us=(pl.col("ts_us") // MINUTE_US) * MINUTE_US,
         notional_cents=(pl.col("price") * 100).round().cast(pl.Int64) * pl.col("size"),
     )
@@ -51,3 +60,23 @@ def expected_bars(ticks: Iterable[Tick]) -> list[tuple[Any, ...]]:
         )
         for b in bars.iter_rows(named=True)
     )
+
+
+def expected_bar_table(ticks: Iterable[Tick]) -> pa.Table:
+    """`expected_bars` as rows of the bars_1m table (its schema from `tickstream.lake`), e.g. to append."""
+    bars = expected_bars(ticks)
+    columns: list[tuple[Any, ...]] = list(zip(*bars, strict=True)) if bars else [() for _ in range(9)]
+    symbol, starts, *values = columns
+    window = pa.array(starts, pa.int64())
+    arrays = {
+        "symbol": list(symbol),
+        "window_start": window.cast(pa.timestamp("us", tz="UTC")),
+        "window_end": pc.add(window, MINUTE_US).cast(pa.timestamp("us", tz="UTC")),
+        **{
+            name: list(column)
+            for name, column in zip(
+                ("open", "high", "low", "close", "volume", "vwap", "trade_count"), values, strict=True
+            )
+        },
+    }
+    return pa.table({name: arrays[name] for name in BARS_1M.columns}).cast(BARS_1M.schema)

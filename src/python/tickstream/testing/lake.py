@@ -20,7 +20,7 @@ from pyiceberg.table import Table
 from tickstream.catalog import ensure_tables, load_table, open_catalog
 from tickstream.contracts import Tick
 from tickstream.lake import TICKS, LakeTable, lake_table
-from tickstream.settings import CatalogSettings, S3Settings
+from tickstream.settings import CatalogSettings, S3Settings, environment
 
 
 def private_catalog_settings(directory: Path, s3: S3Settings | None) -> CatalogSettings:
@@ -46,6 +46,11 @@ class TestLake:
         self.s3 = s3 or S3Settings()
         self.catalog: SqlCatalog = open_catalog(settings, self.s3)
         ensure_tables(self.catalog, settings)
+
+    def env(self) -> dict[str, str]:
+        """The environment under which a child process (a job, the dashboard) uses this lake's catalog and
+        S3 server."""
+        return environment(self.settings, self.s3)
 
     def append(
         self, table: str | LakeTable, rows: pa.Table, properties: Mapping[str, str] | None = None

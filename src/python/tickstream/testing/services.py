@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import socket
+import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -107,7 +109,7 @@ def services_paths() -> Iterator[PathsSettings]:
 @pytest.fixture(scope="session")
 def kafka_service(services_paths: PathsSettings) -> Iterator[KafkaService]:
     """The local Kafka broker, running for the session."""
-    service = KafkaService(services_paths)
+    service = KafkaService(services_paths, KafkaSettings())
     with running(service, services_paths.run_dir):
         yield service
 
@@ -121,7 +123,7 @@ def kafka_bootstrap(kafka_service: KafkaService) -> str:
 @pytest.fixture(scope="session")
 def s3_service(services_paths: PathsSettings) -> Iterator[SeaweedFSService]:
     """The local S3 server, running for the session."""
-    service = SeaweedFSService(services_paths)
+    service = SeaweedFSService(services_paths, S3Settings(), SeaweedFSSettings())
     with running(service, services_paths.run_dir):
         yield service
 
@@ -158,20 +160,31 @@ def private_kafka(tmp_path: Path) -> Iterator[KafkaService]:
         service.down()
 
 
-@pytest.fixture
-def private_s3(tmp_path: Path) -> Iterator[SeaweedFSService]:
-    """An S3 server of this test alone (own home and ports): for tests that kill or restart it."""
-    grpc = (0, 10000)
+@contextmanager
+def private_s3_server(home: Path | None = None) -> Iterator[SeaweedFSService]:
+    """An S3 server of the caller alone: its own home (`home`, else a temporary directory removed at the end)
+    and free ports (other sessions may hold the defaults)."""
+    own_home = home or Path(tempfile.mkdtemp(prefix="tickstream-private-s3-"))
+    grpc = (0, 10000)  # SeaweedFS serves gRPC on port + 10000
     s3 = S3Settings(endpoint_url=f"http://127.0.0.1:{free_port(grpc)}")
     seaweed = SeaweedFSSettings(
         master_port=free_port(grpc), volume_port=free_port(grpc), filer_port=free_port(grpc)
     )
-    service = SeaweedFSService(PathsSettings(home=tmp_path / "home"), s3, seaweed)
+    service = SeaweedFSService(PathsSettings(home=own_home), s3, seaweed)
     service.up()
     try:
         yield service
     finally:
         service.down()
+        if home is None:
+            shutil.rmtree(own_home, ignore_errors=True)
+
+
+@pytest.fixture
+def private_s3(tmp_path: Path) -> Iterator[SeaweedFSService]:
+    """An S3 server of this test alone (own home and ports): for tests that kill or restart it."""
+    with private_s3_server(tmp_path / "home") as service:
+        yield service
 
 
 @pytest.fixture(scope="session")
