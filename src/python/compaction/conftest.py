@@ -8,21 +8,11 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
-from tickstream.testing.services import (  # noqa: F401  (fixtures for the integration tests)
-    kafka_bootstrap,
-    kafka_service,
-    local_lake,
-    s3_lake,
-    s3_service,
-    s3_settings,
-    services_paths,
-    spark_connector_jars,
-)
 from tickstream.testing.spark import test_session
 
 
 @pytest.fixture(scope="session")
-def spark(spark_connector_jars: list[Path]) -> Iterator[SparkSession]:  # noqa: F811
+def spark(spark_connector_jars: list[Path]) -> Iterator[SparkSession]:
     """A local[2] SparkSession with Iceberg; each test registers its own lake's catalog."""
     session = test_session("tickstream-compaction-tests", spark_connector_jars)
     yield session

@@ -12,7 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import SparkSession
 
-from compaction.job import EXIT_REFUSED, Request, compact_hour, maintain_table, parse_args, run
+from compaction.job import EXIT_REFUSED, Request, parse_args, run
+from compaction.maintenance import compact_hour, maintain_table
 from compaction.plan import HourPartition
 from compaction.settings import CompactionSettings
 from compaction.testdata import bars_of, fill_hour, hour_start, synthetic_ticks, write_status

@@ -41,8 +41,8 @@ from compaction.job import (
     check_closed,
     finish,
     hour_arg,
-    hour_files,
 )
+from compaction.maintenance import hour_files
 from compaction.plan import HourPartition, partitions
 from compaction.settings import CompactionSettings
 from tickstream.kafka import topic_offsets
@@ -150,7 +150,7 @@ def rebuild_hour(
     """Replace one hour of one table with `rows`' rows of that hour, conditional on the current snapshot."""
     from pyspark.sql import functions as F
 
-    from streaming.iceberg import java_table
+    from tickstream.spark_iceberg import java_table
 
     table = partition.table
     identifier = request.catalog.spark_identifier(table.name)

@@ -14,14 +14,6 @@ from dashboard.testing import DashboardLake, tick
 from tickstream.contracts import Tick
 from tickstream.lake import TICKS, LakeLocation
 from tickstream.testing.lake import TestLake
-from tickstream.testing.services import (  # noqa: F401  (fixtures: local and S3 lakes, the S3 server)
-    local_lake,
-    private_s3,
-    s3_lake,
-    s3_service,
-    s3_settings,
-    services_paths,
-)
 
 NOW = datetime(2024, 3, 1, 10, 2, 30, tzinfo=UTC)
 """The dashboard's pinned clock in the fixture lake's tests."""
@@ -124,9 +116,7 @@ def dashboard_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatc
 
 
 @pytest.fixture
-def empty_lake(
-    local_lake: TestLake, tmp_path: Path, dashboard_env: pytest.MonkeyPatch  # noqa: F811  (the fixture)
-) -> DashboardLake:
+def empty_lake(local_lake: TestLake, tmp_path: Path, dashboard_env: pytest.MonkeyPatch) -> DashboardLake:
     """A local lake with empty tables and no status object; the environment points at it."""
     lake = DashboardLake(local_lake, objects_at(tmp_path))
     for name, value in lake.env().items():

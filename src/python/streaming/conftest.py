@@ -12,23 +12,11 @@ from pyspark.sql import DataFrame, SparkSession
 from streaming.settings import StreamingSettings
 from streaming.spark_session import spark_conf
 from tickstream.settings import CatalogSettings, S3Settings
-from tickstream.testing.services import (  # noqa: F401  (fixtures for the integration tests)
-    kafka_bootstrap,
-    kafka_service,
-    local_lake,
-    private_kafka,
-    private_s3,
-    s3_lake,
-    s3_service,
-    s3_settings,
-    services_paths,
-    spark_connector_jars,
-)
 from tickstream.testing.spark import test_session
 
 
 @pytest.fixture(scope="session")
-def spark(spark_connector_jars: list[Path]) -> Iterator[SparkSession]:  # noqa: F811
+def spark(spark_connector_jars: list[Path]) -> Iterator[SparkSession]:
     """A local[2] SparkSession with Iceberg and the job's state settings; tests register their lakes."""
     settings = StreamingSettings(master="local[2]", shuffle_partitions=2)
     conf = {

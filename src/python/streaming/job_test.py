@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from pyspark.sql import SparkSession
 
-from streaming import job
+from streaming import job, supervisor
 from streaming.job import BarsSchedule, LakeSink, parse_args, start_ticks_query
 from streaming.settings import StreamingSettings
 from streaming.status import StatusBook, StatusListener, StatusStore
@@ -257,7 +257,7 @@ class FakeSpark:
 def test_supervise_restarts_a_failed_query_with_back_off_until_stopped(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(job, "SUPERVISE_POLL_S", 0.001)
+    monkeypatch.setattr(supervisor, "SUPERVISE_POLL_S", 0.001)
     spark = FakeSpark()
     plans = iter([2, 1, None])  # fails twice (two outages), then keeps running
 
@@ -266,16 +266,16 @@ def test_supervise_restarts_a_failed_query_with_back_off_until_stopped(
         spark.started.append(query)
         return query
 
-    stop = job.StopFlag()
+    stop = supervisor.StopFlag()
     settings = StreamingSettings(restart_delay_s=0.01, restart_max_delay_s=0.02)
     deadline = time.monotonic() + 1.0
-    code = job.supervise(spark, start, stop, deadline, settings)  # type: ignore[arg-type]
+    code = supervisor.supervise(spark, start, stop, deadline, settings)  # type: ignore[arg-type]
     assert code == 0 and stop.reason == "run_seconds elapsed"
     assert len(spark.started) == 3 and spark.started[-1].stopped and spark.stopped
 
 
 def test_supervise_exits_1_after_max_restarts_consecutive_failures(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(job, "SUPERVISE_POLL_S", 0.001)
+    monkeypatch.setattr(supervisor, "SUPERVISE_POLL_S", 0.001)
     spark = FakeSpark()
 
     def start() -> FakeQuery:
@@ -284,12 +284,12 @@ def test_supervise_exits_1_after_max_restarts_consecutive_failures(monkeypatch: 
         return query
 
     settings = StreamingSettings(restart_delay_s=0.001, restart_max_delay_s=0.001, max_restarts=2)
-    code = job.supervise(spark, start, job.StopFlag(), time.monotonic() + 30, settings)  # type: ignore[arg-type]
+    code = supervisor.supervise(spark, start, supervisor.StopFlag(), time.monotonic() + 30, settings)  # type: ignore[arg-type]
     assert code == 1 and len(spark.started) == 3  # the first start and two restarts
 
 
 def test_restart_delay_doubles_up_to_the_cap() -> None:
-    assert [job.restart_delay_s(n, 2.0, 60.0) for n in (1, 2, 3, 5, 9)] == [2.0, 4.0, 8.0, 32.0, 60.0]
+    assert [supervisor.restart_delay_s(n, 2.0, 60.0) for n in (1, 2, 3, 5, 9)] == [2.0, 4.0, 8.0, 32.0, 60.0]
 
 
 def test_error_summary_names_the_python_error_not_the_proxy() -> None:
@@ -297,9 +297,9 @@ def test_error_summary_names_the_python_error_not_the_proxy() -> None:
         "An exception was raised by the Python Proxy. Return Message: Traceback (most recent call last):\n"
     )
     proxy += '  File "writers.py", line 9\nOSError: When uploading part: Connection refused\n'
-    assert job.error_summary(RuntimeError(proxy)) == "OSError: When uploading part: Connection refused"
-    assert job.error_summary("Kafka timeout\n\tat x.y") == "Kafka timeout"
-    assert job.error_summary(None) is None
+    assert supervisor.error_summary(RuntimeError(proxy)) == "OSError: When uploading part: Connection refused"
+    assert supervisor.error_summary("Kafka timeout\n\tat x.y") == "Kafka timeout"
+    assert supervisor.error_summary(None) is None
 
 
 def test_snapshot_expiry_runs_when_due_and_keeps_the_newest(

@@ -23,10 +23,10 @@ from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
-from streaming.iceberg import newest_snapshot_property, newest_snapshot_summary, snapshot_summaries
 from streaming.transforms import EVENT_TIME, TABLE, bars_1m, merged_spans, new_ticks, within
 from tickstream.lake import QUARANTINE, TICKS, LakeTable
 from tickstream.logs import get_logger
+from tickstream.spark_iceberg import newest_snapshot_property, newest_snapshot_summary, snapshot_summaries
 
 SNAPSHOT_QUERY_ID = "tickstream.query-id"
 """Snapshot summary property: the streaming query (checkpoint) that committed the snapshot."""

@@ -1,11 +1,11 @@
 """pytest fixtures giving tests a running local Kafka and S3 server, and lakes of their own.
 
-Load with `pytest_plugins = ["tickstream.testing.services"]` in a root conftest, or import the fixtures
-into a directory's conftest.py. Fixtures are session-scoped: a healthy instance already listening (the
-developer's `tickstream services up`, or a container) is reused as is; otherwise the fixture starts one
-and stops at session end only what it started. Set TICKSTREAM_TEST_HOME to keep test data and PID files
-apart from the developer's TICKSTREAM_HOME (with other ports, via TICKSTREAM_KAFKA_* / TICKSTREAM_S3_* /
-TICKSTREAM_SEAWEEDFS_*, if the shared instance runs at the same time).
+src/python/conftest.py loads this module as a pytest plugin for every test under src/python. Fixtures are
+session-scoped: a healthy instance already listening (the developer's `tickstream services up`, or a
+container) is reused as is; otherwise the fixture starts one and stops at session end only what it started.
+Set TICKSTREAM_TEST_HOME to keep test data and PID files apart from the developer's TICKSTREAM_HOME (with
+other ports, via TICKSTREAM_KAFKA_* / TICKSTREAM_S3_* / TICKSTREAM_SEAWEEDFS_*, if the shared instance runs
+at the same time).
 """
 
 from __future__ import annotations
