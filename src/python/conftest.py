@@ -1,6 +1,5 @@
 """Fixtures every test under src/python can use: running local Kafka and S3, Spark's jars, lakes of a test's
-own (`tickstream.testing.services`, loaded once as a pytest plugin)."""
-
-import tickstream.testing.services  # noqa: F401  (the import lets Pants infer the plugin's dependency)
+own (`tickstream.testing.services`, loaded as a pytest plugin; its BUILD target is a dependency of this
+file's)."""
 
 pytest_plugins = ["tickstream.testing.services"]

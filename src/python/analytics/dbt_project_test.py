@@ -12,8 +12,10 @@ from typing import Any
 import duckdb
 import pytest
 import yaml
+from typer.testing import CliRunner
 
-from analytics.run import AnalyticsSettings, find_project_dir, main, run_dbt
+from analytics import run
+from analytics.run import AnalyticsSettings, find_project_dir, run_dbt
 from analytics.testing import (
     append_ticks,
     build_fixture_lake,
@@ -338,8 +340,30 @@ def test_a_missing_table_is_a_clear_error(tmp_path: Path) -> None:
     assert "tickstream.bars_1m is not in the Iceberg catalog" in messages
 
 
-def test_cli_rejects_half_an_interval(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        main(["build", "--start", "2024-03-01"])
-    assert exit_info.value.code == 2
-    assert "--start and --end go together" in capsys.readouterr().err
+def test_cli_rejects_half_an_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(run, "run_dbt", lambda *args, **kwargs: pytest.fail("a refused command must not run"))
+    result = CliRunner().invoke(run.app, ["build", "--start", "2024-03-01"])
+    assert (result.exit_code, result.output) == (2, "error: --start and --end go together\n")
+    assert CliRunner().invoke(run.app, ["--help"]).exit_code == 0
+
+
+def test_cli_passes_dbt_its_own_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[Any, ...]] = []
+
+    def fake_run_dbt(*args: Any, **kwargs: Any) -> Done:
+        calls.append((args, kwargs))
+        return Done()
+
+    monkeypatch.setattr(run, "run_dbt", fake_run_dbt)
+    argv = ["source", "freshness", "--start", "2024-03-01", "--end", "2024-03-02", "--", "--threads", "1"]
+    assert CliRunner().invoke(run.app, argv).exit_code == 0
+    (words, vars), kwargs = calls[0]
+    assert words == ["source", "freshness"] and vars == {"start": "2024-03-01", "end": "2024-03-02"}
+    assert kwargs["extra_args"] == ["--threads", "1"]
+
+
+class Done:
+    """A dbt result that succeeded."""
+
+    exception = None
+    success = True

@@ -14,18 +14,19 @@ for the invocation. After every run dbt's run_results.json is copied to the lake
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from itertools import takewhile
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tickstream.commands import command_app, load_settings, usage_error
 from tickstream.lake import LakeLocation, put_object
 from tickstream.logs import configure_logging, get_logger
 from tickstream.settings import CatalogSettings, PathsSettings, S3Settings
@@ -181,37 +182,52 @@ def publish_run_results(path: Path, location: LakeLocation) -> None:
         log.warning("dbt_run_results_not_published", error=str(error))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """CLI: `python -m analytics.run <dbt command words> [--start S --end E] [dbt args after --]`."""
-    parser = argparse.ArgumentParser(prog="python -m analytics.run", description=__doc__.split("\n")[0])
-    parser.add_argument("command", nargs="+", help='dbt command, e.g. build, run, test, "source freshness"')
-    parser.add_argument("--start", help="interval start (UTC, ISO date or timestamp), inclusive")
-    parser.add_argument("--end", help="interval end (UTC, ISO date or timestamp), exclusive")
-    parser.add_argument("--target", help="dbt target (default TICKSTREAM_DBT_TARGET or s3)")
-    parser.add_argument("--full-refresh", action="store_true", help="rebuild incremental marts")
-    parser.add_argument("--select", "-s", help="dbt node selection")
-    args, passthrough = parser.parse_known_args(argv)
-    configure_logging()
+app = command_app("Run the dbt project (src/sql/dbt) over the lake; dbt's own options go after `--`.")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def dbt(
+    command: Annotated[
+        list[str], typer.Argument(help='dbt command, e.g. build, run, test, "source freshness".')
+    ],
+    start: Annotated[
+        str | None, typer.Option(help="Interval start (UTC, ISO date or timestamp), inclusive.")
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option(help="Interval end (UTC, ISO date or timestamp), exclusive.")
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option(help="dbt target (default TICKSTREAM_DBT_TARGET or s3).")
+    ] = None,
+    full_refresh: Annotated[bool, typer.Option("--full-refresh", help="Rebuild incremental marts.")] = False,
+    select: Annotated[str | None, typer.Option("--select", "-s", help="dbt node selection.")] = None,
+) -> None:
+    """Run a dbt command; exit 0 success, 1 failed nodes, 2 usage error or dbt could not run."""
+    words = list(takewhile(lambda word: not word.startswith("-"), command))
+    extra = [arg for arg in command[len(words) :] if arg != "--"]
     try:
-        vars = interval_vars(args.start, args.end)
+        vars = interval_vars(start, end)
     except ValueError as error:
-        parser.error(str(error))
-    settings = AnalyticsSettings()
-    if args.target:
-        settings = settings.model_copy(update={"target": args.target})
-    extra = [arg for arg in passthrough if arg != "--"]
-    if args.full_refresh:
+        raise usage_error(str(error)) from None
+    settings = load_settings(AnalyticsSettings, target=target)
+    configure_logging()
+    if full_refresh:
         extra.append("--full-refresh")
-    if args.select:
-        extra += ["--select", args.select]
+    if select:
+        extra += ["--select", select]
     result = run_dbt(
-        args.command, vars, settings=settings, catalog=CatalogSettings(), s3=S3Settings(), extra_args=extra
+        words, vars, settings=settings, catalog=CatalogSettings(), s3=S3Settings(), extra_args=extra
     )
     if result.exception is not None:
-        print(f"dbt failed: {result.exception}", file=sys.stderr)
-        return 2
-    return 0 if result.success else 1
+        typer.echo(f"dbt failed: {result.exception}", err=True)
+        raise typer.Exit(2)
+    raise typer.Exit(0 if result.success else 1)
+
+
+def main() -> None:
+    """Entry point (the PEX's and `python -m analytics.run`)."""
+    app()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -17,7 +17,6 @@ drives this small CLI (packaged as `src/python/compaction:harness`) instead:
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
@@ -27,13 +26,15 @@ import time
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated
 
 import pyarrow.fs as pafs
+import typer
 
 from compaction.plan import HourPartition
 from compaction.testdata import fill_hour, hour_start, ticks_summary, write_status
 from tickstream.catalog import load_table
+from tickstream.commands import command_app
 from tickstream.duckdb_lake import connect
 from tickstream.lake import BARS_1M, TICKS, LakeLocation, s3_filesystem
 from tickstream.logs import configure_logging
@@ -105,51 +106,82 @@ def kill_first_rewrite(marker: Path, command: Sequence[str], lake: TestLake) -> 
     return process.returncode
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point."""
-    parser = argparse.ArgumentParser(prog="compaction-harness")
-    parser.add_argument("command", choices=["serve-s3", "write-hour", "summary", "kill-first-rewrite"])
-    parser.add_argument("--directory", help="write-hour: where the test lake's catalog goes")
-    parser.add_argument("--marts-root", help="summary: where the dbt marts are published")
-    parser.add_argument("--date")
-    parser.add_argument("--hour")
-    parser.add_argument("--batches", type=int, default=60)
-    parser.add_argument("--rows", type=int, default=200)
-    parser.add_argument("--marker", help="kill-first-rewrite: the file that says the kill happened")
-    arguments = list(sys.argv[1:] if argv is None else argv)
-    # kill-first-rewrite: everything after `--` is the command to run, options and all
-    split = arguments.index("--") if "--" in arguments else len(arguments)
-    args, rest = parser.parse_args(arguments[:split]), arguments[split + 1 :]
-    configure_logging()  # logs to stderr: stdout carries only the JSON answer
-    if args.command == "serve-s3":
-        return serve_s3()
+app = command_app(
+    "Test harness of the Airflow tests (stdout: one JSON line; logs: stderr).", no_args_is_help=True
+)
+DateOption = Annotated[str, typer.Option(help="Date of the hour (YYYY-MM-DD).")]
+HourOption = Annotated[str, typer.Option(help="Hour (00-23).")]
+
+
+@app.command("serve-s3")
+def serve_s3_command() -> None:
+    """Run a private S3 server until stdin closes; print its settings and the Spark jars."""
+    configure_logging()
+    raise typer.Exit(serve_s3())
+
+
+@app.command("write-hour")
+def write_hour(
+    directory: Annotated[Path, typer.Option(help="Where the test lake's catalog goes.")],
+    date: DateOption,
+    hour: HourOption,
+    batches: Annotated[int, typer.Option(help="Commits of ticks into the hour.")] = 60,
+    rows: Annotated[int, typer.Option(help="Ticks per commit.")] = 200,
+) -> None:
+    """Fill one hour of a new test lake with small commits (and its true bars); write a status past it."""
+    configure_logging()
     s3 = S3Settings()
-    if args.command == "kill-first-rewrite":
-        return kill_first_rewrite(Path(args.marker), rest, TestLake(CatalogSettings(), s3))
-    output: dict[str, Any]
-    if args.command == "write-hour":
-        lake = TestLake(private_catalog_settings(Path(args.directory), s3), s3)
-        ticks = fill_hour(lake, args.date, args.hour, args.batches, args.rows)
-        status = LakeLocation(f"{lake.settings.warehouse}-status", s3)
-        write_status(status, hour_start(args.date, args.hour) + timedelta(hours=1, minutes=10))
-        output = {
-            "catalog": lake.settings.model_dump(),
-            "status_root": status.root,
-            "ticks": ticks.num_rows,
-            "bars_1m": lake.read(BARS_1M).num_rows,
-        }
-    else:
-        lake = TestLake(CatalogSettings(), s3)
-        with connect(s3) as con:
-            summary = ticks_summary(con, lake, args.date, args.hour)
-        output = {
-            "ticks_summary": [[str(value) for value in row] for row in summary],
-            "files": hour_files(lake, args.date, args.hour),
-            "activity_hourly": activity_hourly(LakeLocation(args.marts_root, s3), args.date, args.hour),
-        }
-    print(json.dumps(output))
-    return 0
+    lake = TestLake(private_catalog_settings(directory, s3), s3)
+    ticks = fill_hour(lake, date, hour, batches, rows)
+    status = LakeLocation(f"{lake.settings.warehouse}-status", s3)
+    write_status(status, hour_start(date, hour) + timedelta(hours=1, minutes=10))
+    answer = {
+        "catalog": lake.settings.model_dump(),
+        "status_root": status.root,
+        "ticks": ticks.num_rows,
+        "bars_1m": lake.read(BARS_1M).num_rows,
+    }
+    print(json.dumps(answer))
+
+
+@app.command()
+def summary(
+    marts_root: Annotated[str, typer.Option(help="Where the dbt marts are published.")],
+    date: DateOption,
+    hour: HourOption,
+) -> None:
+    """The hour's ticks summary, files per table and hourly activity mart, read back from the lake."""
+    configure_logging()
+    s3 = S3Settings()
+    lake = TestLake(CatalogSettings(), s3)
+    with connect(s3) as con:
+        rows = ticks_summary(con, lake, date, hour)
+    answer = {
+        "ticks_summary": [[str(value) for value in row] for row in rows],
+        "files": hour_files(lake, date, hour),
+        "activity_hourly": activity_hourly(LakeLocation(marts_root, s3), date, hour),
+    }
+    print(json.dumps(answer))
+
+
+@app.command(
+    "kill-first-rewrite", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+)
+def kill_first_rewrite_command(
+    ctx: typer.Context,
+    marker: Annotated[Path, typer.Option(help="The file that says the kill happened.")],
+) -> None:
+    """Run the compaction command given after `--`; SIGKILL its first run during its rewrite."""
+    configure_logging()
+    s3 = S3Settings()
+    command = [arg for arg in ctx.args if arg != "--"]
+    raise typer.Exit(kill_first_rewrite(marker, command, TestLake(CatalogSettings(), s3)))
+
+
+def main() -> None:
+    """Entry point (the harness PEX)."""
+    app()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

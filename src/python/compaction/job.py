@@ -17,7 +17,6 @@ Prints one JSON report on stdout (and log lines on stderr). Exit codes: 0 done (
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -25,16 +24,17 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import ValidationError
+import typer
 
 from compaction.maintenance import HourReport, compact_hour, compact_span, maintain_table
 from compaction.plan import Closedness, HourPartition, closedness, parse_timestamp, partitions
 from compaction.settings import CompactionSettings
+from tickstream.commands import command_app, load_settings, usage_error
 from tickstream.lake import BARS_1M, TICKS, LakeLocation, read_status
 from tickstream.logs import configure_logging, get_logger
-from tickstream.settings import CatalogSettings, PathsSettings, S3Settings, invalid_settings
+from tickstream.settings import CatalogSettings, PathsSettings, S3Settings
 
 if TYPE_CHECKING:  # pyspark is imported lazily: `--check-closed` never starts Spark
     from pyspark.sql import SparkSession
@@ -185,94 +185,59 @@ def run(request: Request, spark: Callable[[], SparkSession] | None = None) -> tu
 # --- command line ----------------------------------------------------------------------------------------
 
 
-def hour_arg(value: str) -> datetime:
-    """An hour as YYYY-MM-DDTHH (or any ISO timestamp), UTC unless it says otherwise."""
+def hour_arg(value: str, option: str) -> datetime:
+    """An hour as YYYY-MM-DDTHH (or any ISO timestamp), UTC unless it says otherwise; a usage error else."""
     try:
         return parse_timestamp(value if len(value) > 13 else f"{value}:00")
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected YYYY-MM-DDTHH[:MM...], got {value!r}") from None
+        raise usage_error(f"{option}: expected YYYY-MM-DDTHH[:MM...], got {value!r}") from None
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The CLI."""
-    parser = argparse.ArgumentParser(
-        prog="python -m compaction.job",
-        description="Compact closed hours of the lake's Iceberg tables and maintain the tables.",
-        epilog="Options override TICKSTREAM_COMPACTION_* variables; see docs/compaction.md.",
-    )
-    parser.add_argument("--table", required=True, choices=[*COMPACTABLE, "all"], help="table to compact")
-    parser.add_argument("--date", help="date of one hour (YYYY-MM-DD), with --hour")
-    parser.add_argument("--hour", help="hour (0-23) of --date")
-    parser.add_argument("--from", dest="start", type=hour_arg, help="first hour of a range (YYYY-MM-DDTHH)")
-    parser.add_argument("--to", dest="end", type=hour_arg, help="end of a range, exclusive (YYYY-MM-DDTHH)")
-    parser.add_argument(
-        "--lake-root", help="where the streaming status is: s3://bucket[/prefix] or a directory"
-    )
-    parser.add_argument("--master", help=CompactionSettings.model_fields["master"].description)
-    parser.add_argument(
-        "--target-file-mb", type=int, help=CompactionSettings.model_fields["target_file_mb"].description
-    )
-    parser.add_argument(
-        "--closed-margin-seconds",
-        type=int,
-        help=CompactionSettings.model_fields["closed_margin_seconds"].description,
-    )
-    parser.add_argument("--no-maintenance", action="store_true", help="only rewrite the hours' files")
-    parser.add_argument(
-        "--only-dirty",
-        action="store_true",
-        help="the whole range at once: bars corrected where they differ, hours of several files rewritten",
-    )
-    parser.add_argument(
-        "--check-closed", action="store_true", help="only check closedness: exit 0 closed, 3 open"
-    )
-    return parser
-
-
-def parse_args(argv: Sequence[str] | None) -> Request:
-    """A validated request; usage errors exit with code 2."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    overrides = {
-        name: value
-        for name in ("master", "target_file_mb", "closed_margin_seconds")
-        if (value := getattr(args, name)) is not None
-    }
-    try:
-        settings = CompactionSettings(**overrides)
-    except ValidationError as exc:
-        parser.error(invalid_settings(exc))
-    if (args.date is None) != (args.hour is None):
-        parser.error("--date and --hour go together")
-    if (args.start is None) != (args.end is None):
-        parser.error("--from and --to go together")
-    if (args.date is None) == (args.start is None):
-        parser.error("give either --date D --hour H or --from T --to T")
-    if args.date is not None:
+def build_request(
+    table: str,
+    date: str | None = None,
+    hour: str | None = None,
+    start: str | None = None,
+    end: str | None = None,
+    lake_root: str | None = None,
+    maintain: bool = True,
+    only_dirty: bool = False,
+    check_only: bool = False,
+    **overrides: Any,
+) -> Request:
+    """The validated request of a command line (`overrides`: CompactionSettings values); a usage error
+    (exit 2, one line) otherwise."""
+    settings = load_settings(CompactionSettings, **overrides)
+    if table not in (*COMPACTABLE, "all"):
+        raise usage_error(f"--table: choose from {', '.join((*COMPACTABLE, 'all'))}, not {table!r}")
+    if (date is None) != (hour is None):
+        raise usage_error("--date and --hour go together")
+    if (start is None) != (end is None):
+        raise usage_error("--from and --to go together")
+    if (date is None) == (start is None):
+        raise usage_error("give either --date D --hour H or --from T --to T")
+    if date is not None and hour is not None:
         try:
-            start = HourPartition.of(TICKS, args.date, args.hour).start
+            first = HourPartition.of(TICKS, date, hour).start
         except ValueError:
-            parser.error(f"invalid --date/--hour: {args.date} {args.hour}")
-        end = start + timedelta(hours=1)
+            raise usage_error(f"invalid --date/--hour: {date} {hour}") from None
+        last = first + timedelta(hours=1)
     else:
-        start, end = args.start, args.end
-        if end <= start:
-            parser.error("--to must be after --from")
-    tables = list(COMPACTABLE) if args.table == "all" else [args.table]
+        first, last = hour_arg(start or "", "--from"), hour_arg(end or "", "--to")
+        if last <= first:
+            raise usage_error("--to must be after --from")
+    tables = list(COMPACTABLE) if table == "all" else [table]
     s3 = S3Settings()
-    root = args.lake_root or settings.lake_root
-    location = LakeLocation.of(root, s3)
-    mode = "check-closed" if args.check_closed else "compact"
     return Request(
         settings,
         CatalogSettings(),
         s3,
         PathsSettings(),
-        location,
-        tuple(partitions(tables, start, end)),
-        mode,
-        maintain=not args.no_maintenance,
-        only_dirty=args.only_dirty,
+        LakeLocation.of(lake_root or settings.lake_root, s3),
+        tuple(partitions(tables, first, last)),
+        "check-closed" if check_only else "compact",
+        maintain=maintain,
+        only_dirty=only_dirty,
     )
 
 
@@ -284,13 +249,75 @@ def finish(code: int, result: dict[str, Any]) -> int:
     return code
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; prints the JSON report and returns the exit code."""
-    request = parse_args(argv)
+app = command_app(
+    "Compact closed hours of the lake's Iceberg tables and maintain the tables. Prints a JSON report; exit "
+    "0 done, 1 failed, 2 usage, 3 refused (an hour is open). Options override TICKSTREAM_COMPACTION_* "
+    "variables; see docs/compaction.md."
+)
+
+
+@app.command()
+def compact(
+    table: Annotated[str, typer.Option(help="Table to compact: ticks, bars_1m or all.")],
+    date: Annotated[str | None, typer.Option(help="Date of one hour (YYYY-MM-DD), with --hour.")] = None,
+    hour: Annotated[str | None, typer.Option(help="Hour (0-23) of --date.")] = None,
+    start: Annotated[
+        str | None, typer.Option("--from", help="First hour of a range (YYYY-MM-DDTHH).")
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option("--to", help="End of a range, exclusive (YYYY-MM-DDTHH).")
+    ] = None,
+    lake_root: Annotated[
+        str | None, typer.Option(help="Where the streaming status is: s3://bucket[/prefix] or a directory.")
+    ] = None,
+    master: Annotated[
+        str | None, typer.Option(help=CompactionSettings.model_fields["master"].description)
+    ] = None,
+    target_file_mb: Annotated[
+        int | None, typer.Option(help=CompactionSettings.model_fields["target_file_mb"].description)
+    ] = None,
+    closed_margin_seconds: Annotated[
+        int | None, typer.Option(help=CompactionSettings.model_fields["closed_margin_seconds"].description)
+    ] = None,
+    no_maintenance: Annotated[
+        bool, typer.Option("--no-maintenance", help="Only rewrite the hours' files.")
+    ] = False,
+    only_dirty: Annotated[
+        bool,
+        typer.Option(
+            "--only-dirty",
+            help="The whole range at once: bars corrected where they differ, hours of several files "
+            "rewritten.",
+        ),
+    ] = False,
+    check_closed: Annotated[
+        bool, typer.Option("--check-closed", help="Only check closedness: exit 0 closed, 3 open.")
+    ] = False,
+) -> None:
+    """Compact the hours asked for (or only check that they are closed)."""
+    request = build_request(
+        table,
+        date,
+        hour,
+        start,
+        end,
+        lake_root,
+        maintain=not no_maintenance,
+        only_dirty=only_dirty,
+        check_only=check_closed,
+        master=master,
+        target_file_mb=target_file_mb,
+        closed_margin_seconds=closed_margin_seconds,
+    )
     configure_logging()
     logging.getLogger("py4j").setLevel(logging.WARNING)
-    return finish(*run(request))
+    raise typer.Exit(finish(*run(request)))
+
+
+def main() -> None:
+    """Entry point (the PEX's and `python -m compaction.job`)."""
+    app()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

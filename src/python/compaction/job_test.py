@@ -11,8 +11,10 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import SparkSession
+from typer.testing import CliRunner
 
-from compaction.job import EXIT_REFUSED, Request, parse_args, run
+from compaction import job
+from compaction.job import EXIT_REFUSED, Request, build_request, run
 from compaction.maintenance import compact_hour, maintain_table
 from compaction.plan import HourPartition
 from compaction.settings import CompactionSettings
@@ -136,7 +138,7 @@ def test_maintenance_expires_snapshots_and_deletes_orphans(spark: SparkSession, 
 def test_open_partition_is_refused(lake: TestLake, tmp_path: Path) -> None:
     status = LakeLocation(str(tmp_path / "status"))
     write_status(status, datetime(2024, 3, 1, 10, 5, tzinfo=UTC))  # 09h closed, 10h open
-    request = parse_args(["--table", "all", "--date", DATE, "--hour", "10", "--lake-root", status.root])
+    request = build_request("all", DATE, "10", lake_root=status.root)
     request = Request(
         request.settings, lake.settings, lake.s3, request.paths, status, request.partitions, request.mode
     )
@@ -152,17 +154,9 @@ def test_a_range_at_once_corrects_bars_and_rewrites_hours_of_several_files(
     fill_hour(lake, DATE, "08", batches=3, rows_per_batch=50)  # several files: dirty
     status = LakeLocation(str(tmp_path / "status"))
     write_status(status, datetime(2024, 3, 1, 12, tzinfo=UTC))
-    argv = [
-        "--table",
-        "all",
-        "--from",
-        f"{DATE}T00",
-        "--to",
-        f"{DATE}T10",
-        "--only-dirty",
-        "--no-maintenance",
-    ]
-    parsed = parse_args([*argv, "--lake-root", status.root])
+    parsed = build_request(
+        "all", start=f"{DATE}T00", end=f"{DATE}T10", lake_root=status.root, maintain=False, only_dirty=True
+    )
     request = Request(
         parsed.settings,
         lake.settings,
@@ -184,17 +178,22 @@ def test_a_range_at_once_corrects_bars_and_rewrites_hours_of_several_files(
     assert lake.files(TICKS) == 2 and lake.files(BARS_1M) == 2
 
 
-def test_cli_validates_ranges() -> None:
-    request = parse_args(
-        ["--table", "all", "--from", "2024-03-01T22", "--to", "2024-03-02T01", "--lake-root", "/x"]
-    )
+def test_cli_validates_ranges(monkeypatch: pytest.MonkeyPatch) -> None:
+    request = build_request("all", start="2024-03-01T22", end="2024-03-02T01", lake_root="/x")
     assert isinstance(request, Request) and len(request.partitions) == 6
-    for bad in (
-        ["--table", "ticks"],
-        ["--table", "ticks", "--date", DATE],
-        ["--table", "x", "--date", DATE, "--hour", "1"],
-        ["--table", "ticks", "--from", "2024-03-01T09", "--to", "2024-03-01T09"],
+    monkeypatch.setattr(job, "run", lambda *args: pytest.fail("a refused command line must not run"))
+    for bad, message in (
+        (["--table", "ticks"], "error: give either --date D --hour H or --from T --to T"),
+        (["--table", "ticks", "--date", DATE], "error: --date and --hour go together"),
+        (["--table", "x", "--date", DATE, "--hour", "1"], "error: --table: choose from ticks, bars_1m, all"),
+        (
+            ["--table", "ticks", "--from", "2024-03-01T09", "--to", "2024-03-01T09"],
+            "error: --to must be after",
+        ),
+        (["--table", "ticks", "--from", "yesterday", "--to", "2024-03-01T09"], "error: --from: expected"),
+        (["--table", "all", "--date", DATE, "--hour", "1", "--target-file-mb", "0"], "target_file_mb"),
+        (["--date", DATE, "--hour", "1"], "Missing option '--table'"),
     ):
-        with pytest.raises(SystemExit) as exited:
-            parse_args(bad)
-        assert exited.value.code == 2
+        result = CliRunner().invoke(job.app, bad)
+        assert result.exit_code == 2 and message in result.output, (bad, result.output)
+    assert CliRunner().invoke(job.app, ["--help"]).exit_code == 0

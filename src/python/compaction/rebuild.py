@@ -23,15 +23,14 @@ Exit codes: 0 done, 1 failed, 2 usage, 3 refused (an hour is open, or would shri
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import sys
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
 
 from compaction.job import (
     EXIT_FAILED,
@@ -45,6 +44,7 @@ from compaction.job import (
 from compaction.maintenance import hour_files
 from compaction.plan import HourPartition, partitions
 from compaction.settings import CompactionSettings
+from tickstream.commands import command_app, load_settings, usage_error
 from tickstream.kafka import topic_offsets
 from tickstream.lake import BARS_1M, TICKS, LakeLocation
 from tickstream.logs import configure_logging, get_logger
@@ -217,66 +217,74 @@ def run(request: RebuildRequest) -> tuple[int, dict[str, Any]]:
     return code, result
 
 
-def parse_args(argv: Sequence[str] | None) -> RebuildRequest:
-    """A validated request; usage errors exit with code 2."""
-    parser = argparse.ArgumentParser(
-        prog="python -m compaction.rebuild",
-        description="Rebuild closed hours of the lake (ticks and 1-minute bars) from the Kafka topic.",
-        epilog="Spark and margins: TICKSTREAM_COMPACTION_*; catalog: TICKSTREAM_CATALOG_*; Kafka: "
-        "TICKSTREAM_KAFKA_*.",
-    )
-    parser.add_argument(
-        "--from", dest="start", type=hour_arg, required=True, help="first hour (YYYY-MM-DDTHH)"
-    )
-    parser.add_argument("--to", dest="end", type=hour_arg, required=True, help="end hour, exclusive")
-    parser.add_argument("--topic", default=TICKS_TOPIC.name, help="the ticks topic (default: ticks)")
-    parser.add_argument(
-        "--starting-offsets",
-        default="earliest",
-        help="where to start reading: earliest (default) or Spark's per-partition JSON offsets",
-    )
-    parser.add_argument(
-        "--force", action="store_true", help="replace an hour even if it would hold fewer rows"
-    )
-    parser.add_argument(
-        "--lake-root", help="where the streaming status is: s3://bucket[/prefix] or a directory"
-    )
-    args = parser.parse_args(argv)
-    if args.end <= args.start:
-        parser.error("--to must be after --from")
-    if args.starting_offsets != "earliest":
+def build_request(
+    start: str,
+    end: str,
+    topic: str = TICKS_TOPIC.name,
+    starting_offsets: str = "earliest",
+    force: bool = False,
+    lake_root: str | None = None,
+) -> RebuildRequest:
+    """The validated request of a command line; a usage error (exit 2, one line) otherwise."""
+    first, last = hour_arg(start, "--from"), hour_arg(end, "--to")
+    if last <= first:
+        raise usage_error("--to must be after --from")
+    if starting_offsets != "earliest":
         try:
-            parsed = json.loads(args.starting_offsets)
+            parsed = json.loads(starting_offsets)
         except ValueError:
             parsed = None
         if not isinstance(parsed, dict):
-            parser.error('--starting-offsets: earliest or JSON such as \'{"ticks": {"0": 1200}}\'')
-    settings = CompactionSettings()
+            raise usage_error('--starting-offsets: earliest or JSON such as \'{"ticks": {"0": 1200}}\'')
+    settings = load_settings(CompactionSettings)
     s3 = S3Settings()
-    root = args.lake_root or settings.lake_root
-    location = LakeLocation.of(root, s3)
     return RebuildRequest(
         settings,
         CatalogSettings(),
         s3,
         PathsSettings(),
-        location,
+        LakeLocation.of(lake_root or settings.lake_root, s3),
         KafkaSettings(),
-        args.topic,
-        args.starting_offsets,
-        args.start,
-        args.end,
-        args.force,
+        topic,
+        starting_offsets,
+        first,
+        last,
+        force,
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; prints the JSON report and returns the exit code."""
-    request = parse_args(argv)
+app = command_app(
+    "Rebuild closed hours of the lake (ticks and 1-minute bars) from the Kafka topic. Prints a JSON report. "
+    "Spark and margins: TICKSTREAM_COMPACTION_*; catalog: TICKSTREAM_CATALOG_*; Kafka: TICKSTREAM_KAFKA_*."
+)
+
+
+@app.command()
+def rebuild(
+    start: Annotated[str, typer.Option("--from", help="First hour (YYYY-MM-DDTHH).")],
+    end: Annotated[str, typer.Option("--to", help="End hour, exclusive (YYYY-MM-DDTHH).")],
+    topic: Annotated[str, typer.Option(help="The ticks topic.")] = TICKS_TOPIC.name,
+    starting_offsets: Annotated[
+        str, typer.Option(help="Where to start reading: earliest or Spark's per-partition JSON offsets.")
+    ] = "earliest",
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an hour even if it would hold fewer rows.")
+    ] = False,
+    lake_root: Annotated[
+        str | None, typer.Option(help="Where the streaming status is: s3://bucket[/prefix] or a directory.")
+    ] = None,
+) -> None:
+    """Rebuild every hour of [--from, --to) of both tables, one atomic overwrite per table and hour."""
+    request = build_request(start, end, topic, starting_offsets, force, lake_root)
     configure_logging()
     logging.getLogger("py4j").setLevel(logging.WARNING)
-    return finish(*run(request))
+    raise typer.Exit(finish(*run(request)))
+
+
+def main() -> None:
+    """Entry point (the PEX's and `python -m compaction.rebuild`)."""
+    app()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -1,10 +1,13 @@
-"""The rebuild's overwrite of an hour on a local test lake: atomic, and conditional on its snapshot."""
+"""The rebuild's overwrite of an hour on a local test lake (atomic, and conditional on its snapshot), and its
+command line."""
 
 from __future__ import annotations
 
 import pytest
 from pyspark.sql import SparkSession
+from typer.testing import CliRunner
 
+from compaction import rebuild
 from compaction.plan import HourPartition
 from compaction.rebuild import overwrite_hour
 from compaction.testdata import hour_start, synthetic_ticks
@@ -44,3 +47,18 @@ def test_overwrite_fails_if_the_hour_changed_since_its_snapshot(
     with pytest.raises(Exception, match="ValidationException|conflicting"):
         overwrite_hour(replacement, lake.settings.spark_identifier(TICKS.name), HOUR, snapshot.snapshot_id)
     assert lake.read(TICKS).num_rows == 105  # nothing replaced
+
+
+def test_cli_refuses_bad_ranges_and_offsets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rebuild, "run", lambda *args: pytest.fail("a refused command line must not run"))
+    for bad, message in (
+        (["--from", "2024-03-01T09", "--to", "2024-03-01T09"], "error: --to must be after --from"),
+        (
+            ["--from", "2024-03-01T09", "--to", "2024-03-01T10", "--starting-offsets", "{"],
+            "--starting-offsets",
+        ),
+        (["--from", "9 o'clock", "--to", "2024-03-01T10"], "error: --from: expected YYYY-MM-DDTHH"),
+        (["--to", "2024-03-01T10"], "Missing option '--from'"),
+    ):
+        result = CliRunner().invoke(rebuild.app, bad)
+        assert result.exit_code == 2 and message in result.output, (bad, result.output)

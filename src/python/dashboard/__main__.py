@@ -7,18 +7,21 @@ Extra `--streamlit.option=value` style arguments are passed through, e.g. `--ser
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
+import typer
+
 from dashboard.settings import DashboardSettings
+from tickstream.commands import command_app, load_settings, usage_error
 from tickstream.logs import configure_logging, get_logger
 
 APP = Path(__file__).with_name("app.py")
 
 
 def streamlit_flags(settings: DashboardSettings, extra: list[str]) -> dict[str, Any]:
-    """Streamlit config options: served headless on the configured address/port, no telemetry, no reloader."""
+    """Streamlit config options: served headless on the configured address/port, no telemetry, no reloader;
+    `extra` (`--section.option=value`) on top. A usage error (exit 2) for any other argument."""
     flags: dict[str, Any] = {
         "server.address": settings.address,
         "server.port": settings.port,
@@ -31,22 +34,34 @@ def streamlit_flags(settings: DashboardSettings, extra: list[str]) -> dict[str, 
     }
     for argument in extra:
         name, _, value = argument.removeprefix("--").partition("=")
-        if not name or not value:
-            raise SystemExit(f"unexpected argument {argument!r}: use --section.option=value")
+        if not argument.startswith("--") or "." not in name or not value:
+            raise usage_error(f"unexpected argument {argument!r}: use --section.option=value")
         flags[name] = value
     return flags
 
 
-def main(argv: list[str] | None = None) -> None:
+app = command_app(
+    "Serve the dashboard (Streamlit) on TICKSTREAM_DASHBOARD_ADDRESS/_PORT; Streamlit options as "
+    "--section.option=value, e.g. --server.baseUrlPath=dash."
+)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def serve(ctx: typer.Context) -> None:
     """Start the server and block until it stops (SIGINT/SIGTERM)."""
     from streamlit.web import bootstrap
 
+    settings = load_settings(DashboardSettings)
+    flags = streamlit_flags(settings, list(ctx.args))
     configure_logging()
-    settings = DashboardSettings()
-    flags = streamlit_flags(settings, list(sys.argv[1:] if argv is None else argv))
     get_logger("dashboard").info("serving", url=f"http://{settings.address}:{settings.port}/", app=str(APP))
     bootstrap.load_config_options(flag_options=flags)
     bootstrap.run(str(APP), False, [], flags)
+
+
+def main() -> None:
+    """Entry point (the PEX's and `python -m dashboard`)."""
+    app()
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ files per hour.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import statistics
@@ -30,12 +29,13 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from itertools import groupby
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import polars as pl
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+import typer
 
 from dashboard import charts
 from dashboard.bars import TimeRange, overview, with_moving_averages
@@ -43,6 +43,7 @@ from dashboard.data import Sources, clear_caches
 from dashboard.lake_reader import Lake
 from dashboard.settings import DashboardSettings
 from tickstream.catalog import load_table
+from tickstream.commands import command_app
 from tickstream.lake import BARS_1M, TICKS, LakeLocation, LakeTable
 from tickstream.settings import KafkaSettings, S3Settings
 from tickstream.testing.lake import TestLake, private_catalog_settings
@@ -297,22 +298,25 @@ def measure(lake: TestLake, builder: Builder, first_seq: int) -> dict[str, Any]:
     return results
 
 
-def main(argv: list[str] | None = None) -> None:
+app = command_app(__doc__.splitlines()[0] if __doc__ else "Measure the dashboard's reads.")
+
+
+@app.command()
+def measure_dashboard(
+    streamed: Annotated[bool, typer.Option("--streamed", help="Leave closed hours uncompacted.")] = False,
+) -> None:
     """Build the lake, measure, print JSON, delete the lake's files."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--streamed", action="store_true", help="leave closed hours uncompacted")
-    args = parser.parse_args(argv)
     s3 = S3Settings()
     with tempfile.TemporaryDirectory() as directory:
         lake = TestLake(private_catalog_settings(Path(directory), s3), s3)
         builder = Builder(lake)
         try:
             started = time.perf_counter()
-            builder.bars(compacted=not args.streamed)
-            ticks = builder.ticks(compacted=not args.streamed)
+            builder.bars(compacted=not streamed)
+            ticks = builder.ticks(compacted=not streamed)
             built = round(time.perf_counter() - started, 1)
             results: dict[str, Any] = {
-                "variant": "streamed" if args.streamed else "compacted",
+                "variant": "streamed" if streamed else "compacted",
                 "build_s": built,
             }
             results.update(measure(lake, builder, ticks + 1))
@@ -320,6 +324,11 @@ def main(argv: list[str] | None = None) -> None:
             print(json.dumps(results, indent=1))
         finally:
             builder.delete()
+
+
+def main() -> None:
+    """Entry point: `python -m dashboard.bench`."""
+    app()
 
 
 if __name__ == "__main__":

@@ -10,32 +10,28 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
 
 from producer.kafka_sink import KafkaTickSink, producer_config
 from producer.publish import ProgressLine, PublishReport, StopFlag, SystemClock, publish
 from producer.replay import replay_file
 from producer.settings import Compression, ProducerSettings
 from producer.simulator import DeliveryFaults, SimulatedFeed, SimulationConfig, select_universe
+from tickstream.commands import command_app, load_settings
 from tickstream.contracts import now_us
 from tickstream.logs import configure_logging, get_logger
-from tickstream.settings import KafkaSettings, invalid_settings
+from tickstream.settings import KafkaSettings
 
-app = typer.Typer(help="Publish market ticks (simulated or replayed) to Kafka.", no_args_is_help=True)
+app = command_app("Publish market ticks (simulated or replayed) to Kafka.", no_args_is_help=True)
 
 RateOption = Annotated[float | None, typer.Option(help="Records per second; 0 = unlimited.")]
 TopicOption = Annotated[str | None, typer.Option(help="Kafka topic (default: ticks).")]
 CompressionOption = Annotated[Compression | None, typer.Option(help="lz4, zstd, snappy, gzip or none.")]
 
 
-def load_settings(**overrides: Any) -> ProducerSettings:
+def producer_settings(**overrides: Any) -> ProducerSettings:
     """Environment settings with the given non-None CLI values on top; invalid values are a usage error
     (exit code 2, one line naming the setting)."""
-    try:
-        return ProducerSettings(**{name: value for name, value in overrides.items() if value is not None})
-    except ValidationError as exc:
-        typer.echo(f"error: {invalid_settings(exc)}", err=True)
-        raise typer.Exit(2) from None
+    return load_settings(ProducerSettings, **overrides)
 
 
 def simulation_config(settings: ProducerSettings, start_ts_us: int | None = None) -> SimulationConfig:
@@ -96,7 +92,7 @@ def simulate(
     topic: TopicOption = None,
 ) -> None:
     """Simulate a market and publish its ticks."""
-    settings = load_settings(
+    settings = producer_settings(
         rate=rate,
         count=count,
         duration_s=duration,
@@ -124,7 +120,7 @@ def replay(
     topic: TopicOption = None,
 ) -> None:
     """Replay recorded ticks or 1-minute bars at a speed factor."""
-    settings = load_settings(rate=rate, duration_s=duration, compression=compression, topic=topic)
+    settings = producer_settings(rate=rate, duration_s=duration, compression=compression, topic=topic)
     source: Any = replay_file(path, speed, batch_size=settings.generator_batch)
     raise typer.Exit(0 if run(source, settings, "replay").ok else 1)
 

@@ -6,29 +6,29 @@ tables exactly once (`streaming.writers.IcebergBatchSink`): valid ticks, however
 proven duplicates (de-duplicated against the table), rejected records to `quarantine` (raw value, reason,
 Kafka coordinates). Beside the query, once a minute, the 1-minute bars of the minutes now complete are
 computed from the committed ticks and appended to `bars_1m`, and the hours that received late ticks get
-their bars recomputed (`streaming.writers.BarsUpdater`, run by `BarsSchedule`). A new checkpoint starts
-after the Kafka offsets the lake already holds, so losing the checkpoint duplicates nothing.
+their bars recomputed (`streaming.writers.BarsUpdater`, run by `streaming.upkeep.BarsSchedule`). A new
+checkpoint starts after the Kafka offsets the lake already holds, so losing the checkpoint duplicates
+nothing.
 
 Options override the TICKSTREAM_STREAMING_* environment; the catalog comes from TICKSTREAM_CATALOG_*.
 SIGINT/SIGTERM to the driver (not its process group: the JVM must outlive the request) stop the query
 gracefully between batches. A failed query (Kafka or S3 down, a broken batch) is restarted from its
-checkpoint with back-off (`streaming.supervisor`); the supervisor's loop also runs the bars updates and
-the expiry of old snapshots (`SnapshotExpiry`), in a lower-priority scheduler pool than the query.
+checkpoint with back-off (`streaming.supervisor`); the supervisor's loop also runs the upkeep
+(`streaming.upkeep`: bars updates, expiry of old snapshots) in a lower-priority scheduler pool than the
+query.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import sys
 import threading
 import time
-from collections.abc import Sequence
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from typing import Annotated
 
-from pydantic import ValidationError
+import typer
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
@@ -37,21 +37,18 @@ from streaming.spark_session import spark_conf
 from streaming.status import StatusBook, StatusListener, StatusStore
 from streaming.supervisor import StopFlag, Upkeep, error_summary, supervise
 from streaming.transforms import from_kafka, parse_ticks, route_ticks_batch
+from streaming.upkeep import BarsSchedule, SnapshotExpiry
 from streaming.writers import BarsUpdater, IcebergBatchSink, committed_offsets, uncorrected_late_hours
+from tickstream.commands import command_app, load_settings, usage_error
 from tickstream.kafka import topic_offsets
-from tickstream.lake import BARS_1M, QUARANTINE, TABLES, TICKS, LakeLocation
+from tickstream.lake import BARS_1M, QUARANTINE, TICKS, LakeLocation
 from tickstream.logs import configure_logging, get_logger
-from tickstream.settings import CatalogSettings, KafkaSettings, PathsSettings, S3Settings, invalid_settings
+from tickstream.settings import CatalogSettings, KafkaSettings, PathsSettings, S3Settings
 from tickstream.spark import build_spark_session, cached_connector_jars
-from tickstream.spark_iceberg import expire_snapshots
 
 QUERY_ID_PROPERTY = "sql.streaming.queryId"
 """Spark local property holding the running query's id inside foreachBatch."""
 
-RETAIN_SNAPSHOTS = 10
-"""Snapshots every table keeps whatever their age (the newest ones)."""
-CORRECTION_SPACING_S = 5.0
-"""Least time between two recomputations of the bars of hours that received late ticks."""
 SCHEDULER_POOL = "spark.scheduler.pool"
 TICKS_POOL, UPKEEP_POOL = "ticks", "upkeep"
 """Fair-scheduler pools (`spark_session.scheduler_pools`): the ticks query's jobs first, upkeep after."""
@@ -152,70 +149,6 @@ class LakeSink:
             self._late_hours |= hours
 
 
-class BarsSchedule:
-    """Keeps `bars_1m` up to date from the supervisor's loop: appends the bars of completed minutes at most
-    every `bars_trigger_seconds`, and recomputes the bars of hours that received late ticks within
-    `CORRECTION_SPACING_S` of their commit.
-
-    Off the ticks query's path: a bars update (reading ticks back) never delays a commit. A failed update
-    (S3 down) is logged and retried at the next round; the bars are caught up then.
-    """
-
-    def __init__(
-        self,
-        spark: SparkSession,
-        bars: BarsUpdater,
-        sink: LakeSink,
-        book: StatusBook,
-        every_s: float,
-        correction_every_s: float = CORRECTION_SPACING_S,
-    ) -> None:
-        """Update `bars` up to `sink.complete_until`; report to `book`."""
-        self.spark, self.bars, self.sink, self.book, self.every_s = spark, bars, sink, book, every_s
-        self.correction_every_s = correction_every_s
-        self._due = 0.0
-        self._correction_due = 0.0
-        self._reported: tuple[str, int] | None = None
-
-    def maybe_run(self) -> None:
-        """Correct the hours with late ticks if any are waiting, then append newly complete minutes if due."""
-        complete_until = self.sink.complete_until
-        if complete_until is None:
-            return
-        try:
-            if time.monotonic() >= self._correction_due:
-                self._correction_due = time.monotonic() + self.correction_every_s
-                self.correct()
-            if time.monotonic() >= self._due:
-                self._due = time.monotonic() + self.every_s
-                output = self.bars.update(self.spark, complete_until)
-                if output is not None:
-                    self.book.record_bars(output)
-        except Exception as exc:
-            log.warning("bars_update_failed", error=error_summary(exc))
-            self.book.record_bars_failure(error_summary(exc))
-            self._due = self._correction_due = time.monotonic()  # retry at the next round
-
-    def correct(self) -> None:
-        """Recompute the bars of the hours that received late ticks (given back if it fails), and report
-        the last batch the bars now agree with (`bars_1m.corrected_through_batch` in the status)."""
-        hours, through = self.sink.take_late_hours()
-        if hours:
-            try:
-                corrected = self.bars.correct(self.spark, hours)
-            except Exception:
-                self.sink.give_back(hours)
-                raise
-            if corrected is not None:
-                log.info(
-                    "bars_corrected", hours=len(hours), rows=corrected.rows, duration_ms=corrected.write_ms
-                )
-                self.book.record_bars_correction(corrected, len(hours))
-        if through is not None and through != self._reported:
-            self.book.record_bars_consistent(*through)
-            self._reported = through
-
-
 def start_ticks_query(records: DataFrame, settings: StreamingSettings, sink: LakeSink) -> StreamingQuery:
     """Start the ticks query on a stream of Kafka records (`kafka_records`), with its checkpoint."""
     stream = ticks_pipeline(records, settings)
@@ -227,35 +160,6 @@ def start_ticks_query(records: DataFrame, settings: StreamingSettings, sink: Lak
         .foreachBatch(sink)
         .start()
     )
-
-
-class SnapshotExpiry:
-    """Expires the lake tables' old snapshots every so often, so each commit's metadata stays small.
-
-    Every append adds a snapshot to the table's metadata file, which every commit rewrites and every
-    reader parses: at one commit per second an hour of snapshots is megabytes. Run from the supervisor's
-    loop (not a batch), so a slow expiry never delays a commit.
-    """
-
-    def __init__(self, spark: SparkSession, catalog: CatalogSettings, settings: StreamingSettings) -> None:
-        """Expire snapshots older than `settings.snapshot_retention_s`, every third of that."""
-        self.spark = spark
-        self.catalog = catalog
-        self.retention = timedelta(seconds=settings.snapshot_retention_s)
-        self._due = time.monotonic() + settings.snapshot_retention_s / 3
-
-    def maybe_run(self) -> None:
-        """Expire if due; an error is logged, not raised (the next round tries again)."""
-        if time.monotonic() < self._due:
-            return
-        self._due = time.monotonic() + self.retention.total_seconds() / 3
-        older_than = datetime.now(UTC) - self.retention
-        for table in TABLES:
-            try:
-                counts = expire_snapshots(self.spark, self.catalog, table, older_than, RETAIN_SNAPSHOTS)
-                log.info("snapshots_expired", table=table, **counts)
-            except Exception as exc:  # e.g. S3 down: the stream's own restart logic handles outages
-                log.warning("snapshot_expiry_failed", table=table, error=error_summary(exc))
 
 
 def run(
@@ -316,72 +220,92 @@ def run(
 
 # --- command line ------------------------------------------------------------------------------------
 
-_OVERRIDES = {
-    "master": str,
-    "trigger_seconds": float,
-    "max_offsets_per_trigger": int,
-    "starting_offsets": str,
-    "checkpoint_dir": str,
-    "watermark_delay": str,
-    "bars_trigger_seconds": float,
-    "shuffle_partitions": int,
-    "driver_memory": str,
-    "max_event_time_ahead_seconds": float,
-    "topic": str,
-    "max_restarts": int,
-    "snapshot_retention_s": float,
-}
+app = command_app(
+    "Stream Kafka ticks into the lake's Iceberg tables (ticks, quarantine, 1-minute bars). Options override "
+    "TICKSTREAM_STREAMING_* variables; the catalog is TICKSTREAM_CATALOG_* (docs/lake.md)."
+)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The CLI: every StreamingSettings field as an option, plus the status location and run time."""
-    parser = argparse.ArgumentParser(
-        prog="python -m streaming.job",
-        description="Stream Kafka ticks into the lake's Iceberg tables (ticks, quarantine, 1-minute bars).",
-        epilog="Options override TICKSTREAM_STREAMING_* variables; the catalog is TICKSTREAM_CATALOG_* "
-        "(docs/lake.md).",
+def _described(name: str) -> str:
+    """The help of an option: its setting's description."""
+    return StreamingSettings.model_fields[name].description or ""
+
+
+@app.command()
+def stream(
+    master: Annotated[str | None, typer.Option(help=_described("master"))] = None,
+    trigger_seconds: Annotated[float | None, typer.Option(help=_described("trigger_seconds"))] = None,
+    max_offsets_per_trigger: Annotated[
+        int | None, typer.Option(help=_described("max_offsets_per_trigger"))
+    ] = None,
+    starting_offsets: Annotated[str | None, typer.Option(help=_described("starting_offsets"))] = None,
+    checkpoint_dir: Annotated[str | None, typer.Option(help=_described("checkpoint_dir"))] = None,
+    watermark_delay: Annotated[str | None, typer.Option(help=_described("watermark_delay"))] = None,
+    bars_trigger_seconds: Annotated[
+        float | None, typer.Option(help=_described("bars_trigger_seconds"))
+    ] = None,
+    shuffle_partitions: Annotated[int | None, typer.Option(help=_described("shuffle_partitions"))] = None,
+    driver_memory: Annotated[str | None, typer.Option(help=_described("driver_memory"))] = None,
+    max_event_time_ahead_seconds: Annotated[
+        float | None, typer.Option(help=_described("max_event_time_ahead_seconds"))
+    ] = None,
+    topic: Annotated[str | None, typer.Option(help=_described("topic"))] = None,
+    max_restarts: Annotated[int | None, typer.Option(help=_described("max_restarts"))] = None,
+    snapshot_retention_s: Annotated[
+        float | None, typer.Option(help=_described("snapshot_retention_s"))
+    ] = None,
+    no_bars: Annotated[
+        bool, typer.Option("--no-bars", help="Do not update the bars table (only ticks and quarantine).")
+    ] = False,
+    lake_root: Annotated[
+        str | None,
+        typer.Option(
+            help="Where the status object goes: s3://bucket[/prefix] or a directory (default: the bucket)."
+        ),
+    ] = None,
+    run_seconds: Annotated[
+        float | None, typer.Option(help="Stop gracefully after this many seconds.")
+    ] = None,
+) -> None:
+    """Stream until stopped (SIGINT/SIGTERM, or --run-seconds); exit 1 if the query keeps failing."""
+    settings = load_settings(
+        StreamingSettings,
+        master=master,
+        trigger_seconds=trigger_seconds,
+        max_offsets_per_trigger=max_offsets_per_trigger,
+        starting_offsets=starting_offsets,
+        checkpoint_dir=checkpoint_dir,
+        watermark_delay=watermark_delay,
+        bars_trigger_seconds=bars_trigger_seconds,
+        shuffle_partitions=shuffle_partitions,
+        driver_memory=driver_memory,
+        max_event_time_ahead_seconds=max_event_time_ahead_seconds,
+        topic=topic,
+        max_restarts=max_restarts,
+        snapshot_retention_s=snapshot_retention_s,
+        bars=False if no_bars else None,
     )
-    for name, kind in _OVERRIDES.items():
-        field = StreamingSettings.model_fields[name]
-        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, help=field.description)
-    parser.add_argument(
-        "--no-bars", action="store_true", help="do not update the bars table (only ticks and quarantine)"
-    )
-    parser.add_argument(
-        "--lake-root",
-        help="where the status object goes: s3://bucket[/prefix] or a directory (default: the bucket)",
-    )
-    parser.add_argument("--run-seconds", type=float, help="stop gracefully after this many seconds")
-    return parser
-
-
-def parse_args(
-    argv: Sequence[str] | None, s3: S3Settings
-) -> tuple[StreamingSettings, LakeLocation, float | None]:
-    """Validated settings, status location and run time; usage errors exit with code 2."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    overrides = {name: value for name in _OVERRIDES if (value := getattr(args, name)) is not None}
-    if args.no_bars:
-        overrides["bars"] = False
-    try:
-        settings = StreamingSettings(**overrides)
-    except ValidationError as exc:
-        parser.error(invalid_settings(exc))
-    if args.run_seconds is not None and args.run_seconds <= 0:
-        parser.error("--run-seconds must be > 0")
-    lake = LakeLocation.of(args.lake_root, s3)
-    return settings, lake, args.run_seconds
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit code."""
+    if run_seconds is not None and run_seconds <= 0:
+        raise usage_error("--run-seconds must be > 0")
     s3 = S3Settings()
-    settings, lake, run_seconds = parse_args(argv, s3)
     configure_logging()
     logging.getLogger("py4j").setLevel(logging.WARNING)  # one line per Python<->JVM call at INFO
-    return run(settings, lake, KafkaSettings(), CatalogSettings(), s3, PathsSettings(), run_seconds)
+    code = run(
+        settings,
+        LakeLocation.of(lake_root, s3),
+        KafkaSettings(),
+        CatalogSettings(),
+        s3,
+        PathsSettings(),
+        run_seconds,
+    )
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    """Entry point (the PEX's and `python -m streaming.job`)."""
+    app()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -17,15 +17,16 @@ from typing import Any
 
 import pytest
 from pyspark.sql import SparkSession
+from typer.testing import CliRunner
 
-from streaming import job, supervisor
-from streaming.job import BarsSchedule, LakeSink, parse_args, start_ticks_query
+from streaming import job, supervisor, upkeep
+from streaming.job import LakeSink, start_ticks_query
 from streaming.settings import StreamingSettings
 from streaming.status import StatusBook, StatusListener, StatusStore
+from streaming.upkeep import BarsSchedule
 from streaming.writers import BarsUpdater, IcebergBatchSink
 from tickstream.contracts import encode_tick, make_tick
 from tickstream.lake import BARS_1M, QUARANTINE, STATUS_KEY, TICKS, LakeLocation
-from tickstream.settings import S3Settings
 from tickstream.testing.lake import TestLake, tick_rows
 from tickstream.testing.spark import register_lake
 
@@ -184,28 +185,36 @@ def test_a_future_dated_tick_does_not_stop_ingestion(running_job) -> None:  # ty
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--watermark-delay", "soon"], "watermark_delay"),
-        (["--snapshot-retention-s", "5"], "snapshot_retention_s"),  # >= 60 s
-        (["--max-event-time-ahead-seconds", "0"], "max_event_time_ahead_seconds"),
-        (["--starting-offsets", "yesterday"], "starting_offsets"),
-        (["--shuffle-partitions", "0"], "shuffle_partitions"),
-        (["--queries", "ticks"], "unrecognized arguments"),
-        (["--trigger-seconds", "fast"], "invalid float"),
-        (["--run-seconds", "-1"], "run-seconds"),
+        (["--watermark-delay", "soon"], "error: invalid setting: watermark_delay"),
+        (["--snapshot-retention-s", "5"], "error: invalid setting: snapshot_retention_s"),  # >= 60 s
+        (["--max-event-time-ahead-seconds", "0"], "error: invalid setting: max_event_time_ahead_seconds"),
+        (["--starting-offsets", "yesterday"], "error: invalid setting: starting_offsets"),
+        (["--shuffle-partitions", "0"], "error: invalid setting: shuffle_partitions"),
+        (["--queries", "ticks"], "No such option: --queries"),
+        (["--trigger-seconds", "fast"], "Invalid value for '--trigger-seconds'"),
+        (["--run-seconds", "-1"], "error: --run-seconds must be > 0"),
     ],
 )
-def test_cli_rejects_bad_arguments(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exited:
-        parse_args(argv, S3Settings())
-    assert exited.value.code == 2
-    err = capsys.readouterr().err
-    assert "usage: python -m streaming.job" in err and message in err
+def test_cli_rejects_bad_arguments(argv: list[str], message: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(job, "run", lambda *args: pytest.fail("a refused command line must not run the job"))
+    result = CliRunner().invoke(job.app, argv)
+    assert result.exit_code == 2 and message in result.output
+    assert "Traceback" not in result.output
 
 
 def test_cli_overrides_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TICKSTREAM_STREAMING_SHUFFLE_PARTITIONS", "8")
     monkeypatch.setenv("TICKSTREAM_STREAMING_MASTER", "spark://cluster:7077")
-    settings, lake, run_seconds = parse_args(["--shuffle-partitions", "3", "--no-bars"], S3Settings())
+    calls: list[tuple[Any, ...]] = []
+
+    def fake_run(*args: Any) -> int:
+        calls.append(args)
+        return 0
+
+    monkeypatch.setattr(job, "run", fake_run)
+    result = CliRunner().invoke(job.app, ["--shuffle-partitions", "3", "--no-bars"])
+    assert result.exit_code == 0, result.output
+    settings, lake, *_, run_seconds = calls[0]
     assert (settings.shuffle_partitions, settings.master, settings.bars, run_seconds) == (
         3,
         "spark://cluster:7077",
@@ -214,6 +223,11 @@ def test_cli_overrides_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     )
     assert lake.root.startswith("s3://")
     assert settings.checkpoint_for("ticks").endswith("/ticks")
+
+
+def test_cli_has_help() -> None:
+    result = CliRunner().invoke(job.app, ["--help"])
+    assert result.exit_code == 0 and "--trigger-seconds" in result.output and "--no-bars" in result.output
 
 
 class FakeQuery:
@@ -307,15 +321,15 @@ def test_snapshot_expiry_runs_when_due_and_keeps_the_newest(
 ) -> None:
     lake = register_lake(spark, local_lake)
     t0 = T0
-    for i in range(job.RETAIN_SNAPSHOTS + 3):
+    for i in range(upkeep.RETAIN_SNAPSHOTS + 3):
         lake.append(
             TICKS, tick_rows([make_tick("AAPL", i + 1, t0 + i, 100.0, 1, 99.0, 101.0)], first_offset=i)
         )
-    expiry = job.SnapshotExpiry(spark, lake.settings, StreamingSettings(snapshot_retention_s=60))
+    expiry = upkeep.SnapshotExpiry(spark, lake.settings, StreamingSettings(snapshot_retention_s=60))
     expiry.maybe_run()  # first due a third of the retention after the start
-    assert len(lake.table(TICKS).snapshots()) == job.RETAIN_SNAPSHOTS + 3
+    assert len(lake.table(TICKS).snapshots()) == upkeep.RETAIN_SNAPSHOTS + 3
     expiry.retention = timedelta(0)  # every snapshot is old enough now
     expiry._due = 0.0
     expiry.maybe_run()
-    assert len(lake.table(TICKS).snapshots()) == job.RETAIN_SNAPSHOTS
-    assert lake.read(TICKS).num_rows == job.RETAIN_SNAPSHOTS + 3  # expiry never removes live rows
+    assert len(lake.table(TICKS).snapshots()) == upkeep.RETAIN_SNAPSHOTS
+    assert lake.read(TICKS).num_rows == upkeep.RETAIN_SNAPSHOTS + 3  # expiry never removes live rows

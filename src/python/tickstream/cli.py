@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 
+from tickstream.commands import command_app
 from tickstream.components import Component, ComponentsSettings, components, start
 from tickstream.lake import LakeLocation
 from tickstream.logs import configure_logging
@@ -27,8 +28,8 @@ from tickstream.services.spark_jars import install_spark_jars
 from tickstream.settings import CatalogSettings, KafkaSettings, PathsSettings, S3Settings
 from tickstream.topology import TICKS_TOPIC
 
-app = typer.Typer(help="Tickstream platform commands.", no_args_is_help=True)
-services_app = typer.Typer(
+app = command_app("Tickstream platform commands.", no_args_is_help=True)
+services_app = command_app(
     help="Local services: Kafka, S3 (SeaweedFS) and the lake's Iceberg catalog.", no_args_is_help=True
 )
 app.add_typer(services_app, name="services")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -73,6 +74,12 @@ class TestLake:
     def files(self, table: str | LakeTable) -> int:
         """Data files in the table's current snapshot."""
         return len(self.read_files(table))
+
+    def hour_files(self, table: str | LakeTable, hour: datetime) -> int:
+        """Data files of one hour's partition in the table's current snapshot."""
+        key, ordinal = f"{lake_table(table).partition_column}_hour", int(hour.timestamp()) // 3600
+        partitions = load_table(self.catalog, self.settings, table).inspect.files()["partition"].to_pylist()
+        return sum(1 for partition in partitions if partition.get(key) == ordinal)
 
     def read_files(self, table: str | LakeTable) -> list[str]:
         """Paths of the data files in the table's current snapshot (local paths for a local warehouse)."""
