@@ -17,9 +17,8 @@ from typing import Any
 
 import polars as pl
 
-from tickstream.catalog import load_table
 from tickstream.contracts import Tick, make_tick
-from tickstream.lake import BARS_1M, TICKS, LakeTable
+from tickstream.lake import BARS_1M, TICKS
 from tickstream.testing.expected import expected_bar_table, expected_bars
 from tickstream.testing.lake import TestLake, tick_rows
 
@@ -43,22 +42,6 @@ def tick(symbol: str, seq: int, moment: str | int, price: float, size: int) -> T
 def append_ticks(lake: TestLake, ticks: Sequence[Tick], first_offset: int = 0) -> None:
     """One streaming micro-batch of ticks: one commit to the ticks table."""
     lake.append(TICKS, tick_rows(ticks, first_offset=first_offset))
-
-
-def rewrite_hour(lake: TestLake, table: LakeTable, hour_start_us: int) -> int:
-    """Compact one hour of a table as maintenance does: its rows rewritten into one file, in one commit.
-
-    Returns the number of rows rewritten. Readers of the new snapshot must see each row once: the hour's
-    earlier files are no longer in it (they stay in storage for older snapshots).
-    """
-    column = table.partition_column
-    start = datetime.fromtimestamp(hour_start_us / 1e6, UTC).isoformat()
-    end = datetime.fromtimestamp((hour_start_us + HOUR_US) / 1e6, UTC).isoformat()
-    hour = f"{column} >= '{start}' and {column} < '{end}'"
-    iceberg_table = load_table(lake.catalog, lake.settings, table)
-    rows = iceberg_table.scan(row_filter=hour).to_arrow()
-    iceberg_table.overwrite(rows, overwrite_filter=hour, snapshot_properties={"fixture": "rewrite_hour"})
-    return rows.num_rows
 
 
 # --- the hand-checked fixture --------------------------------------------------------------------------
@@ -98,7 +81,7 @@ def build_fixture_lake(lake: TestLake) -> list[Tick]:
     for name in ("e1", "e2", "e3"):
         append_ticks(lake, FIXTURE_COMMITS[name], first_offset=offset)
         offset += len(FIXTURE_COMMITS[name])
-    rewrite_hour(lake, TICKS, ts_us("2024-03-01T09:00:00"))
+    lake.compact_hour(TICKS, datetime(2024, 3, 1, 9, tzinfo=UTC))
     for name in ("e4", "e5"):
         append_ticks(lake, FIXTURE_COMMITS[name], first_offset=offset)
         offset += len(FIXTURE_COMMITS[name])
@@ -140,7 +123,7 @@ def build_random_lake(lake: TestLake, ticks: Sequence[Tick], batch: int, seed: i
         append_ticks(lake, arrival[first : first + batch], first_offset=first)
     hours = sorted({t["ts_us"] // HOUR_US * HOUR_US for t in ticks})
     for hour_start in hours[::2]:
-        rewrite_hour(lake, TICKS, hour_start)
+        lake.compact_hour(TICKS, datetime.fromtimestamp(hour_start / 1e6, UTC))
     for day in sorted({utc_date(t["ts_us"]) for t in ticks}):
         lake.append(BARS_1M, expected_bar_table([t for t in ticks if utc_date(t["ts_us"]) == day]))
 

@@ -15,22 +15,20 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 
 from dashboard.errors import NoData
+from tickstream.lake import BARS_1M
 
 US_PER_MINUTE = 60_000_000
 LIVE_TICKS_HOURS = 2
 """The live edge (minutes without a written bar yet) is computed from raw ticks of at most this many hours."""
 BAR_SCHEMA: dict[str, pl.DataType] = {
-    "symbol": pl.String(),
-    "window_start": pl.Datetime("us", "UTC"),
-    "open": pl.Float64(),
-    "high": pl.Float64(),
-    "low": pl.Float64(),
-    "close": pl.Float64(),
-    "volume": pl.Int64(),
-    "vwap": pl.Float64(),
-    "trade_count": pl.Int64(),
+    **{
+        name: dtype
+        for name, dtype in pl.DataFrame(BARS_1M.schema.empty_table()).schema.items()
+        if name != "window_end"
+    },
     "live": pl.Boolean(),
 }
+"""The bars table's columns (from `tickstream.lake`, less `window_end`) and `live`."""
 BAR_COLUMNS = list(BAR_SCHEMA)
 
 

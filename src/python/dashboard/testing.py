@@ -13,15 +13,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from pyiceberg.io.pyarrow import _dataframe_to_data_files
-from pyiceberg.table.snapshots import Operation, Summary
-from pyiceberg.table.update.snapshot import _OverwriteFiles
-from pyiceberg.typedef import EMPTY_DICT
-
-from tickstream.catalog import load_table
 from tickstream.contracts import Tick
 from tickstream.lake import BARS_1M, STATUS_KEY, TICKS, LakeLocation, LakeTable, put_object
 from tickstream.testing.expected import expected_bar_table
@@ -67,9 +61,8 @@ class DashboardLake:
         self.lake.append(BARS_1M, expected_bar_table(ticks))
 
     def compact_hour(self, table: LakeTable, hour: datetime) -> int:
-        """Rewrite the hour's data files into one sorted file, committed as a `replace` snapshot; return how
-        many files it replaced."""
-        return compact_hour(self.lake, table, hour)
+        """`TestLake.compact_hour` of this lake."""
+        return self.lake.compact_hour(table, hour)
 
     def write_json(self, key: str, payload: dict[str, Any]) -> None:
         """Replace a JSON object of the bucket (status, run results)."""
@@ -83,37 +76,3 @@ class DashboardLake:
     def env(self) -> dict[str, str]:
         """Environment variables pointing a dashboard (process or AppTest) at this lake."""
         return {**self.lake.env(), "TICKSTREAM_DASHBOARD_LAKE_ROOT": self.objects.root}
-
-
-class _RewriteFiles(_OverwriteFiles):
-    """pyiceberg's overwrite committed as operation `replace` (pyiceberg has no rewrite of its own; its
-    snapshot summary code knows only append, overwrite and delete, whose totals a rewrite shares)."""
-
-    def _summary(self, snapshot_properties: dict[str, str] = EMPTY_DICT) -> Summary:
-        self._operation = Operation.OVERWRITE
-        try:
-            summary = super()._summary(snapshot_properties)
-        finally:
-            self._operation = Operation.REPLACE
-        return Summary(Operation.REPLACE, **summary.additional_properties)
-
-
-def compact_hour(lake: TestLake, table: LakeTable, hour: datetime) -> int:
-    """Rewrite one hour partition's files into one, sorted by the table's keys, as one `replace` commit."""
-    iceberg = load_table(lake.catalog, lake.settings, table)
-    start, end = hour, hour + timedelta(hours=1)
-    column = table.partition_column
-    in_hour = f"{column} >= '{start.isoformat()}' AND {column} < '{end.isoformat()}'"
-    scan = iceberg.scan(row_filter=in_hour)
-    old = [task.file for task in scan.plan_files()]
-    if len(old) < 2:
-        return 0
-    rows = scan.to_arrow().sort_by([(key, "ascending") for key in table.sort_keys])
-    with iceberg.transaction() as transaction:
-        rewrite = _RewriteFiles(operation=Operation.REPLACE, transaction=transaction, io=iceberg.io)
-        for data_file in old:
-            rewrite.delete_data_file(data_file)
-        for data_file in _dataframe_to_data_files(transaction.table_metadata, rows, iceberg.io):
-            rewrite.append_data_file(data_file)
-        rewrite.commit()
-    return len(old)

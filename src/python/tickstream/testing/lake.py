@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.io.pyarrow import _dataframe_to_data_files
 from pyiceberg.table import Table
+from pyiceberg.table.snapshots import Operation, Summary
+from pyiceberg.table.update.snapshot import _OverwriteFiles
+from pyiceberg.typedef import EMPTY_DICT
 
 from tickstream.catalog import ensure_tables, load_table, open_catalog
 from tickstream.contracts import Tick
@@ -75,6 +79,28 @@ class TestLake:
         """Data files in the table's current snapshot."""
         return len(self.read_files(table))
 
+    def compact_hour(self, table: str | LakeTable, hour: datetime) -> int:
+        """Rewrite one hour partition's files into one, sorted by the table's keys, as one `replace` commit
+        (as the hourly compaction leaves it); return how many files it replaced (0: fewer than two)."""
+        spec = lake_table(table)
+        iceberg = load_table(self.catalog, self.settings, spec)
+        start, end = hour, hour + timedelta(hours=1)
+        column = spec.partition_column
+        in_hour = f"{column} >= '{start.isoformat()}' AND {column} < '{end.isoformat()}'"
+        scan = iceberg.scan(row_filter=in_hour)
+        old = [task.file for task in scan.plan_files()]
+        if len(old) < 2:
+            return 0
+        rows = scan.to_arrow().sort_by([(key, "ascending") for key in spec.sort_keys])
+        with iceberg.transaction() as transaction:
+            rewrite = _RewriteFiles(operation=Operation.REPLACE, transaction=transaction, io=iceberg.io)
+            for data_file in old:
+                rewrite.delete_data_file(data_file)
+            for data_file in _dataframe_to_data_files(transaction.table_metadata, rows, iceberg.io):
+                rewrite.append_data_file(data_file)
+            rewrite.commit()
+        return len(old)
+
     def hour_files(self, table: str | LakeTable, hour: datetime) -> int:
         """Data files of one hour's partition in the table's current snapshot."""
         key, ordinal = f"{lake_table(table).partition_column}_hour", int(hour.timestamp()) // 3600
@@ -98,3 +124,16 @@ def tick_rows(ticks: Sequence[Tick], kafka_partition: int = 0, first_offset: int
     event_time = pc.cast(rows["ts_us"], pa.int64()).cast(pa.timestamp("us", tz="UTC"))
     rows = rows.append_column("event_time", event_time).append_column("kafka_ts", event_time)
     return rows.select(list(TICKS.columns)).cast(TICKS.schema)
+
+
+class _RewriteFiles(_OverwriteFiles):
+    """pyiceberg's overwrite committed as operation `replace` (pyiceberg has no rewrite of its own; its
+    snapshot summary code knows only append, overwrite and delete, whose totals a rewrite shares)."""
+
+    def _summary(self, snapshot_properties: dict[str, str] = EMPTY_DICT) -> Summary:
+        self._operation = Operation.OVERWRITE
+        try:
+            summary = super()._summary(snapshot_properties)
+        finally:
+            self._operation = Operation.REPLACE
+        return Summary(Operation.REPLACE, **summary.additional_properties)
