@@ -79,7 +79,7 @@ def environment(lake: TestLake, status: LakeLocation, work: Path, jars: list[Pat
         **lake.env(),
         "TICKSTREAM_STREAMING_JARS": ",".join(str(jar) for jar in jars),
         "TICKSTREAM_DBT_PROJECT_DIR": str(ROOT / "src" / "sql" / "dbt"),
-        "TICKSTREAM_DBT_LAKE_ROOT": status.root,
+        "TICKSTREAM_LAKE_ROOT": status.root,
         "TICKSTREAM_DBT_STATE_DIR": str(work / "dbt"),
         "TICKSTREAM_DBT_DUCKDB_PATH": str(work / "dbt" / "marts.duckdb"),
     }

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -96,13 +95,13 @@ def test_dag_run_compacts_its_hour_then_builds_its_analytics(
         "--batches", "60", env=dict(os.environ),
     )  # fmt: skip
     catalog = written["catalog"]
-    marts_root = f"s3://{s3.bucket}/airflow-it-{uuid.uuid4().hex[:8]}"
+    lake_root = written["status_root"]  # the streaming status the sensor reads; dbt publishes the marts there
     marker = tmp_path / "killed-once"
     env = {
         "TICKSTREAM_CATALOG_URI": catalog["uri"],
         "TICKSTREAM_CATALOG_NAME": catalog["name"],
         "TICKSTREAM_CATALOG_WAREHOUSE": catalog["warehouse"],
-        "TICKSTREAM_COMPACTION_LAKE_ROOT": written["status_root"],
+        "TICKSTREAM_LAKE_ROOT": lake_root,
         "TICKSTREAM_COMPACTION_JARS": ",".join(services["jars"]),
         # the harness kills the first compaction attempt during its rewrite; the task's retry (after 1 s
         # here instead of 2 min) must finish the hour, and its maintenance delete the killed run's files
@@ -117,7 +116,6 @@ def test_dag_run_compacts_its_hour_then_builds_its_analytics(
         ),
         "TICKSTREAM_COMPACTION_ORPHAN_AGE_HOURS": "0",
         "TICKSTREAM_DBT_PROJECT_DIR": str(dbt_project_dir()),
-        "TICKSTREAM_DBT_LAKE_ROOT": marts_root,
         "TICKSTREAM_DBT_STATE_DIR": str(tmp_path / "dbt"),
         "TICKSTREAM_DBT_DUCKDB_PATH": str(tmp_path / "dbt" / "marts.duckdb"),
     }
@@ -135,7 +133,7 @@ def test_dag_run_compacts_its_hour_then_builds_its_analytics(
 
     def summary() -> dict[str, Any]:
         return harness(
-            "summary", "--marts-root", marts_root, "--date", date, "--hour", hour, env=dict(os.environ)
+            "summary", "--marts-root", lake_root, "--date", date, "--hour", hour, env=dict(os.environ)
         )
 
     before = summary()

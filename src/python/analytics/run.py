@@ -24,19 +24,25 @@ from typing import Annotated, Any
 
 import typer
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from tickstream.commands import command_app, load_settings, usage_error
 from tickstream.lake import LakeLocation, put_object
 from tickstream.logs import configure_logging, get_logger
-from tickstream.settings import CatalogSettings, PathsSettings, S3Settings
+from tickstream.settings import (
+    LAKE_ROOT_VARIABLE,
+    CatalogSettings,
+    LakeRootSettings,
+    PathsSettings,
+    S3Settings,
+)
 
 PROJECT_SUBDIR = Path("src") / "sql" / "dbt"
 RUN_RESULTS_KEY = "_status/dbt/run_results.json"
 log = get_logger(__name__)
 
 
-class AnalyticsSettings(BaseSettings):
+class AnalyticsSettings(LakeRootSettings):
     """Where the dbt project, its DuckDB file and its artefacts are, and where the marts are published.
 
     The tables dbt reads come from the Iceberg catalog (CatalogSettings, TICKSTREAM_CATALOG_*), not from here.
@@ -46,13 +52,6 @@ class AnalyticsSettings(BaseSettings):
 
     target: str = Field(
         default="s3", description="dbt target: s3 (marts exported to the bucket) or local (to a directory)."
-    )
-    lake_root: str = Field(
-        default="",
-        description=(
-            "Where mart exports (marts/<model>/data.parquet) and run results (_status/dbt/) go: "
-            "empty = s3://<TICKSTREAM_S3_BUCKET>; s3://bucket/prefix; a directory (required for local)."
-        ),
     )
     project_dir: str = Field(default="", description="The dbt project; empty = src/sql/dbt found upwards.")
     duckdb_path: str = Field(
@@ -116,7 +115,7 @@ def run_dbt(
     dbt_environment = {
         "TICKSTREAM_DBT_DUCKDB_PATH": str(duckdb_path),
         "TICKSTREAM_DBT_TARGET": settings.target,
-        "TICKSTREAM_DBT_LAKE_ROOT": location.root,
+        LAKE_ROOT_VARIABLE: location.root,
     }
 
     words = command.split() if isinstance(command, str) else list(command)

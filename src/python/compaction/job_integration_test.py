@@ -51,7 +51,7 @@ class Compaction:
             "PYSPARK_PYTHON": sys.executable,
             **lake.env(),
             "TICKSTREAM_COMPACTION_JARS": ",".join(str(jar) for jar in jars),
-            "TICKSTREAM_COMPACTION_LAKE_ROOT": status.root,
+            "TICKSTREAM_LAKE_ROOT": status.root,
         }
 
     def start(self, *args: str, **env: str) -> subprocess.Popen[str]:

@@ -114,7 +114,7 @@ def test_rebuild_replaces_an_hour_with_what_kafka_holds(
         "TICKSTREAM_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
         **lake.env(),
         "TICKSTREAM_COMPACTION_JARS": ",".join(str(jar) for jar in spark_connector_jars),
-        "TICKSTREAM_COMPACTION_LAKE_ROOT": status.root,
+        "TICKSTREAM_LAKE_ROOT": status.root,
     }
     hour = ("--from", "2024-03-01T09", "--to", "2024-03-01T10", "--topic", topic)
 

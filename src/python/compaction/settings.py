@@ -6,10 +6,12 @@ The catalog and S3 come from the shared `tickstream.settings` (TICKSTREAM_CATALO
 from __future__ import annotations
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from tickstream.settings import LakeRootSettings
 
 
-class CompactionSettings(BaseSettings):
+class CompactionSettings(LakeRootSettings):
     """How the compaction job runs: Spark, file sizes, what counts as closed, how much history to keep."""
 
     model_config = SettingsConfigDict(env_prefix="TICKSTREAM_COMPACTION_")
@@ -18,11 +20,6 @@ class CompactionSettings(BaseSettings):
         default="local[2]", description="Spark master URL (local[N], spark://host:7077, ...)."
     )
     driver_memory: str = Field(default="2g", description="spark.driver.memory.")
-    lake_root: str = Field(
-        default="",
-        description="Where the streaming status object is read: s3://bucket[/prefix] or a directory; "
-        "empty = the bucket.",
-    )
     target_file_mb: int = Field(default=128, ge=1, description="Target size of a compacted data file (MiB).")
     closed_margin_seconds: int = Field(
         default=120,

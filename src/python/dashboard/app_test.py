@@ -180,7 +180,7 @@ def test_empty_lake_says_so_on_every_page(empty_lake: DashboardLake) -> None:
 def test_a_catalog_without_tables_says_so(tmp_path: Path, dashboard_env: pytest.MonkeyPatch) -> None:
     """The dashboard started before the streaming job ever created the tables."""
     dashboard_env.setenv("TICKSTREAM_CATALOG_URI", f"sqlite:///{tmp_path / 'catalog' / 'none.db'}")
-    dashboard_env.setenv("TICKSTREAM_DASHBOARD_LAKE_ROOT", str(tmp_path / "objects"))
+    dashboard_env.setenv("TICKSTREAM_LAKE_ROOT", str(tmp_path / "objects"))
     assert "No bars or ticks" in messages(run("Live"))
     app = run("Pipeline health")
     assert not app.error, messages(app)
@@ -196,7 +196,7 @@ def test_unreachable_s3_is_a_message_not_a_traceback(
             "UPDATE iceberg_tables "
             "SET metadata_location = 's3://tickstream-lake/gone/' || table_name || '.json'"
         )
-    dashboard_env.setenv("TICKSTREAM_DASHBOARD_LAKE_ROOT", "s3://tickstream-lake/gone")
+    dashboard_env.setenv("TICKSTREAM_LAKE_ROOT", "s3://tickstream-lake/gone")
     dashboard_env.setenv("TICKSTREAM_S3_ENDPOINT_URL", "http://127.0.0.1:1")
     for page in ("Live", "History", "Pipeline health"):
         app = run(page)

@@ -10,12 +10,13 @@ from __future__ import annotations
 from datetime import datetime
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
+from tickstream.settings import LakeRootSettings
 from tickstream.topology import TICKS_TOPIC
 
 
-class DashboardSettings(BaseSettings):
+class DashboardSettings(LakeRootSettings):
     """How the dashboard serves, how often it refreshes, and where it reads from."""
 
     model_config = SettingsConfigDict(env_prefix="TICKSTREAM_DASHBOARD_")
@@ -32,13 +33,6 @@ class DashboardSettings(BaseSettings):
     )
     history_ttl_seconds: float = Field(
         default=300.0, ge=0.0, description="Cache lifetime of dbt mart queries (marts change hourly)."
-    )
-    lake_root: str = Field(
-        default="",
-        description=(
-            "Where the plain objects beside the tables are (streaming status, dbt run results, marts): "
-            "empty = s3://<TICKSTREAM_S3_BUCKET>; or s3://bucket/prefix; or a local directory."
-        ),
     )
     marts_prefix: str = Field(
         default="marts", description="Key prefix (in the lake) of the dbt marts: <prefix>/<model>/*.parquet."

@@ -75,4 +75,4 @@ class DashboardLake:
 
     def env(self) -> dict[str, str]:
         """Environment variables pointing a dashboard (process or AppTest) at this lake."""
-        return {**self.lake.env(), "TICKSTREAM_DASHBOARD_LAKE_ROOT": self.objects.root}
+        return {**self.lake.env(), "TICKSTREAM_LAKE_ROOT": self.objects.root}

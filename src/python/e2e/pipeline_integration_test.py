@@ -287,7 +287,7 @@ def platform(
         **lake.env(),
         "TICKSTREAM_STREAMING_JARS": jars,
         "TICKSTREAM_COMPACTION_JARS": jars,
-        "TICKSTREAM_COMPACTION_LAKE_ROOT": status.root,
+        "TICKSTREAM_LAKE_ROOT": status.root,
         **environment(
             DagSettings(
                 compaction_command=str(package("src.python.compaction", "bin.pex")),
@@ -295,7 +295,6 @@ def platform(
             )
         ),
         "TICKSTREAM_DBT_PROJECT_DIR": str(source_dir("src/sql/dbt")),
-        "TICKSTREAM_DBT_LAKE_ROOT": status.root,
         "TICKSTREAM_DBT_STATE_DIR": str(tmp_path / "dbt"),
         "TICKSTREAM_DBT_DUCKDB_PATH": str(tmp_path / "dbt" / "marts.duckdb"),
     }

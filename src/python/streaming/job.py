@@ -292,7 +292,7 @@ def stream(
     logging.getLogger("py4j").setLevel(logging.WARNING)  # one line per Python<->JVM call at INFO
     code = run(
         settings,
-        LakeLocation.of(lake_root, s3),
+        LakeLocation.of(lake_root or settings.lake_root, s3),
         KafkaSettings(),
         CatalogSettings(),
         s3,

@@ -9,9 +9,9 @@ import json
 import re
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from tickstream.settings import PathsSettings
+from tickstream.settings import LakeRootSettings, PathsSettings
 from tickstream.topology import TICKS_TOPIC
 
 _DELAY = re.compile(r"^\d+ (second|minute|hour)s?$")
@@ -31,7 +31,7 @@ def _default_checkpoint_dir() -> str:
     return str(PathsSettings().home / "checkpoints" / "streaming")
 
 
-class StreamingSettings(BaseSettings):
+class StreamingSettings(LakeRootSettings):
     """How the streaming job runs: where (master), how often, from which offsets, with what state."""
 
     model_config = SettingsConfigDict(env_prefix="TICKSTREAM_STREAMING_")

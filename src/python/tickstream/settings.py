@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, ValidationError
+from pydantic import AliasChoices, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tickstream.topology import LAKE_BUCKET
@@ -60,6 +60,24 @@ class KafkaSettings(BaseSettings):
     port: int = Field(default=9092, description="Client port of the local broker.")
     controller_port: int = Field(default=9093, description="KRaft controller port of the local broker.")
     heap: str = Field(default="1g", description="JVM heap (-Xms/-Xmx) of the local broker.")
+
+
+LAKE_ROOT_VARIABLE = "TICKSTREAM_LAKE_ROOT"
+
+
+class LakeRootSettings(BaseSettings):
+    """The lake root, shared by the settings of every component that reads or writes the lake's plain objects
+    (streaming, compaction, analytics, dashboard): one variable, TICKSTREAM_LAKE_ROOT, whatever the
+    component's own prefix."""
+
+    lake_root: str = Field(
+        default="",
+        validation_alias=AliasChoices("lake_root", LAKE_ROOT_VARIABLE),
+        description=(
+            "Where the plain objects beside the tables are (the streaming status, dbt's run results, the "
+            "published marts): s3://bucket[/prefix] or a local directory; empty = s3://<TICKSTREAM_S3_BUCKET>."
+        ),
+    )
 
 
 class S3Settings(BaseSettings):
@@ -143,8 +161,10 @@ def environment(*settings: BaseSettings) -> dict[str, str]:
     for each in settings:
         prefix = each.model_config.get("env_prefix") or ""
         for name, value in each.model_dump().items():
+            alias = type(each).model_fields[name].validation_alias
+            variable = alias.choices[-1] if isinstance(alias, AliasChoices) else f"{prefix}{name}"
             if value is not None:
-                env[f"{prefix}{name}".upper()] = str(value)
+                env[str(variable).upper()] = str(value)
     return env
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic_settings import SettingsConfigDict
 
-from tickstream.settings import KafkaSettings, PathsSettings, S3Settings
+from tickstream.settings import KafkaSettings, LakeRootSettings, PathsSettings, S3Settings, environment
 from tickstream.topology import LAKE_BUCKET
 
 
@@ -29,3 +30,22 @@ def test_paths_derive_from_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     paths = PathsSettings()
     assert paths.logs_dir == tmp_path / "logs"
     assert paths.run_dir == tmp_path / "run"
+
+
+def test_one_lake_root_variable_whatever_the_components_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Component(LakeRootSettings):
+        model_config = SettingsConfigDict(env_prefix="TICKSTREAM_COMPONENT_")
+
+        port: int = 1
+
+    monkeypatch.setenv("TICKSTREAM_LAKE_ROOT", "s3://bucket/prefix")
+    monkeypatch.setenv("TICKSTREAM_COMPONENT_LAKE_ROOT", "s3://not-this")
+    monkeypatch.setenv("TICKSTREAM_COMPONENT_PORT", "2")
+    component = Component()
+    assert (component.lake_root, component.port) == ("s3://bucket/prefix", 2)
+    assert Component(lake_root="/here").lake_root == "/here"
+    # handed to a subprocess under the same one variable
+    assert environment(component) == {
+        "TICKSTREAM_LAKE_ROOT": "s3://bucket/prefix",
+        "TICKSTREAM_COMPONENT_PORT": "2",
+    }

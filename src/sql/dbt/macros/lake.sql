@@ -5,13 +5,13 @@
 
 {% macro lake_root() -%}
   {#-
-    Where mart exports (marts/<model>/data.parquet) go: TICKSTREAM_DBT_LAKE_ROOT (s3://bucket/prefix or a
+    Where mart exports (marts/<model>/data.parquet) go: TICKSTREAM_LAKE_ROOT (s3://bucket/prefix or a
     local directory; analytics.run always sets it), else s3://$TICKSTREAM_S3_BUCKET.
   -#}
-  {%- set root = env_var('TICKSTREAM_DBT_LAKE_ROOT', '') -%}
+  {%- set root = env_var('TICKSTREAM_LAKE_ROOT', '') -%}
   {%- if root == '' -%}
     {%- if target.name == 'local' -%}
-      {{ exceptions.raise_compiler_error("target 'local' needs TICKSTREAM_DBT_LAKE_ROOT (the lake directory)") }}
+      {{ exceptions.raise_compiler_error("target 'local' needs TICKSTREAM_LAKE_ROOT (the lake directory)") }}
     {%- endif -%}
     {%- set root = 's3://' ~ env_var('TICKSTREAM_S3_BUCKET', 'tickstream-lake') -%}
   {%- endif -%}
