@@ -31,7 +31,6 @@ from typing import Annotated
 import pyarrow.fs as pafs
 import typer
 
-from compaction.plan import HourPartition
 from compaction.testdata import fill_hour, hour_start, ticks_summary, write_status
 from tickstream.catalog import load_table
 from tickstream.commands import command_app
@@ -67,17 +66,6 @@ def activity_hourly(marts: LakeLocation, date: str, hour: str) -> list[list[str]
             [date, int(hour)],
         ).fetchall()
     return [[str(value) for value in row] for row in rows]
-
-
-def hour_files(lake: TestLake, date: str, hour: str) -> dict[str, int]:
-    """Data files of the hour in each table's current snapshot."""
-    counts = {}
-    for table in (TICKS, BARS_1M):
-        files = load_table(lake.catalog, lake.settings, table).inspect.files()
-        partitions = files["partition"].to_pylist()
-        ordinal = HourPartition.of(table, date, hour).ordinal
-        counts[table.name] = sum(1 for p in partitions if p[f"{table.partition_column}_hour"] == ordinal)
-    return counts
 
 
 def table_files(lake: TestLake) -> set[str]:
@@ -158,7 +146,7 @@ def summary(
         rows = ticks_summary(con, lake, date, hour)
     answer = {
         "ticks_summary": [[str(value) for value in row] for row in rows],
-        "files": hour_files(lake, date, hour),
+        "files": {table.name: lake.hour_files(table, hour_start(date, hour)) for table in (TICKS, BARS_1M)},
         "activity_hourly": activity_hourly(LakeLocation(marts_root, s3), date, hour),
     }
     print(json.dumps(answer))

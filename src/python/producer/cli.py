@@ -28,12 +28,6 @@ TopicOption = Annotated[str | None, typer.Option(help="Kafka topic (default: tic
 CompressionOption = Annotated[Compression | None, typer.Option(help="lz4, zstd, snappy, gzip or none.")]
 
 
-def producer_settings(**overrides: Any) -> ProducerSettings:
-    """Environment settings with the given non-None CLI values on top; invalid values are a usage error
-    (exit code 2, one line naming the setting)."""
-    return load_settings(ProducerSettings, **overrides)
-
-
 def simulation_config(settings: ProducerSettings, start_ts_us: int | None = None) -> SimulationConfig:
     """The simulator configuration described by `settings` (start = now unless configured)."""
     return SimulationConfig(
@@ -92,7 +86,8 @@ def simulate(
     topic: TopicOption = None,
 ) -> None:
     """Simulate a market and publish its ticks."""
-    settings = producer_settings(
+    settings = load_settings(
+        ProducerSettings,
         rate=rate,
         count=count,
         duration_s=duration,
@@ -120,7 +115,9 @@ def replay(
     topic: TopicOption = None,
 ) -> None:
     """Replay recorded ticks or 1-minute bars at a speed factor."""
-    settings = producer_settings(rate=rate, duration_s=duration, compression=compression, topic=topic)
+    settings = load_settings(
+        ProducerSettings, rate=rate, duration_s=duration, compression=compression, topic=topic
+    )
     source: Any = replay_file(path, speed, batch_size=settings.generator_batch)
     raise typer.Exit(0 if run(source, settings, "replay").ok else 1)
 

@@ -8,14 +8,16 @@ import signal
 import pytest
 from typer.testing import CliRunner
 
-from producer.cli import app, producer_settings, simulation_config
+from producer.cli import app, simulation_config
 from producer.publish import StopFlag
+from producer.settings import ProducerSettings
+from tickstream.commands import load_settings
 
 
 def test_cli_values_override_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TICKSTREAM_PRODUCER_SEED", "5")
     monkeypatch.setenv("TICKSTREAM_PRODUCER_RATE", "1000")
-    settings = producer_settings(seed=None, rate=2_000.0, symbols="AAPL,ZZZ", late_fraction=0.1)
+    settings = load_settings(ProducerSettings, seed=None, rate=2_000.0, symbols="AAPL,ZZZ", late_fraction=0.1)
     assert (settings.seed, settings.rate, settings.late_fraction) == (5, 2_000.0, 0.1)
     config = simulation_config(settings, start_ts_us=1_767_225_600_000_000)
     assert [i.symbol for i in config.universe] == ["AAPL", "ZZZ"]

@@ -156,7 +156,8 @@ class DagSettings(BaseSettings):
 
 def environment(*settings: BaseSettings) -> dict[str, str]:
     """The environment variables under which a child process reads these same settings (each field under
-    its class's prefix, e.g. TICKSTREAM_S3_ENDPOINT_URL): the one way to hand settings to a subprocess."""
+    its class's prefix, e.g. TICKSTREAM_S3_ENDPOINT_URL, or under the variable its alias names, e.g.
+    TICKSTREAM_LAKE_ROOT): the one way to hand settings to a subprocess."""
     env = {}
     for each in settings:
         prefix = each.model_config.get("env_prefix") or ""

@@ -15,7 +15,6 @@ import os
 import shutil
 import socket
 import tempfile
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,8 +29,6 @@ from tickstream.services.spark_jars import install_spark_jars
 from tickstream.settings import KafkaSettings, PathsSettings, S3Settings
 from tickstream.testing.lake import TestLake, private_catalog_settings
 
-_users_in_this_process: Counter[str] = Counter()
-
 
 @contextmanager
 def running(service: Service, run_dir: Path) -> Iterator[None]:
@@ -45,14 +42,6 @@ def running(service: Service, run_dir: Path) -> Iterator[None]:
     is the last user: it stops the service if tests started it. A developer's running instance is reused
     and never stopped.
     """
-    if _users_in_this_process[service.name]:
-        # Directory conftests may instantiate the session fixture once each: one lock per process.
-        _users_in_this_process[service.name] += 1
-        try:
-            yield
-        finally:
-            _users_in_this_process[service.name] -= 1
-        return
     run_dir.mkdir(parents=True, exist_ok=True)
     started_by_tests = run_dir / f"{service.name}.started-by-tests"
     with (
@@ -70,11 +59,9 @@ def running(service: Service, run_dir: Path) -> Iterator[None]:
                     service.down()
                     raise
             fcntl.flock(users, fcntl.LOCK_SH)
-        _users_in_this_process[service.name] = 1
         try:
             yield
         finally:
-            _users_in_this_process[service.name] = 0
             with _locked(starting):  # nobody joins while the last user decides to stop it
                 try:
                     fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
