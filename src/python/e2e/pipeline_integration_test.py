@@ -30,6 +30,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from dashboard.lake_reader import Lake as DashboardLake
 from dashboard.settings import DashboardSettings
+from e2e.artifacts import package, source_dir
 from tickstream.airflow_local import ensure_venv
 from tickstream.contracts import Rejection, Tick, decode_tick
 from tickstream.duckdb_lake import iceberg_scan
@@ -46,25 +47,6 @@ TICK_COUNT = 30_000
 SPAN = timedelta(minutes=70)  # H - 2 min .. H + 68 min: hour H complete, the next one far enough to close it
 WATERMARK = "30 seconds"
 STEP_TIMEOUT_S = 420
-
-
-# --- where things are ------------------------------------------------------------------------------
-
-
-def package(directory: str, name: str) -> Path:
-    """A PEX Pants built for this test (sandbox), or from `./pants package` (dist/) outside it."""
-    for base in (Path.cwd(), Path(__file__).resolve().parents[3] / "dist"):
-        if (base / directory / name).is_file():
-            return base / directory / name
-    raise FileNotFoundError(f"{directory}/{name}: run under `./pants test`, or `./pants package` it first")
-
-
-def source_dir(relative: str) -> Path:
-    """A source directory shipped as `files` (sandbox), or the checkout's."""
-    for base in (Path.cwd(), Path(__file__).resolve().parents[3]):
-        if (base / relative).is_dir():
-            return base / relative
-    raise FileNotFoundError(relative)
 
 
 # --- the input and the independent expectation ------------------------------------------------------

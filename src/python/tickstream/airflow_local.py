@@ -1,10 +1,13 @@
-"""Airflow on one machine for `tickstream up`: `airflow standalone` from the Airflow PEX, no manual set-up.
+"""Airflow on one machine for `tickstream up`: its four services from the Airflow PEX, no manual set-up.
 
 The Airflow PEX (`src/dags:airflow`) is turned into a virtualenv once per PEX build (`PEX_TOOLS=1 <pex>
-venv`), because `airflow standalone` starts its scheduler, DAG processor, triggerer and API server as
-`airflow ...` subprocesses found on PATH. Metadata lives in SQLite under TICKSTREAM_HOME/airflow; the DAGs
-folder is the repository's src/dags; DAGs start unpaused; the local API server lets everyone in as admin
-(a local-only default; never expose it). The DAG's jobs run from the compaction and analytics PEXes.
+venv`). `airflow_command` runs what `airflow standalone` runs (database migration, then scheduler, DAG
+processor, triggerer and API server as one process group), but bound to loopback: standalone cannot skip
+the log servers, which bind every interface with no setting for it; here they are skipped and the API server
+reads task logs from the local files. Metadata lives in SQLite under TICKSTREAM_HOME/airflow; the DAGs
+folder is the repository's src/dags; DAGs start unpaused. Sign-in is required: the simple auth manager with
+one `admin` user whose password (like the API's JWT, session and Fernet keys) is generated per install
+(tickstream.credentials). The DAG's jobs run from the compaction and analytics PEXes.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import urllib.request
@@ -19,21 +23,24 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
 
 from tickstream.logs import get_logger
 from tickstream.services.process import ServiceError
-from tickstream.settings import DagSettings, PathsSettings, environment
+from tickstream.settings import DagSettings, InstallSecretsSettings, PathsSettings, environment
 
 log = get_logger("airflow")
 
 VENV_STAMP = ".built-from"
 """File in the virtualenv holding the sha256 of the PEX it was built from."""
+HOST = "127.0.0.1"
+ADMIN = "admin"
+SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 
 
-class AirflowSettings(BaseSettings):
-    """How `tickstream up` runs Airflow locally."""
+class AirflowSettings(InstallSecretsSettings):
+    """How `tickstream up` runs Airflow locally (the secrets: generated per install)."""
 
     model_config = SettingsConfigDict(env_prefix="TICKSTREAM_AIRFLOW_")
 
@@ -46,11 +53,15 @@ class AirflowSettings(BaseSettings):
         default=Path("src/sql/dbt"),
         description="The dbt project the analytics PEX runs (relative: as above).",
     )
+    admin_password: SecretStr = Field(default=SecretStr(""), description="Password of the `admin` user.")
+    jwt_secret: SecretStr = Field(default=SecretStr(""), description="Signs the API's tokens.")
+    secret_key: SecretStr = Field(default=SecretStr(""), description="The API server's session key.")
+    fernet_key: SecretStr = Field(default=SecretStr(""), description="Encrypts connections in the database.")
 
     @property
     def url(self) -> str:
         """Where the UI and API answer."""
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{HOST}:{self.port}"
 
 
 def airflow_home(paths: PathsSettings) -> Path:
@@ -96,10 +107,49 @@ def ensure_venv(pex: Path, venv: Path) -> Path:
     return venv
 
 
+def passwords_file(paths: PathsSettings) -> Path:
+    """The simple auth manager's users' passwords (JSON, mode 0600), written from the install's secrets."""
+    return airflow_home(paths) / "passwords.json"
+
+
+def airflow_command(venv: Path, settings: AirflowSettings, paths: PathsSettings) -> list[str]:
+    """Write the passwords file, then return the command line that runs the local Airflow.
+
+    The command migrates the database, then runs the scheduler and triggerer (without log servers), the DAG
+    processor and the API server (loopback, settings in the environment) together; when one of them exits,
+    or on SIGTERM, the others are stopped too.
+    """
+    secrets = (settings.admin_password, settings.jwt_secret, settings.secret_key, settings.fernet_key)
+    if not all(secret.get_secret_value() for secret in secrets):
+        raise ServiceError(
+            f"Airflow's secrets are not set: `tickstream up` generates them into {paths.secrets_file}"
+        )
+    target = passwords_file(paths)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.touch(mode=0o600)
+    os.chmod(target, 0o600)
+    target.write_text(json.dumps({ADMIN: settings.admin_password.get_secret_value()}))
+    airflow = shlex.quote(str(venv / "bin" / "airflow"))
+    script = f"""
+trap 'kill $(jobs -p) 2>/dev/null; wait; exit 0' TERM INT
+{airflow} db migrate || exit 1
+{airflow} scheduler --skip-serve-logs &
+{airflow} dag-processor &
+{airflow} triggerer --skip-serve-logs &
+{airflow} api-server &
+wait -n
+code=$?
+kill $(jobs -p) 2>/dev/null
+wait
+exit $code
+"""
+    return ["bash", "-c", script]
+
+
 def airflow_environment(
     settings: AirflowSettings, paths: PathsSettings, pex_dir: Path, venv: Path
 ) -> dict[str, str]:
-    """Environment of `airflow standalone` and of the DAG's tasks (which run the component PEXes)."""
+    """Environment of the local Airflow and of the DAG's tasks (which run the component PEXes)."""
     pex_dir = pex_dir.resolve()
     return {
         "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -110,8 +160,17 @@ def airflow_environment(
         "AIRFLOW__CORE__DAG_IGNORE_FILE_SYNTAX": "glob",
         "AIRFLOW__CORE__PARALLELISM": str(settings.parallelism),
         "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": str(settings.parallelism),
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__AUTH_MANAGER": SIMPLE_AUTH_MANAGER,
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords_file(paths)),
+        "AIRFLOW__CORE__FERNET_KEY": settings.fernet_key.get_secret_value(),
+        "AIRFLOW__API_AUTH__JWT_SECRET": settings.jwt_secret.get_secret_value(),
+        "AIRFLOW__API__SECRET_KEY": settings.secret_key.get_secret_value(),
+        "AIRFLOW__API__HOST": HOST,
         "AIRFLOW__API__PORT": str(settings.port),
+        "AIRFLOW__API__BASE_URL": settings.url,
         "AIRFLOW__API__WORKERS": "1",
         **environment(
             DagSettings(

@@ -17,6 +17,7 @@ import typer
 
 from tickstream.commands import command_app
 from tickstream.components import Component, ComponentsSettings, components, start
+from tickstream.credentials import ensure_install_secrets, read_secrets
 from tickstream.lake import LakeLocation
 from tickstream.logs import configure_logging
 from tickstream.replay import ReplayError, ReplayRequest, replay
@@ -63,11 +64,23 @@ def fail(exc: ServiceError) -> typer.Exit:
     return typer.Exit(1)
 
 
+ADMIN_PASSWORD = "TICKSTREAM_AIRFLOW_ADMIN_PASSWORD"
+
+
+def install_secrets(paths: PathsSettings) -> list[str]:
+    """Generate the install's missing secrets (the first run: all of them); say where they are, never what."""
+    added = ensure_install_secrets(paths)
+    if added:
+        typer.echo(f"secrets: generated {len(added)} for this install into {paths.secrets_file} (mode 0600)")
+    return added
+
+
 @services_app.command()
 def up(service: ServiceArg = None) -> None:
     """Install what is missing, start the services and create topics/buckets (idempotent)."""
     configure_logging()
     began = time.monotonic()
+    install_secrets(PathsSettings())
     try:
         for svc in selected(service):
             started = svc.up()
@@ -166,8 +179,9 @@ def selected_components(name: str | None, paths: PathsSettings) -> list[Componen
 @app.command("up")
 def platform_up(component: ComponentArg = None) -> None:
     """Bring the platform up: services, then each component (or just the one named); print where to look."""
-    up(None)
     paths, settings = PathsSettings(), ComponentsSettings()
+    new_password = ADMIN_PASSWORD in install_secrets(paths)
+    up(None)
     chosen = selected_components(component, paths)
     try:
         for each in chosen:
@@ -179,6 +193,12 @@ def platform_up(component: ComponentArg = None) -> None:
     for each in chosen:
         if each.url:
             typer.echo(f"{each.name}: {each.url}")
+    if any(each.name == "airflow" for each in chosen):
+        typer.echo(f"airflow: sign in as admin; the password is {ADMIN_PASSWORD} in {paths.secrets_file}")
+        if new_password:  # shown this once, when it was generated
+            typer.echo(
+                f"airflow: admin password (shown once): {read_secrets(paths.secrets_file)[ADMIN_PASSWORD]}"
+            )
     typer.echo(f"logs: {paths.logs_dir}")
 
 

@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tickstream.airflow_local import (
     AirflowSettings,
+    airflow_command,
     airflow_environment,
     airflow_healthy,
     ensure_venv,
@@ -134,10 +135,10 @@ def components(settings: ComponentsSettings, s3: S3Settings, paths: PathsSetting
         Component(
             name="airflow",
             pex="src.dags/airflow.pex",
-            args=("standalone",),
+            args=(),
             healthy=airflow_healthy(airflow),
             env=airflow_environment(airflow, paths, settings.pex_dir, airflow_venv),
-            launcher=lambda pex: [str(ensure_venv(pex, airflow_venv) / "bin" / "airflow"), "standalone"],
+            launcher=lambda pex: airflow_command(ensure_venv(pex, airflow_venv), airflow, paths),
             url=airflow.url,
         ),
         Component(

@@ -11,8 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from tickstream.airflow_local import AirflowSettings, airflow_healthy, ensure_venv
+from tickstream.airflow_local import (
+    AirflowSettings,
+    airflow_command,
+    airflow_healthy,
+    ensure_venv,
+    passwords_file,
+)
 from tickstream.components import ComponentsSettings, components
+from tickstream.credentials import ensure_install_secrets, read_secrets
 from tickstream.services.process import ServiceError
 from tickstream.settings import PathsSettings, S3Settings
 
@@ -67,7 +74,7 @@ def test_dashboard_is_healthy_when_its_health_url_answers_200(tmp_path: Path) ->
         server.shutdown()
 
 
-def test_airflow_runs_standalone_from_a_venv_with_the_repo_dags_and_component_pexes(tmp_path: Path) -> None:
+def test_airflow_runs_from_a_venv_with_the_repo_dags_and_component_pexes(tmp_path: Path) -> None:
     settings = ComponentsSettings(pex_dir=tmp_path / "dist")
     airflow = {c.name: c for c in components(settings, S3Settings(), paths(tmp_path))}["airflow"]
     env = airflow.env
@@ -128,3 +135,35 @@ def test_venv_is_built_once_per_pex_and_rebuilt_when_it_changes(tmp_path: Path) 
     pex.write_text(pex.read_text() + "# changed\n")
     ensure_venv(pex, venv)
     assert log.read_text().count("call") == 2
+
+
+def test_airflow_requires_sign_in_and_binds_loopback_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TICKSTREAM_HOME", str(tmp_path))
+    home = paths(tmp_path)
+    ensure_install_secrets(home)
+    secrets = read_secrets(home.secrets_file)
+    airflow = {c.name: c for c in components(ComponentsSettings(), S3Settings(), home)}["airflow"]
+    env = airflow.env
+    assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS"] == "False"
+    assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] == "admin:admin"
+    assert env["AIRFLOW__API__HOST"] == "127.0.0.1"
+    assert env["AIRFLOW__API_AUTH__JWT_SECRET"] == secrets["TICKSTREAM_AIRFLOW_JWT_SECRET"]
+    assert env["AIRFLOW__CORE__FERNET_KEY"] == secrets["TICKSTREAM_AIRFLOW_FERNET_KEY"]
+    command = airflow_command(tmp_path / "venv", AirflowSettings(), home)
+    script = command[-1]
+    assert "scheduler --skip-serve-logs" in script and "triggerer --skip-serve-logs" in script
+    assert "standalone" not in script
+    stored = json.loads(passwords_file(home).read_text())
+    assert stored == {"admin": secrets["TICKSTREAM_AIRFLOW_ADMIN_PASSWORD"]}
+    assert passwords_file(home).stat().st_mode & 0o077 == 0
+    assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"] == str(passwords_file(home))
+
+
+def test_airflow_without_generated_secrets_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TICKSTREAM_HOME", str(tmp_path))
+    with pytest.raises(ServiceError, match="tickstream up"):
+        airflow_command(tmp_path / "venv", AirflowSettings(), paths(tmp_path))

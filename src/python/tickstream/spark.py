@@ -55,8 +55,21 @@ def base_conf(
         "spark.speculation": "false",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.pyspark.python": os.environ.get("PYSPARK_PYTHON", sys.executable),
+        **driver_address_conf(os.environ),
         **iceberg_conf(catalog, s3),
     }
+
+
+LOOPBACK = "127.0.0.1"
+
+
+def driver_address_conf(env: Mapping[str, str]) -> dict[str, str]:
+    """Where the driver listens (RPC, block manager): loopback, unless the environment names the address
+    executors reach it at with Spark's own SPARK_LOCAL_IP or SPARK_LOCAL_HOSTNAME (a cluster deployment;
+    compose sets it)."""
+    if env.get("SPARK_LOCAL_IP") or env.get("SPARK_LOCAL_HOSTNAME"):
+        return {}
+    return {"spark.driver.bindAddress": LOOPBACK, "spark.driver.host": LOOPBACK}
 
 
 def iceberg_conf(catalog: CatalogSettings, s3: S3Settings) -> dict[str, str]:

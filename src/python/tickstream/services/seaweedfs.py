@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
 
 from tickstream.logs import get_logger
 from tickstream.services.install import install_problem, mark_installed, run_logged
@@ -30,7 +30,7 @@ from tickstream.services.process import (
     port_accepts,
     require_executable,
 )
-from tickstream.settings import PathsSettings, S3Settings
+from tickstream.settings import InstallSecretsSettings, PathsSettings, S3Settings
 from tickstream.topology import BUCKETS
 
 MODULE = "github.com/seaweedfs/seaweedfs"
@@ -43,8 +43,9 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost")
 log = get_logger("services.seaweedfs")
 
 
-class SeaweedFSSettings(BaseSettings):
-    """Internal ports and sizing of the local SeaweedFS (the S3 port is TICKSTREAM_S3_ENDPOINT_URL's)."""
+class SeaweedFSSettings(InstallSecretsSettings):
+    """Internal ports, signing keys and sizing of the local SeaweedFS (the S3 port is
+    TICKSTREAM_S3_ENDPOINT_URL's)."""
 
     model_config = SettingsConfigDict(env_prefix="TICKSTREAM_SEAWEEDFS_")
 
@@ -53,6 +54,14 @@ class SeaweedFSSettings(BaseSettings):
     filer_port: int = Field(default=9350, description="Filer HTTP port (gRPC: +10000).")
     volume_size_limit_mb: int = Field(default=256, description="Size at which a volume stops taking writes.")
     memory_limit: str = Field(default="512MiB", description="Soft memory limit of the process (GOMEMLIMIT).")
+    jwt_key: SecretStr = Field(
+        default=SecretStr(""),
+        description="Signs reads and writes on the volume server (generated per install; required).",
+    )
+    filer_jwt_key: SecretStr = Field(
+        default=SecretStr(""),
+        description="Signs reads and writes through the filer's HTTP port (generated per install; required).",
+    )
 
 
 def s3_client(settings: S3Settings) -> Any:
@@ -224,8 +233,40 @@ class SeaweedFSService:
         ]
 
     def environment(self) -> dict[str, str]:
-        """Environment for `weed`: grow one volume per collection at a time, bounded memory."""
-        return {"WEED_MASTER_VOLUME_GROWTH_COPY_1": "1", "GOMEMLIMIT": self.settings.memory_limit}
+        """Environment for `weed`: grow one volume per collection at a time, bounded memory, and its
+        security.toml settings: the volume server and the filer accept only JWT-signed reads and writes
+        (the S3 gateway signs its own), no volume UI and no directory listings through the filer's port.
+        (No [guard] white list: its check refuses SeaweedFS's own gRPC calls over unix sockets.)"""
+        volume_key = self.settings.jwt_key.get_secret_value()
+        filer_key = self.settings.filer_jwt_key.get_secret_value()
+        return {
+            "WEED_MASTER_VOLUME_GROWTH_COPY_1": "1",
+            "GOMEMLIMIT": self.settings.memory_limit,
+            "WEED_JWT_SIGNING_KEY": volume_key,
+            "WEED_JWT_SIGNING_READ_KEY": volume_key,
+            "WEED_JWT_FILER_SIGNING_KEY": filer_key,
+            "WEED_JWT_FILER_SIGNING_READ_KEY": filer_key,
+            "WEED_ACCESS_UI": "false",
+            "WEED_FILER_EXPOSE_DIRECTORY_METADATA_ENABLED": "false",
+        }
+
+    def check_secrets(self) -> None:
+        """ServiceError unless the S3 key pair and signing keys are set (the first `up` generates them)."""
+        missing = [
+            name
+            for name, value in (
+                ("TICKSTREAM_S3_ACCESS_KEY_ID", self.s3.access_key_id),
+                ("TICKSTREAM_S3_SECRET_ACCESS_KEY", self.s3.secret_access_key),
+                ("TICKSTREAM_SEAWEEDFS_JWT_KEY", self.settings.jwt_key.get_secret_value()),
+                ("TICKSTREAM_SEAWEEDFS_FILER_JWT_KEY", self.settings.filer_jwt_key.get_secret_value()),
+            )
+            if not value
+        ]
+        if missing:
+            raise ServiceError(
+                f"{', '.join(missing)} not set: `tickstream up` generates them into "
+                f"{self.paths.secrets_file}; or set them in the environment"
+            )
 
     def write_config(self) -> None:
         """Write the S3 identities file (readable by the owner only)."""
@@ -276,6 +317,7 @@ class SeaweedFSService:
             self.ports(),
             "set TICKSTREAM_S3_ENDPOINT_URL / TICKSTREAM_SEAWEEDFS_*_PORT to free ports",
         )
+        self.check_secrets()
         self.install()
         self.write_config()
         self.data_dir.mkdir(parents=True, exist_ok=True)

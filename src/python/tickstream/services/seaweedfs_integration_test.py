@@ -1,10 +1,14 @@
-"""S3 server against the real server: topology, round trips, kill -9 recovery."""
+"""S3 server against the real server: topology, round trips, refused anonymous and unsigned access, kill -9
+recovery."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
+import urllib.error
+import urllib.request
 import uuid
 
 import boto3
@@ -79,3 +83,32 @@ def test_kill_9_then_up_recovers_without_data_loss(private_s3: SeaweedFSService)
     for key, body in objects.items():
         assert client.get_object(Bucket=bucket, Key=key)["Body"].read() == body
         client.delete_object(Bucket=bucket, Key=key)
+
+
+def http_status(method: str, url: str, body: bytes | None = None) -> int:
+    """The HTTP status of one unauthenticated request."""
+    request = urllib.request.Request(url, data=body, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+
+
+def test_volume_and_filer_ports_refuse_unsigned_access(private_s3: SeaweedFSService) -> None:
+    settings, s3 = private_s3.settings, private_s3.s3
+    key = f"tests/{uuid.uuid4()}.txt"
+    s3_client(s3).put_object(Bucket=s3.bucket, Key=key, Body=b"lake data")  # through S3: signed, works
+    filer = f"http://127.0.0.1:{settings.filer_port}"
+    # the filer's HTTP port: no unsigned read, listing, write or delete of the lake's objects
+    assert http_status("GET", f"{filer}/buckets/{s3.bucket}/{key}") == 401
+    assert http_status("GET", f"{filer}/buckets/{s3.bucket}/tests/") == 401
+    assert http_status("PUT", f"{filer}/buckets/{s3.bucket}/tests/forged.txt", b"forged") == 401
+    assert http_status("DELETE", f"{filer}/buckets/{s3.bucket}/{key}") == 401
+    # the volume server: an unsigned write of a file id the master assigned is refused
+    with urllib.request.urlopen(f"http://127.0.0.1:{settings.master_port}/dir/assign", timeout=5) as answer:
+        assignment = json.load(answer)
+    volume = f"http://{assignment['url']}/{assignment['fid']}"
+    assert http_status("PUT", volume, b"forged") == 401
+    # and the object is untouched
+    assert s3_client(s3).get_object(Bucket=s3.bucket, Key=key)["Body"].read() == b"lake data"

@@ -7,11 +7,18 @@ import socket
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from tickstream.services import process
 from tickstream.services.process import ServiceError
 from tickstream.services.seaweedfs import SeaweedFSService, SeaweedFSSettings, s3_port
 from tickstream.settings import PathsSettings, S3Settings
+
+
+@pytest.fixture(autouse=True)
+def no_install_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings read no install's secrets file (TICKSTREAM_HOME is empty)."""
+    monkeypatch.setenv("TICKSTREAM_HOME", str(tmp_path / "empty-home"))
 
 
 @pytest.fixture
@@ -70,4 +77,28 @@ def test_port_in_use_is_reported_before_any_build(
         listener.listen()
         with pytest.raises(ServiceError, match=r"s3: port 19433 \(master port\).*TICKSTREAM_SEAWEEDFS"):
             service.up()
+    assert not service.bin_dir.exists()
+
+
+def test_volume_server_and_filer_require_signed_requests(service: SeaweedFSService) -> None:
+    signed = SeaweedFSService(
+        service.paths,
+        service.s3,
+        service.settings.model_copy(
+            update={"jwt_key": SecretStr("v-key"), "filer_jwt_key": SecretStr("f-key")}
+        ),
+    )
+    env = signed.environment()
+    assert env["WEED_JWT_SIGNING_KEY"] == env["WEED_JWT_SIGNING_READ_KEY"] == "v-key"
+    assert env["WEED_JWT_FILER_SIGNING_KEY"] == env["WEED_JWT_FILER_SIGNING_READ_KEY"] == "f-key"
+    assert env["WEED_FILER_EXPOSE_DIRECTORY_METADATA_ENABLED"] == "false"
+    signed.check_secrets()
+
+
+def test_missing_secrets_are_named_before_any_build(service: SeaweedFSService) -> None:
+    unkeyed = SeaweedFSService(
+        service.paths, S3Settings(endpoint_url="http://127.0.0.1:18433"), service.settings
+    )
+    with pytest.raises(ServiceError, match=r"TICKSTREAM_S3_ACCESS_KEY_ID.*TICKSTREAM_SEAWEEDFS_JWT_KEY.*up"):
+        unkeyed.up()
     assert not service.bin_dir.exists()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import secrets
 import shutil
 import socket
 import tempfile
@@ -21,7 +22,9 @@ from pathlib import Path
 from typing import IO
 
 import pytest
+from pydantic import SecretStr
 
+from tickstream.credentials import ensure_install_secrets
 from tickstream.services.kafka import KafkaService
 from tickstream.services.process import Service, port_is_free
 from tickstream.services.seaweedfs import SeaweedFSService, SeaweedFSSettings
@@ -85,12 +88,15 @@ def _locked(handle: IO[str]) -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def services_paths() -> Iterator[PathsSettings]:
-    """PathsSettings for the test session (TICKSTREAM_HOME := TICKSTREAM_TEST_HOME if that is set)."""
+    """PathsSettings for the test session (TICKSTREAM_HOME := TICKSTREAM_TEST_HOME if that is set), with the
+    install's generated secrets, as `tickstream up` makes them."""
     with pytest.MonkeyPatch.context() as patch:
         test_home = os.environ.get("TICKSTREAM_TEST_HOME")
         if test_home:
             patch.setenv("TICKSTREAM_HOME", test_home)
-        yield PathsSettings()
+        paths = PathsSettings()
+        ensure_install_secrets(paths)
+        yield paths
 
 
 @pytest.fixture(scope="session")
@@ -153,9 +159,17 @@ def private_s3_server(home: Path | None = None) -> Iterator[SeaweedFSService]:
     and free ports (other sessions may hold the defaults)."""
     own_home = home or Path(tempfile.mkdtemp(prefix="tickstream-private-s3-"))
     grpc = (0, 10000)  # SeaweedFS serves gRPC on port + 10000
-    s3 = S3Settings(endpoint_url=f"http://127.0.0.1:{free_port(grpc)}")
+    s3 = S3Settings(  # keys of its own: the only place code makes up credentials
+        endpoint_url=f"http://127.0.0.1:{free_port(grpc)}",
+        access_key_id=f"private-{secrets.token_hex(4)}",
+        secret_access_key=secrets.token_urlsafe(24),
+    )
     seaweed = SeaweedFSSettings(
-        master_port=free_port(grpc), volume_port=free_port(grpc), filer_port=free_port(grpc)
+        master_port=free_port(grpc),
+        volume_port=free_port(grpc),
+        filer_port=free_port(grpc),
+        jwt_key=SecretStr(secrets.token_urlsafe(24)),
+        filer_jwt_key=SecretStr(secrets.token_urlsafe(24)),
     )
     service = SeaweedFSService(PathsSettings(home=own_home), s3, seaweed)
     service.up()
