@@ -8,6 +8,7 @@ platform started and their descendants.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import subprocess
@@ -26,7 +27,6 @@ from tickstream.testing.services import free_port
 
 pytestmark = pytest.mark.integration
 
-LOOPBACK = {"127.0.0.1", "::1"}
 UP_TIMEOUT_S = 900
 
 
@@ -64,6 +64,13 @@ def platform_processes(home: Path) -> list[psutil.Process]:
         except (ValueError, psutil.NoSuchProcess):
             continue
     return found
+
+
+def loopback(address: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and IPv4-mapped loopback (::ffff:127.0.0.1)."""
+    ip = ipaddress.ip_address(address)
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return bool(ip.is_loopback or (mapped is not None and mapped.is_loopback))
 
 
 def listening(processes: list[psutil.Process]) -> list[tuple[str, str, int]]:
@@ -134,7 +141,7 @@ def test_nothing_listens_beyond_loopback(platform: Platform) -> None:
     ports = {port for _, _, port in sockets}
     # the scan sees every service and component that serves (else it would prove nothing)
     assert set(platform.ports.values()) <= ports, sockets
-    exposed = [(name, ip, port) for name, ip, port in sockets if ip not in LOOPBACK]
+    exposed = [(name, ip, port) for name, ip, port in sockets if not loopback(ip)]
     assert exposed == []
     # the streaming job's Spark driver listens too (RPC, block manager): on loopback, as checked above
     streaming_pid = int((platform.home / "run" / "streaming.pid").read_text())
