@@ -6,7 +6,9 @@ so these are structural checks of what `docker compose config` would otherwise c
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ from deploy.static_checks import (
     repo_root,
     strings,
 )
+from tickstream.credentials import GENERATED
 
 EXPECTED_SERVICES = {
     "kafka",
@@ -78,9 +81,14 @@ def documented(root: Path) -> dict[str, str]:
     return env_file((root / ENV_EXAMPLE).read_text())
 
 
+SECRETS_ENV = {name: f"generated-{name.lower()}" for name in GENERATED}
+"""Stand-ins for an install's generated secrets file (compose's --env-file)."""
+
+
 def resolved_env(service: dict[str, Any]) -> dict[str, str]:
-    """A service's environment with every interpolation at its default (as with an empty .env)."""
-    return {key: interpolate(str(value), {}) for key, value in (service.get("environment") or {}).items()}
+    """A service's environment with the generated secrets and every other interpolation at its default."""
+    environment = (service.get("environment") or {}).items()
+    return {key: interpolate(str(value), SECRETS_ENV) for key, value in environment}
 
 
 def image_tag(image: str) -> str:
@@ -170,7 +178,7 @@ def test_port_check_catches_clashes() -> None:
 
 
 def test_interpolations_have_documented_defaults(compose: dict[str, Any], documented: dict[str, str]) -> None:
-    assert interpolation_problems(compose, documented) == []
+    assert interpolation_problems(compose, documented, GENERATED) == []
     names = {item.name for value in strings(compose) for item in interpolations(value)}
     assert {
         "TICKSTREAM_S3_SECRET_ACCESS_KEY",
@@ -179,13 +187,22 @@ def test_interpolations_have_documented_defaults(compose: dict[str, Any], docume
     } <= names
 
 
+def test_every_generated_secret_is_required_never_defaulted(compose: dict[str, Any]) -> None:
+    used = {item for value in strings(compose) for item in interpolations(value) if item.name in GENERATED}
+    assert {item.name for item in used} == set(GENERATED)  # compose takes each one from the secrets file
+    assert all(item.required and item.default is None for item in used)
+    assert interpolation_problems({"x": "${TICKSTREAM_S3_SECRET_ACCESS_KEY:-oops}"}, {}, GENERATED) == [
+        "${TICKSTREAM_S3_SECRET_ACCESS_KEY} is a generated secret: required, no default"
+    ]
+
+
 def test_interpolation_parsing() -> None:
     assert interpolations("$${spec%%:*} $$HOME ${A:-x:y} ${B-} ${C} $D ${E:?set E}") == [
         Interpolation("A", "x:y"),
         Interpolation("B", ""),
         Interpolation("C", None),
         Interpolation("D", None),
-        Interpolation("E", None),
+        Interpolation("E", None, required=True),
     ]
     assert interpolate("$${X} ${A:-a} ${B:-b}", {"B": "bee"}) == "${X} a bee"
     problems = interpolation_problems(
@@ -200,9 +217,26 @@ def test_interpolation_parsing() -> None:
 
 
 def test_env_example_keeps_existing_entries(documented: dict[str, str]) -> None:
-    assert documented["TICKSTREAM_S3_ACCESS_KEY_ID"] == "tickstream"
+    assert "TICKSTREAM_S3_ACCESS_KEY_ID" not in documented  # a placeholder comment: generated per install
     assert documented["TICKSTREAM_STREAMING_MASTER"] == "local[2]"
     assert documented["TICKSTREAM_UP_PRODUCER_RATE"] == "2000"
+
+
+def test_env_example_is_sourced_by_bash_as_documented_and_holds_no_secret(
+    root: Path, documented: dict[str, str]
+) -> None:
+    shown = subprocess.run(
+        ["bash", "-c", f'set -eu; set -a; . "{root / ENV_EXAMPLE}"; env -0'],
+        env={"HOME": str(Path.home()), "PATH": os.environ["PATH"]},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    sourced = dict(entry.split("=", 1) for entry in shown.split("\0") if "=" in entry)
+    assert documented["TICKSTREAM_STREAMING_WATERMARK_DELAY"] == "30 seconds"
+    for name, value in documented.items():
+        assert sourced[name] == os.path.expanduser(value), name
+    assert not set(GENERATED) & set(sourced)
 
 
 def test_streaming_runs_on_the_spark_cluster(root: Path, services: dict[str, dict[str, Any]]) -> None:
@@ -229,7 +263,7 @@ def test_clients_reach_kafka_and_s3_inside_the_network(
 ) -> None:
     advertised = services["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
     assert "INTERNAL://kafka:19092" in advertised
-    identities = interpolate(compose["configs"]["s3-identities"]["content"], {})
+    identities = interpolate(compose["configs"]["s3-identities"]["content"], SECRETS_ENV)
     kafka_clients, s3_clients = set(), set()
     for name, service in services.items():
         env = resolved_env(service)
@@ -251,13 +285,15 @@ def lake_bucket(services: dict[str, dict[str, Any]]) -> str:
 
 
 def test_lake_services_use_the_catalog(services: dict[str, dict[str, Any]]) -> None:
-    assert catalog_client_problems(services, LAKE_SERVICES, lake_bucket(services)) == []
+    assert (
+        catalog_client_problems(services, LAKE_SERVICES, lake_bucket(services), variables=SECRETS_ENV) == []
+    )
     # Exactly the lake services have the catalog: the other Airflow components never open a table.
     assert {
         name for name, s in services.items() if "TICKSTREAM_CATALOG_URI" in resolved_env(s)
     } == LAKE_SERVICES
     assert resolved_env(services["streaming"])["TICKSTREAM_CATALOG_URI"] == (
-        "postgresql+psycopg2://iceberg:iceberg-local-password@catalog-db:5432/iceberg_catalog"
+        "postgresql+psycopg2://iceberg:generated-tickstream_compose_catalog_password@catalog-db:5432/iceberg_catalog"
     )
     assert resolved_env(services["airflow-scheduler"])["TICKSTREAM_CATALOG_WAREHOUSE"] == (
         "s3://tickstream-lake/warehouse"
@@ -337,8 +373,17 @@ def test_airflow_uses_postgres(services: dict[str, dict[str, Any]]) -> None:
         assert service["image"] == "tickstream/airflow:latest", name
         assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == expected, name
         assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-api-server:8080/execution/"
+        assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS"] == "False", name
         commands.add(" ".join(service["command"]))
-    assert commands == {"db migrate", "api-server", "scheduler", "dag-processor"}
+    init = services["airflow-init"]
+    script = " ".join(init["command"])
+    assert init["entrypoint"] == ["bash", "-c"]
+    assert script.startswith("umask 077") and script.endswith("exec airflow db migrate")
+    assert (
+        resolved_env(init)["TICKSTREAM_AIRFLOW_ADMIN_PASSWORD"]
+        == SECRETS_ENV["TICKSTREAM_AIRFLOW_ADMIN_PASSWORD"]
+    )
+    assert commands == {script, "api-server", "scheduler", "dag-processor"}
     assert services["airflow-init"]["depends_on"]["postgres"]["condition"] == "service_healthy"
     secrets = {resolved_env(services[name])["AIRFLOW__API_AUTH__JWT_SECRET"] for name in AIRFLOW_SERVICES}
     assert len(secrets) == 1

@@ -12,7 +12,7 @@ import fnmatch
 import json
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -340,10 +340,12 @@ _BRACED = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<ar
 
 @dataclass(frozen=True)
 class Interpolation:
-    """One `${NAME...}` / `$NAME` in a compose value; `default` is set for `:-` and `-` forms only."""
+    """One `${NAME...}` / `$NAME` in a compose value; `default` is set for `:-` and `-` forms only,
+    `required` for `:?` and `?` (compose refuses to start while the variable is unset)."""
 
     name: str
     default: str | None
+    required: bool = False
 
 
 def interpolations(value: str) -> list[Interpolation]:
@@ -359,7 +361,8 @@ def interpolations(value: str) -> list[Interpolation]:
         if braced is None:
             raise ValueError(f"unsupported interpolation {match.group(0)!r} in {value!r}")
         default = braced.group("arg") if braced.group("op") in (":-", "-") else None
-        found.append(Interpolation(braced.group("name"), default))
+        required = braced.group("op") in (":?", "?")
+        found.append(Interpolation(braced.group("name"), default, required))
     return found
 
 
@@ -388,22 +391,32 @@ def strings(node: Any) -> Iterator[str]:
 
 
 def env_file(text: str) -> dict[str, str]:
-    """KEY=VALUE lines of a dotenv file (unquoted values; ` #` starts an inline comment)."""
+    """KEY=VALUE lines of a dotenv file (` #` starts an inline comment; one pair of quotes is removed)."""
     values = {}
     for line in text.splitlines():
         line = line.strip()
         if not line or line.startswith("#") or "=" not in line:
             continue
         key, _, value = line.partition("=")
-        values[key.strip()] = value.split(" #", 1)[0].strip()
+        value = value.split(" #", 1)[0].strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        values[key.strip()] = value
     return values
 
 
-def interpolation_problems(compose: Mapping[str, Any], documented: Mapping[str, str]) -> list[str]:
-    """Each interpolated variable has a `:-` default equal to its value in .env.example, which lists it."""
+def interpolation_problems(
+    compose: Mapping[str, Any], documented: Mapping[str, str], secrets: Collection[str] = ()
+) -> list[str]:
+    """Each interpolated variable has a `:-` default equal to its value in .env.example, which lists it;
+    except the generated `secrets`, which have no default anywhere and are required (`${NAME:?...}`)."""
     problems = []
     for value in strings(compose):
         for item in interpolations(value):
+            if item.name in secrets:
+                if not item.required or item.name in documented:
+                    problems.append(f"${{{item.name}}} is a generated secret: required, no default")
+                continue
             if item.default is None:
                 problems.append(f"${{{item.name}}} has no default")
             if item.name not in documented:
@@ -528,13 +541,14 @@ def catalog_client_problems(
     bucket: str,
     catalog_db: str = "catalog-db",
     catalog_init: str = "catalog-init",
+    variables: Mapping[str, str] | None = None,
 ) -> list[str]:
     """Every lake service (and any other with catalog settings) reaches the catalog database and waits for it.
 
     The URI is `postgresql+psycopg2://<user>:<password>@<catalog_db>:5432/<db>` with catalog_db's own
     POSTGRES_* values; the warehouse is `s3://<bucket>/warehouse`; each such service also has the S3 settings
     (table files are on S3), depends on catalog_db being healthy and, except catalog_init itself, on
-    catalog_init having created the tables.
+    catalog_init having created the tables. `variables` are what compose interpolates (the generated secrets).
     """
     database = services.get(catalog_db)
     if database is None:
@@ -542,7 +556,7 @@ def catalog_client_problems(
     problems = []
     if "healthcheck" not in database:
         problems.append(f"{catalog_db} has no healthcheck")
-    db_env = environment(database)
+    db_env = environment(database, variables)
     user, password, name = (db_env.get(k, "") for k in ("POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"))
     if not _URL_SAFE.match(password):
         problems.append(
@@ -552,12 +566,14 @@ def catalog_client_problems(
     expected_uri = f"postgresql+psycopg2://{user}:{password}@{catalog_db}:5432/{name}"
     hidden = f"postgresql+psycopg2://{user}:***@{catalog_db}:5432/{name}"
     expected_warehouse = f"s3://{bucket}/warehouse"
-    clients = set(lake_services) | {n for n, s in services.items() if CATALOG_ENV[0] in environment(s)}
+    clients = set(lake_services) | {
+        n for n, s in services.items() if CATALOG_ENV[0] in environment(s, variables)
+    }
     for client in sorted(clients):
         if client not in services:
             problems.append(f"{client}: no such service")
             continue
-        env = environment(services[client])
+        env = environment(services[client], variables)
         problems += [f"{client}: no {key}" for key in CATALOG_ENV if key not in env]
         uri = env.get(CATALOG_ENV[0])
         if uri is not None and uri != expected_uri:

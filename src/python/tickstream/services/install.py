@@ -101,7 +101,10 @@ def pom_property(pom: Path, name: str) -> str:
 
 
 def maven_install(pom: Path, target: Path, what: str, log_file: Path) -> Path:
-    """Copy a pom's runtime dependencies into `target` unless already complete; return `target`."""
+    """Copy a pom's runtime dependencies into `target` unless already complete; return `target`.
+
+    Maven runs with --strict-checksums: a download whose checksum does not match fails the install.
+    """
     fingerprint = hashlib.sha256(pom.read_bytes()).hexdigest()
     problem = install_problem(target, fingerprint)
     if problem is None:
@@ -111,7 +114,16 @@ def maven_install(pom: Path, target: Path, what: str, log_file: Path) -> Path:
     started = time.monotonic()
     shutil.rmtree(target, ignore_errors=True)
     run_logged(
-        [mvn, "-B", "-q", "-f", str(pom), "dependency:copy-dependencies", f"-DoutputDirectory={target}"],
+        [
+            mvn,
+            "--batch-mode",
+            "--quiet",
+            "--strict-checksums",
+            "-f",
+            str(pom),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={target}",
+        ],
         log_file,
         what=f"downloading {what} with Maven",
         fix="check that Maven Central is reachable, then run again",

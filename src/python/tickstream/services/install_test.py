@@ -11,7 +11,7 @@ from tickstream.services.install import MARKER, install_problem, maven_install, 
 from tickstream.services.process import ServiceError
 
 FAKE_MVN = """#!/bin/sh
-echo run >> "{calls}"
+echo "$@" >> "{calls}"
 for arg in "$@"; do
   case "$arg" in -DoutputDirectory=*) out="${{arg#-DoutputDirectory=}}";; esac
 done
@@ -60,6 +60,7 @@ def test_install_once_then_cached(tmp_path: Path, pom: Path, monkeypatch: pytest
     maven_install(pom, target, "demo jars", tmp_path / "install.log")
     maven_install(pom, target, "demo jars", tmp_path / "install.log")
     assert runs(calls) == 1
+    assert "--strict-checksums" in calls.read_text().split()  # a checksum mismatch fails the download
     assert (target / MARKER).exists()
     assert sorted(p.name for p in target.glob("*.jar")) == ["a.jar", "b.jar"]
 
