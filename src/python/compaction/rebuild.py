@@ -84,7 +84,9 @@ def offset_ranges(kafka: KafkaSettings, topic: str, starting: str) -> dict[int, 
     """partition -> [start, end) offsets to read: from `starting` (earliest or Spark JSON) to the end now."""
     given = json.loads(starting).get(topic, {}) if starting != "earliest" else {}
     ranges = {}
-    for partition, (low, high) in topic_offsets(kafka.bootstrap_servers, topic).items():
+    for partition, (low, high) in topic_offsets(
+        kafka.bootstrap_servers, topic, config=kafka.client_security()
+    ).items():
         first = int(given.get(str(partition), -2))
         ranges[partition] = (low if first < 0 else max(first, low), high)
     return ranges
@@ -106,7 +108,7 @@ def lake_frames(
 
     records = (
         spark.read.format("kafka")
-        .option("kafka.bootstrap.servers", request.kafka.bootstrap_servers)
+        .options(**request.kafka.spark_options())
         .option("subscribe", request.topic)
         .option("startingOffsets", spark_offsets(request.topic, ranges, end=False))
         .option("endingOffsets", spark_offsets(request.topic, ranges, end=True))

@@ -185,7 +185,9 @@ def kafka_end_offsets(kafka: KafkaSettings, topic: str, timeout_s: float) -> dic
 
     quiet = {"socket.timeout.ms": int(timeout_s * 1000), "log_level": 0, "logger": _SilentLogger()}
     try:
-        offsets = topic_offsets(kafka.bootstrap_servers, topic, timeout_s, quiet)
+        offsets = topic_offsets(
+            kafka.bootstrap_servers, topic, timeout_s, {**quiet, **kafka.client_security()}
+        )
     except LookupError as exc:
         raise SourceUnavailable(str(exc)) from exc
     except KafkaException as exc:

@@ -47,7 +47,10 @@ def simulation_config(settings: ProducerSettings, start_ts_us: int | None = None
 
 def make_sink(settings: ProducerSettings) -> KafkaTickSink:
     """A Kafka sink for `settings.topic` on the configured bootstrap servers."""
-    return KafkaTickSink(producer_config(KafkaSettings().bootstrap_servers, settings), settings.topic)
+    kafka = KafkaSettings()
+    return KafkaTickSink(
+        producer_config(kafka.bootstrap_servers, settings, kafka.client_security()), settings.topic
+    )
 
 
 def run(source: Any, settings: ProducerSettings, command: str) -> PublishReport:

@@ -8,7 +8,7 @@ still unconfirmed when the final flush timed out. Nothing is dropped without bei
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -75,9 +75,13 @@ class RecordSink(Protocol):
         ...
 
 
-def producer_config(bootstrap_servers: str, settings: ProducerSettings) -> dict[str, Any]:
-    """librdkafka settings: idempotent, acks=all, compressed, batched for throughput."""
+def producer_config(
+    bootstrap_servers: str, settings: ProducerSettings, security: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """librdkafka settings: idempotent, acks=all, compressed, batched for throughput; `security`: the
+    connection's TLS/SASL settings (KafkaSettings.client_security)."""
     return {
+        **(security or {}),
         "bootstrap.servers": bootstrap_servers,
         "client.id": "tickstream-producer",
         "enable.idempotence": True,

@@ -177,6 +177,11 @@ def test_producer_config_is_idempotent_and_compressed() -> None:
         7,
         "h:1",
     )
+    secured = producer_config(
+        "h:1", ProducerSettings(), {"security.protocol": "SASL_SSL", "sasl.username": "u"}
+    )
+    assert (secured["security.protocol"], secured["sasl.username"]) == ("SASL_SSL", "u")
+    assert secured["enable.idempotence"] is True  # the security settings cannot switch anything else off
 
 
 def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:

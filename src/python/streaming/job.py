@@ -74,7 +74,7 @@ def starting_offsets(settings: StreamingSettings, kafka: KafkaSettings, committe
     """
     if not committed:
         return settings.starting_offsets
-    partitions = topic_offsets(kafka.bootstrap_servers, settings.topic)
+    partitions = topic_offsets(kafka.bootstrap_servers, settings.topic, config=kafka.client_security())
     default = {"earliest": -2, "latest": -1}.get(settings.starting_offsets, -2)
     offsets = {str(p): committed.get(p, default) for p in partitions}
     return json.dumps({settings.topic: offsets})
@@ -86,7 +86,7 @@ def kafka_records(
     """The Kafka source of the ticks query (`starting`: where a new checkpoint starts)."""
     reader = (
         spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", kafka.bootstrap_servers)
+        .options(**kafka.spark_options())
         .option("subscribe", settings.topic)
         .option("startingOffsets", starting)
         .option("failOnDataLoss", str(settings.fail_on_data_loss).lower())

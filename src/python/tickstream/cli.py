@@ -283,6 +283,7 @@ def replay_command(
     Needs the streaming job running (`tickstream up`); see docs/streaming.md, "Replaying recorded days".
     """
     configure_logging()
+    kafka = KafkaSettings()
     pex_dir = ComponentsSettings().pex_dir
     commands = {name: pex_dir / name for name in (PRODUCER_PEX, COMPACTION_PEX, ANALYTICS_PEX)}
     missing = [str(path) for path in commands.values() if not path.is_file()]
@@ -293,7 +294,8 @@ def replay_command(
         publish=[str(commands[PRODUCER_PEX])],
         model=[str(commands[ANALYTICS_PEX])] if model else None,
         compact=[str(commands[COMPACTION_PEX])],
-        bootstrap=KafkaSettings().bootstrap_servers,
+        bootstrap=kafka.bootstrap_servers,
+        client_security=kafka.client_security(),
         topic=topic,
         status=LakeLocation.for_bucket(S3Settings()),
         speed=speed,

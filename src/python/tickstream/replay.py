@@ -145,6 +145,8 @@ class ReplayRequest:
     bootstrap: str
     topic: str
     status: LakeLocation
+    client_security: Mapping[str, str] = field(default_factory=dict)
+    """TLS/SASL settings of the offset lookups (KafkaSettings.client_security)."""
     speed: float = 0.0
     timeout_s: float = 900.0
     env: Mapping[str, str] | None = None
@@ -172,7 +174,12 @@ def replay(request: ReplayRequest, say: Callable[[str], None] = print) -> dict[s
         request.env,
     )
     published = time.monotonic()
-    targets = {p: high for p, (_, high) in topic_offsets(request.bootstrap, request.topic).items()}
+    targets = {
+        p: high
+        for p, (_, high) in topic_offsets(
+            request.bootstrap, request.topic, config=request.client_security
+        ).items()
+    }
     say(f"published in {published - started:,.1f} s; waiting for the streaming job to commit it")
     batch = wait_for(
         "the streaming job to commit the replayed records",

@@ -9,8 +9,9 @@ the install's generated secrets file (tickstream.credentials).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     DotEnvSettingsSource,
@@ -91,6 +92,68 @@ class KafkaSettings(BaseSettings):
     port: int = Field(default=9092, description="Client port of the local broker.")
     controller_port: int = Field(default=9093, description="KRaft controller port of the local broker.")
     heap: str = Field(default="1g", description="JVM heap (-Xms/-Xmx) of the local broker.")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT",
+        description="How clients talk to the brokers: PLAINTEXT (the local broker) or TLS and/or SASL.",
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        default="SCRAM-SHA-512", description="SASL mechanism (with SASL_PLAINTEXT or SASL_SSL)."
+    )
+    sasl_username: str = Field(default="", description="SASL user (required with SASL).")
+    sasl_password: SecretStr = Field(default=SecretStr(""), description="SASL password (required with SASL).")
+    ssl_ca_location: str = Field(
+        default="",
+        description="PEM file of the CA that signed the brokers' certificates (empty: system CAs).",
+    )
+
+    @model_validator(mode="after")
+    def _sasl_needs_credentials(self) -> KafkaSettings:
+        if self.security_protocol.startswith("SASL") and not (
+            self.sasl_username and self.sasl_password.get_secret_value()
+        ):
+            raise ValueError(
+                f"security_protocol {self.security_protocol} needs TICKSTREAM_KAFKA_SASL_USERNAME and "
+                "TICKSTREAM_KAFKA_SASL_PASSWORD"
+            )
+        return self
+
+    def client_security(self) -> dict[str, str]:
+        """The security settings of every confluent-kafka (librdkafka) client: producer, offset lookups."""
+        config: dict[str, str] = {"security.protocol": self.security_protocol}
+        if self.security_protocol.startswith("SASL"):
+            config["sasl.mechanism"] = self.sasl_mechanism
+            config["sasl.username"] = self.sasl_username
+            config["sasl.password"] = self.sasl_password.get_secret_value()
+        if self.security_protocol.endswith("SSL") and self.ssl_ca_location:
+            config["ssl.ca.location"] = self.ssl_ca_location
+        return config
+
+    def spark_options(self) -> dict[str, str]:
+        """Spark's Kafka source options: the brokers and the same security, as the Java client's settings."""
+        options = {
+            "kafka.bootstrap.servers": self.bootstrap_servers,
+            "kafka.security.protocol": self.security_protocol,
+        }
+        if self.security_protocol.startswith("SASL"):
+            module = (
+                "org.apache.kafka.common.security.plain.PlainLoginModule"
+                if self.sasl_mechanism == "PLAIN"
+                else "org.apache.kafka.common.security.scram.ScramLoginModule"
+            )
+            username, password = (
+                _jaas_quoted(value) for value in (self.sasl_username, self.sasl_password.get_secret_value())
+            )
+            options["kafka.sasl.mechanism"] = self.sasl_mechanism
+            options["kafka.sasl.jaas.config"] = f"{module} required username={username} password={password};"
+        if self.security_protocol.endswith("SSL") and self.ssl_ca_location:
+            options["kafka.ssl.truststore.type"] = "PEM"
+            options["kafka.ssl.truststore.location"] = self.ssl_ca_location
+        return options
+
+
+def _jaas_quoted(value: str) -> str:
+    """A JAAS option value: double-quoted, with backslashes and quotes escaped."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 LAKE_ROOT_VARIABLE = "TICKSTREAM_LAKE_ROOT"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr, ValidationError
 from pydantic_settings import SettingsConfigDict
 
 from tickstream.settings import KafkaSettings, LakeRootSettings, PathsSettings, S3Settings, environment
@@ -49,3 +50,52 @@ def test_one_lake_root_variable_whatever_the_components_prefix(monkeypatch: pyte
         "TICKSTREAM_LAKE_ROOT": "s3://bucket/prefix",
         "TICKSTREAM_COMPONENT_PORT": "2",
     }
+
+
+def test_kafka_clients_are_plaintext_by_default() -> None:
+    kafka = KafkaSettings(bootstrap_servers="b:9092")
+    assert kafka.client_security() == {"security.protocol": "PLAINTEXT"}
+    assert kafka.spark_options() == {
+        "kafka.bootstrap.servers": "b:9092",
+        "kafka.security.protocol": "PLAINTEXT",
+    }
+
+
+def test_kafka_sasl_ssl_reaches_librdkafka_and_the_java_client_alike(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TICKSTREAM_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("TICKSTREAM_KAFKA_SASL_USERNAME", "tickstream")
+    monkeypatch.setenv("TICKSTREAM_KAFKA_SASL_PASSWORD", 'p"w\\d')
+    monkeypatch.setenv("TICKSTREAM_KAFKA_SSL_CA_LOCATION", "/etc/kafka/ca.pem")
+    kafka = KafkaSettings()
+    assert kafka.client_security() == {
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "tickstream",
+        "sasl.password": 'p"w\\d',
+        "ssl.ca.location": "/etc/kafka/ca.pem",
+    }
+    options = kafka.spark_options()
+    assert options["kafka.sasl.mechanism"] == "SCRAM-SHA-512"
+    assert options["kafka.sasl.jaas.config"] == (
+        "org.apache.kafka.common.security.scram.ScramLoginModule required "
+        'username="tickstream" password="p\\"w\\\\d";'
+    )
+    assert options["kafka.ssl.truststore.type"] == "PEM"
+    assert options["kafka.ssl.truststore.location"] == "/etc/kafka/ca.pem"
+    assert 'p"w' not in repr(kafka)  # the password is a SecretStr: never in a repr or log line
+    # a subprocess gets the same settings, password included
+    assert environment(kafka)["TICKSTREAM_KAFKA_SASL_PASSWORD"] == 'p"w\\d'
+
+
+def test_kafka_sasl_without_credentials_is_a_clear_error() -> None:
+    with pytest.raises(ValidationError, match="TICKSTREAM_KAFKA_SASL_USERNAME"):
+        KafkaSettings(security_protocol="SASL_PLAINTEXT")
+    plain = KafkaSettings(
+        security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism="PLAIN",
+        sasl_username="u",
+        sasl_password=SecretStr("p"),
+    )
+    assert plain.spark_options()["kafka.sasl.jaas.config"].startswith(
+        "org.apache.kafka.common.security.plain.PlainLoginModule required"
+    )

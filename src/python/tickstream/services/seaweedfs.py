@@ -311,13 +311,13 @@ class SeaweedFSService:
         ensure_buckets(self.s3, BUCKETS)
 
     def _launch(self) -> None:
+        self.check_secrets()
         ensure_ports_free(
             self.name,
             HOST,
             self.ports(),
             "set TICKSTREAM_S3_ENDPOINT_URL / TICKSTREAM_SEAWEEDFS_*_PORT to free ports",
         )
-        self.check_secrets()
         self.install()
         self.write_config()
         self.data_dir.mkdir(parents=True, exist_ok=True)

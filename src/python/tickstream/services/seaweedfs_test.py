@@ -25,7 +25,13 @@ def no_install_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def service(tmp_path: Path) -> SeaweedFSService:
     paths = PathsSettings(home=tmp_path / "home", cache_dir=tmp_path / "cache")
     s3 = S3Settings(endpoint_url="http://127.0.0.1:18433", access_key_id="ak", secret_access_key="sk")
-    return SeaweedFSService(paths, s3, SeaweedFSSettings(master_port=19433, volume_size_limit_mb=64))
+    settings = SeaweedFSSettings(
+        master_port=19433,
+        volume_size_limit_mb=64,
+        jwt_key=SecretStr("v-key"),
+        filer_jwt_key=SecretStr("f-key"),
+    )
+    return SeaweedFSService(paths, s3, settings)
 
 
 def flag(command: list[str], name: str) -> str:
@@ -92,12 +98,12 @@ def test_volume_server_and_filer_require_signed_requests(service: SeaweedFSServi
     assert env["WEED_JWT_SIGNING_KEY"] == env["WEED_JWT_SIGNING_READ_KEY"] == "v-key"
     assert env["WEED_JWT_FILER_SIGNING_KEY"] == env["WEED_JWT_FILER_SIGNING_READ_KEY"] == "f-key"
     assert env["WEED_FILER_EXPOSE_DIRECTORY_METADATA_ENABLED"] == "false"
-    signed.check_secrets()
+    service.check_secrets()
 
 
 def test_missing_secrets_are_named_before_any_build(service: SeaweedFSService) -> None:
-    unkeyed = SeaweedFSService(
-        service.paths, S3Settings(endpoint_url="http://127.0.0.1:18433"), service.settings
+    unkeyed = SeaweedFSService(  # neither keys nor free ports: the missing keys are named first
+        service.paths, S3Settings(endpoint_url="http://127.0.0.1:18433"), SeaweedFSSettings()
     )
     with pytest.raises(ServiceError, match=r"TICKSTREAM_S3_ACCESS_KEY_ID.*TICKSTREAM_SEAWEEDFS_JWT_KEY.*up"):
         unkeyed.up()
