@@ -187,8 +187,10 @@ class Daemon:
             ours = self.cmdline_marker in _cmdline(proc) or (
                 proc.environ().get(MARKER_ENV) == self.cmdline_marker
             )
-        except psutil.Error:
+        except psutil.NoSuchProcess:
             ours = False
+        except psutil.Error:  # exists, but unreadable for a moment (e.g. while it execs): keep it
+            return pid
         if ours and _alive(proc):
             return pid
         self.pid_file.unlink(missing_ok=True)
