@@ -1,4 +1,5 @@
-"""Integration test against a real broker: N simulated ticks in, exactly N out, keyed and in order."""
+"""Integration tests against a real broker: N simulated ticks in, exactly N out, keyed and in order; the
+CLI through SASL."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
+from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from producer.cli import app
@@ -21,6 +23,9 @@ from producer.publish import publish
 from producer.settings import ProducerSettings
 from producer.simulator import SimulatedFeed, SimulationConfig
 from tickstream.contracts import Rejection, decode_tick, now_us
+from tickstream.kafka import topic_offsets
+from tickstream.services.kafka import KafkaService
+from tickstream.settings import environment
 from tickstream.topology import TICKS_TOPIC
 
 pytestmark = pytest.mark.integration
@@ -123,3 +128,26 @@ def test_cli_replay_of_bars_sends_four_ticks_per_bar(
     assert result.exit_code == 0, result.output
     records = consume_all(kafka_bootstrap, scratch_topic, 12)
     assert sorted(key for key, _ in records) == [b"QQQ"] * 4 + [b"SPY"] * 8
+
+
+def test_cli_publishes_to_a_sasl_broker_with_the_kafka_security_settings(
+    private_sasl_kafka: KafkaService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = private_sasl_kafka.settings
+    security = settings.client_security()
+    bootstrap = private_sasl_kafka.endpoint
+    # the broker refuses clients without its user's password
+    wrong = settings.model_copy(update={"sasl_password": SecretStr("not-the-password")})
+    for refused in ({}, wrong.client_security()):
+        admin = AdminClient({**refused, "bootstrap.servers": bootstrap, "socket.timeout.ms": 3000})
+        with pytest.raises(KafkaException):
+            admin.list_topics(timeout=5)
+    # the producer CLI, configured only through the environment, publishes every tick
+    for name, value in environment(settings).items():
+        monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(app, ["simulate", "--count", "500", "--topic", TICKS_TOPIC.name])
+    assert result.exit_code == 0, result.output
+    offsets = topic_offsets(bootstrap, TICKS_TOPIC.name, config=security)  # the offset lookups too
+    assert sum(high for _, high in offsets.values()) == 500
+    # the broker's configuration holds the password: owner-only
+    assert private_sasl_kafka.server_properties.stat().st_mode & 0o077 == 0

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import base64
 import functools
+import json
 import os
 import re
 import shutil
 import subprocess
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from confluent_kafka import KafkaError, KafkaException
@@ -106,8 +107,9 @@ def read_properties(path: Path) -> dict[str, str]:
 
 
 def render_properties(properties: dict[str, str]) -> str:
-    """Render a dict as .properties text."""
-    return "".join(f"{key}={value}\n" for key, value in properties.items())
+    """Render a dict as .properties text (backslashes and line breaks in values escaped)."""
+    escaped = {key: value.replace("\\", "\\\\").replace("\n", "\\n") for key, value in properties.items()}
+    return "".join(f"{key}={value}\n" for key, value in escaped.items())
 
 
 class KafkaService:
@@ -144,17 +146,21 @@ class KafkaService:
         )
 
     def server_config(self) -> dict[str, str]:
-        """The broker's server.properties: single node, KRaft, loopback only."""
+        """The broker's server.properties: single node, KRaft, loopback only; clients in PLAINTEXT, or with
+        TICKSTREAM_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT authenticated by SASL/PLAIN as the one user
+        TICKSTREAM_KAFKA_SASL_USERNAME."""
         port, controller_port = self.settings.port, self.settings.controller_port
+        client = self.settings.security_protocol
         return {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@{HOST}:{controller_port}",
-            "listeners": f"PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}",
-            "advertised.listeners": f"PLAINTEXT://{HOST}:{port}",
+            "listeners": f"{client}://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}",
+            "advertised.listeners": f"{client}://{HOST}:{port}",
             "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name": client,
+            "listener.security.protocol.map": f"{client}:{client},CONTROLLER:PLAINTEXT",
+            **self.sasl_config(),
             "log.dirs": str(self.storage_dir),
             "num.partitions": "1",
             "auto.create.topics.enable": "false",
@@ -166,9 +172,37 @@ class KafkaService:
             "group.initial.rebalance.delay.ms": "0",
         }
 
+    def sasl_config(self) -> dict[str, str]:
+        """The broker's SASL/PLAIN settings (its one user, also the broker's own), or none for PLAINTEXT;
+        ServiceError for what the local broker does not serve (TLS, SCRAM)."""
+        settings = self.settings
+        if settings.security_protocol == "PLAINTEXT":
+            return {}
+        if settings.security_protocol != "SASL_PLAINTEXT" or settings.sasl_mechanism != "PLAIN":
+            raise ServiceError(
+                f"the local Kafka serves PLAINTEXT or SASL_PLAINTEXT with PLAIN, not "
+                f"{settings.security_protocol} with {settings.sasl_mechanism}; set "
+                "TICKSTREAM_KAFKA_SECURITY_PROTOCOL / TICKSTREAM_KAFKA_SASL_MECHANISM (TLS and SCRAM: a "
+                "deployed cluster, docs/security.md)"
+            )
+        user, password = settings.sasl_username, settings.sasl_password.get_secret_value()
+        login = "org.apache.kafka.common.security.plain.PlainLoginModule"
+        quoted = {name: json.dumps(value) for name, value in (("user", user), ("password", password))}
+        return {
+            "sasl.enabled.mechanisms": "PLAIN",
+            "sasl.mechanism.inter.broker.protocol": "PLAIN",
+            "listener.name.sasl_plaintext.plain.sasl.jaas.config": (
+                f"{login} required username={quoted['user']} password={quoted['password']} "
+                f"user_{user}={quoted['password']};"
+            ),
+        }
+
     def write_config(self) -> None:
-        """Render server.properties and the log4j2 configs into the run directory."""
+        """Render server.properties (readable by the owner only: it may hold the SASL password) and the
+        log4j2 configs into the run directory."""
         self.config_dir.mkdir(parents=True, exist_ok=True)
+        self.server_properties.touch(mode=0o600)
+        os.chmod(self.server_properties, 0o600)
         self.server_properties.write_text(render_properties(self.server_config()))
         (self.config_dir / "log4j2.properties").write_text(BROKER_LOG4J2)
         (self.config_dir / "tools-log4j2.properties").write_text(TOOLS_LOG4J2)
@@ -237,7 +271,9 @@ class KafkaService:
         """True if the broker answers a metadata request."""
         if not port_accepts(HOST, self.settings.port):
             return False
-        admin = AdminClient({"bootstrap.servers": self.endpoint, "socket.timeout.ms": 3000})
+        admin = AdminClient(
+            {**self.settings.client_security(), "bootstrap.servers": self.endpoint, "socket.timeout.ms": 3000}
+        )
         try:
             admin.list_topics(timeout=3)
         except KafkaException:
@@ -252,7 +288,7 @@ class KafkaService:
 
     def provision(self) -> None:
         """Create the topology's topics that are missing."""
-        ensure_topics(self.endpoint, TOPICS)
+        ensure_topics(self.endpoint, TOPICS, self.settings.client_security())
 
     def _launch(self) -> None:
         java_executable()
@@ -286,9 +322,12 @@ class KafkaService:
         return subprocess.run(command, capture_output=capture_output, text=True, timeout=timeout, check=False)
 
 
-def ensure_topics(bootstrap: str, topics: Sequence[Topic]) -> list[str]:
-    """Create the topics that do not exist yet (idempotent); return the names created."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+def ensure_topics(
+    bootstrap: str, topics: Sequence[Topic], security: Mapping[str, str] | None = None
+) -> list[str]:
+    """Create the topics that do not exist yet (idempotent); return the names created. `security`: the
+    client's TLS/SASL settings (KafkaSettings.client_security)."""
+    admin = AdminClient({**(security or {}), "bootstrap.servers": bootstrap})
     try:
         existing = admin.list_topics(timeout=10).topics
     except KafkaException as exc:

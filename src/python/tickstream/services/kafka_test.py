@@ -6,6 +6,7 @@ import socket
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from tickstream.services import kafka, process
 from tickstream.services.kafka import KafkaService, new_cluster_id, read_properties
@@ -107,3 +108,44 @@ def test_port_in_use_is_reported_before_any_download(
         with pytest.raises(ServiceError, match=r"port 19092 \(client port\).*TICKSTREAM_KAFKA_PORT"):
             service.up()
     assert not service.libs_dir.exists()
+
+
+def test_sasl_plaintext_broker_admits_its_one_user(tmp_path: Path) -> None:
+    settings = KafkaSettings(
+        port=19092,
+        controller_port=19093,
+        security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism="PLAIN",
+        sasl_username="tickstream",
+        sasl_password=SecretStr('pa"ss\\word'),
+    )
+    sasl = KafkaService(PathsSettings(home=tmp_path / "home", cache_dir=tmp_path / "cache"), settings)
+    config = sasl.server_config()
+    assert config["listeners"] == "SASL_PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093"
+    assert config["listener.security.protocol.map"] == "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT"
+    assert config["sasl.enabled.mechanisms"] == "PLAIN"
+    jaas = (
+        "org.apache.kafka.common.security.plain.PlainLoginModule required "
+        'username="tickstream" password="pa\\"ss\\\\word" user_tickstream="pa\\"ss\\\\word";'
+    )
+    assert config["listener.name.sasl_plaintext.plain.sasl.jaas.config"] == jaas
+    sasl.write_config()  # Java's Properties reads backslash escapes: each one is doubled in the file
+    written = read_properties(sasl.server_properties)
+    assert written["listener.name.sasl_plaintext.plain.sasl.jaas.config"] == jaas.replace("\\", "\\\\")
+    assert sasl.server_properties.stat().st_mode & 0o077 == 0
+
+
+@pytest.mark.parametrize(
+    ("protocol", "mechanism"), [("SASL_SSL", "PLAIN"), ("SASL_PLAINTEXT", "SCRAM-SHA-512")]
+)
+def test_local_broker_refuses_what_it_cannot_serve(tmp_path: Path, protocol: str, mechanism: str) -> None:
+    settings = KafkaSettings.model_validate(
+        {
+            "security_protocol": protocol,
+            "sasl_mechanism": mechanism,
+            "sasl_username": "u",
+            "sasl_password": "p",
+        }
+    )
+    with pytest.raises(ServiceError, match="local Kafka serves PLAINTEXT or SASL_PLAINTEXT with PLAIN"):
+        KafkaService(PathsSettings(home=tmp_path), settings).server_config()

@@ -153,6 +153,29 @@ def private_kafka(tmp_path: Path) -> Iterator[KafkaService]:
         service.down()
 
 
+@pytest.fixture
+def private_sasl_kafka(tmp_path: Path) -> Iterator[KafkaService]:
+    """A Kafka broker of this test alone that admits only SASL/PLAIN clients of its one user (a random
+    password): `service.settings` are the clients' settings."""
+    port, controller_port = free_port(), free_port()
+    settings = KafkaSettings(
+        bootstrap_servers=f"127.0.0.1:{port}",
+        port=port,
+        controller_port=controller_port,
+        heap="512m",
+        security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism="PLAIN",
+        sasl_username="tickstream",
+        sasl_password=SecretStr(secrets.token_urlsafe(16)),
+    )
+    service = KafkaService(PathsSettings(home=tmp_path / "sasl-home"), settings)
+    service.up()
+    try:
+        yield service
+    finally:
+        service.down()
+
+
 @contextmanager
 def private_s3_server(home: Path | None = None) -> Iterator[SeaweedFSService]:
     """An S3 server of the caller alone: its own home (`home`, else a temporary directory removed at the end)
