@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pytest
 from pydantic import SecretStr
@@ -138,42 +138,44 @@ def free_port(offsets: tuple[int, ...] = (0,)) -> int:
     raise RuntimeError("no free loopback port found")
 
 
-@pytest.fixture
-def private_kafka(tmp_path: Path) -> Iterator[KafkaService]:
-    """A Kafka broker of this test alone (own home and ports): for tests that kill or restart it."""
-    port, controller_port = free_port(), free_port()
-    settings = KafkaSettings(
-        bootstrap_servers=f"127.0.0.1:{port}", port=port, controller_port=controller_port, heap="512m"
-    )
-    service = KafkaService(PathsSettings(home=tmp_path / "home"), settings)
-    service.up()
-    try:
-        yield service
-    finally:
-        service.down()
-
-
-@pytest.fixture
-def private_sasl_kafka(tmp_path: Path) -> Iterator[KafkaService]:
-    """A Kafka broker of this test alone that admits only SASL/PLAIN clients of its one user (a random
-    password): `service.settings` are the clients' settings."""
+@contextmanager
+def private_kafka_broker(home: Path, **security: Any) -> Iterator[KafkaService]:
+    """A Kafka broker of the caller alone (`home`, free ports); `security`: KafkaSettings' security fields."""
     port, controller_port = free_port(), free_port()
     settings = KafkaSettings(
         bootstrap_servers=f"127.0.0.1:{port}",
         port=port,
         controller_port=controller_port,
         heap="512m",
-        security_protocol="SASL_PLAINTEXT",
-        sasl_mechanism="PLAIN",
-        sasl_username="tickstream",
-        sasl_password=SecretStr(secrets.token_urlsafe(16)),
+        **security,
     )
-    service = KafkaService(PathsSettings(home=tmp_path / "sasl-home"), settings)
+    service = KafkaService(PathsSettings(home=home), settings)
     service.up()
     try:
         yield service
     finally:
         service.down()
+
+
+@pytest.fixture
+def private_kafka(tmp_path: Path) -> Iterator[KafkaService]:
+    """A Kafka broker of this test alone (own home and ports): for tests that kill or restart it."""
+    with private_kafka_broker(tmp_path / "home") as service:
+        yield service
+
+
+@pytest.fixture
+def private_sasl_kafka(tmp_path: Path) -> Iterator[KafkaService]:
+    """A Kafka broker of this test alone that admits only SASL/PLAIN clients of its one user (a random
+    password): `service.settings` are the clients' settings."""
+    sasl = {
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": "PLAIN",
+        "sasl_username": "tickstream",
+        "sasl_password": SecretStr(secrets.token_urlsafe(16)),
+    }
+    with private_kafka_broker(tmp_path / "sasl-home", **sasl) as service:
+        yield service
 
 
 @contextmanager
