@@ -211,3 +211,14 @@ def test_build_parsing_reads_literal_fields() -> None:
     assert image.address == "src/x:image"
     assert image.fields == {"name": "image", "repository": "r/x", "image_tags": ["1"], "tags": ["docker"]}
     assert parse_build_file('python_sources(resolve=parametrize("a", "b"))', "src/x")[0].name == "x"
+
+
+def test_maven_in_images_verifies_checksums_strictly(all_images: list[Image]) -> None:
+    runs = [
+        " ".join(instruction.arguments)
+        for image in all_images
+        for instruction in image.instructions
+        if instruction.keyword == "RUN" and "mvn " in " ".join(instruction.arguments)
+    ]
+    assert len(runs) >= 3  # the Spark images and Airflow's fetch the connector jars
+    assert all("--strict-checksums" in run for run in runs), runs

@@ -146,8 +146,8 @@ def dockerfile_instructions(text: str) -> list[Instruction]:
         keyword, _, rest = entry.partition(" ")
         rest = rest.strip()
         words = [str(word) for word in json.loads(rest)] if rest.startswith("[") else rest.split()
-        flags = tuple(word for word in words if word.startswith("--"))
-        arguments = tuple(word for word in words if not word.startswith("--"))
+        leading = next((i for i, word in enumerate(words) if not word.startswith("--")), len(words))
+        flags, arguments = tuple(words[:leading]), tuple(words[leading:])  # flags precede the command
         instructions.append(Instruction(keyword.upper(), flags, arguments))
     return instructions
 

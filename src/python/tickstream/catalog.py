@@ -112,7 +112,7 @@ def s3_file_io_properties(s3: S3Settings) -> dict[str, str]:
     """pyiceberg's S3 FileIO settings for the configured endpoint and keys."""
     properties = {
         "s3.access-key-id": s3.access_key_id,
-        "s3.secret-access-key": s3.secret_access_key,
+        "s3.secret-access-key": s3.secret_access_key.get_secret_value(),
         "s3.region": s3.region,
         "s3.force-virtual-addressing": str(not s3.path_style).lower(),
     }

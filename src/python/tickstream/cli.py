@@ -15,9 +15,10 @@ from typing import Annotated
 
 import typer
 
+from tickstream.airflow_local import AirflowSettings, airflow_home
 from tickstream.commands import command_app
 from tickstream.components import Component, ComponentsSettings, components, start
-from tickstream.credentials import ensure_install_secrets, read_secrets
+from tickstream.credentials import ensure_install_secrets
 from tickstream.lake import LakeLocation
 from tickstream.logs import configure_logging
 from tickstream.replay import ReplayError, ReplayRequest, replay
@@ -73,6 +74,15 @@ def install_secrets(paths: PathsSettings) -> list[str]:
     if added:
         typer.echo(f"secrets: generated {len(added)} for this install into {paths.secrets_file} (mode 0600)")
     return added
+
+
+@app.command("secrets")
+def secrets_command() -> None:
+    """Generate this install's missing secrets without starting anything (what `up` does first); print
+    where they are, e.g. for `docker compose --env-file` (docs/security.md)."""
+    paths = PathsSettings()
+    install_secrets(paths)
+    typer.echo(f"secrets: {paths.secrets_file}")
 
 
 @services_app.command()
@@ -180,7 +190,6 @@ def selected_components(name: str | None, paths: PathsSettings) -> list[Componen
 def platform_up(component: ComponentArg = None) -> None:
     """Bring the platform up: services, then each component (or just the one named); print where to look."""
     paths, settings = PathsSettings(), ComponentsSettings()
-    new_password = ADMIN_PASSWORD in install_secrets(paths)
     up(None)
     chosen = selected_components(component, paths)
     try:
@@ -195,10 +204,11 @@ def platform_up(component: ComponentArg = None) -> None:
             typer.echo(f"{each.name}: {each.url}")
     if any(each.name == "airflow" for each in chosen):
         typer.echo(f"airflow: sign in as admin; the password is {ADMIN_PASSWORD} in {paths.secrets_file}")
-        if new_password:  # shown this once, when it was generated
-            typer.echo(
-                f"airflow: admin password (shown once): {read_secrets(paths.secrets_file)[ADMIN_PASSWORD]}"
-            )
+        shown = airflow_home(paths) / "admin-password-shown"
+        if not shown.exists():  # once per install: the first `up` that started Airflow
+            password = AirflowSettings().admin_password.get_secret_value()
+            typer.echo(f"airflow: admin password (shown once): {password}")
+            shown.touch()
     typer.echo(f"logs: {paths.logs_dir}")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from pathlib import Path
 
@@ -76,3 +77,17 @@ def test_passthrough_without_its_pex_says_how_to_build_it(tmp_path: Path) -> Non
     env = {**env_for(tmp_path, 39092), "TICKSTREAM_PEX_DIR": str(tmp_path / "none")}
     result = CliRunner().invoke(app, ["analytics", "build"], env=env)
     assert result.exit_code == 1 and "./tickstream up" in result.output
+
+
+def test_secrets_command_generates_once_without_starting_anything(tmp_path: Path) -> None:
+    env = {"TICKSTREAM_HOME": str(tmp_path / "home")}
+    first = CliRunner().invoke(app, ["secrets"], env=env)
+    assert first.exit_code == 0, first.output
+    secrets_file = tmp_path / "home" / "secrets.env"
+    assert f"secrets: {secrets_file}" in first.output and "generated" in first.output
+    stored = secrets_file.read_text()
+    assert not any(value in first.output for value in re.findall(r"=(\S+)", stored))  # says where, not what
+    again = CliRunner().invoke(app, ["secrets"], env=env)
+    assert again.exit_code == 0 and "generated" not in again.output
+    assert secrets_file.read_text() == stored
+    assert not (tmp_path / "home" / "run").exists()  # nothing was started

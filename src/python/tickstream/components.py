@@ -55,7 +55,7 @@ class Component:
     pex: str
     args: tuple[str, ...]
     healthy: Callable[[datetime], bool]
-    env: Mapping[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)  # may hold secrets
     launcher: Callable[[Path], list[str]] | None = None
     """Turns the PEX's path into the command line (default: run the PEX with `args`)."""
     url: str | None = None

@@ -57,7 +57,7 @@ def test_settings_read_the_file_below_the_environment(
     ensure_install_secrets(paths)
     stored = read_secrets(paths.secrets_file)
     s3 = S3Settings()
-    assert (s3.access_key_id, s3.secret_access_key) == (
+    assert (s3.access_key_id, s3.secret_access_key.get_secret_value()) == (
         stored["TICKSTREAM_S3_ACCESS_KEY_ID"],
         stored["TICKSTREAM_S3_SECRET_ACCESS_KEY"],
     )

@@ -54,7 +54,7 @@ def s3_secret_sql(s3: S3Settings, name: str = "tickstream_lake") -> str:
     options = {
         "TYPE": "s3",
         "KEY_ID": sql_literal(s3.access_key_id),
-        "SECRET": sql_literal(s3.secret_access_key),
+        "SECRET": sql_literal(s3.secret_access_key.get_secret_value()),
         "REGION": sql_literal(s3.region),
         "URL_STYLE": sql_literal("path" if s3.path_style else "vhost"),
     }

@@ -219,7 +219,7 @@ def s3_filesystem(s3: S3Settings) -> pafs.S3FileSystem:
     endpoint = urlparse(s3.endpoint_url) if s3.endpoint_url else None
     return pafs.S3FileSystem(
         access_key=s3.access_key_id,
-        secret_key=s3.secret_access_key,
+        secret_key=s3.secret_access_key.get_secret_value(),
         region=s3.region,
         endpoint_override=endpoint.netloc if endpoint else None,
         scheme=endpoint.scheme if endpoint else "https",

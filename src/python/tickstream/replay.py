@@ -145,7 +145,7 @@ class ReplayRequest:
     bootstrap: str
     topic: str
     status: LakeLocation
-    client_security: Mapping[str, str] = field(default_factory=dict)
+    client_security: Mapping[str, str] = field(default_factory=dict, repr=False)
     """TLS/SASL settings of the offset lookups (KafkaSettings.client_security)."""
     speed: float = 0.0
     timeout_s: float = 900.0

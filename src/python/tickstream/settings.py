@@ -174,6 +174,10 @@ class LakeRootSettings(BaseSettings):
     )
 
 
+RETIRED_PUBLIC_SECRET = "tickstream-local-secret"
+"""The S3 secret key older releases shipped as a default (and so is public): refused."""
+
+
 class S3Settings(InstallSecretsSettings):
     """How every component reaches the S3-compatible object store (SeaweedFS, MinIO or AWS S3).
 
@@ -189,12 +193,22 @@ class S3Settings(InstallSecretsSettings):
     access_key_id: str = Field(
         default="", description="Access key (generated per install into TICKSTREAM_HOME/secrets.env)."
     )
-    secret_access_key: str = Field(
-        default="", description="Secret key (generated per install into TICKSTREAM_HOME/secrets.env)."
+    secret_access_key: SecretStr = Field(
+        default=SecretStr(""),
+        description="Secret key (generated per install into TICKSTREAM_HOME/secrets.env; never in a repr).",
     )
     region: str = Field(default="us-east-1", description="Signing region.")
     path_style: bool = Field(default=True, description="Path-style addressing (SeaweedFS, MinIO).")
     bucket: str = Field(default=LAKE_BUCKET, description="Bucket holding the Parquet lake.")
+
+    @model_validator(mode="after")
+    def _not_the_retired_public_key(self) -> S3Settings:
+        if self.secret_access_key.get_secret_value() == RETIRED_PUBLIC_SECRET:
+            raise ValueError(
+                f"TICKSTREAM_S3_SECRET_ACCESS_KEY is {RETIRED_PUBLIC_SECRET!r}, the public default of older "
+                "releases: remove it from your environment or .env (`tickstream up` makes one per install)"
+            )
+        return self
 
 
 def _default_catalog_uri() -> str:

@@ -99,3 +99,13 @@ def test_kafka_sasl_without_credentials_is_a_clear_error() -> None:
     assert plain.spark_options()["kafka.sasl.jaas.config"].startswith(
         "org.apache.kafka.common.security.plain.PlainLoginModule required"
     )
+
+
+def test_the_retired_public_s3_key_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TICKSTREAM_S3_SECRET_ACCESS_KEY", "tickstream-local-secret")
+    with pytest.raises(ValidationError, match="public default of older releases"):
+        S3Settings()
+    monkeypatch.setenv("TICKSTREAM_S3_SECRET_ACCESS_KEY", "a-key-of-this-install")
+    settings = S3Settings()
+    assert "a-key-of-this-install" not in repr(settings)  # a SecretStr: never in a repr or log line
+    assert environment(settings)["TICKSTREAM_S3_SECRET_ACCESS_KEY"] == "a-key-of-this-install"

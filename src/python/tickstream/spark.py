@@ -97,7 +97,7 @@ def iceberg_conf(catalog: CatalogSettings, s3: S3Settings) -> dict[str, str]:
             {
                 f"{prefix}.io-impl": "org.apache.iceberg.aws.s3.S3FileIO",
                 f"{prefix}.s3.access-key-id": s3.access_key_id,
-                f"{prefix}.s3.secret-access-key": s3.secret_access_key,
+                f"{prefix}.s3.secret-access-key": s3.secret_access_key.get_secret_value(),
                 f"{prefix}.s3.path-style-access": str(s3.path_style).lower(),
                 f"{prefix}.client.region": s3.region,
             }

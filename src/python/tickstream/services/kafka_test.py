@@ -110,7 +110,7 @@ def test_port_in_use_is_reported_before_any_download(
     assert not service.libs_dir.exists()
 
 
-def test_sasl_plaintext_broker_admits_its_one_user(tmp_path: Path) -> None:
+def test_sasl_plaintext_broker_config_names_its_one_user(tmp_path: Path) -> None:
     settings = KafkaSettings(
         port=19092,
         controller_port=19093,

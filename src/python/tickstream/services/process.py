@@ -134,6 +134,14 @@ def _cmdline(proc: psutil.Process, wait: float = 2.0) -> str:
         time.sleep(0.02)
 
 
+def _owned_by_us(proc: psutil.Process) -> bool:
+    """True if the process runs as this user (a PID reused by another user's process is not ours)."""
+    try:
+        return bool(proc.uids().real == os.getuid())
+    except psutil.Error:
+        return False
+
+
 def _alive(proc: psutil.Process) -> bool:
     """True unless the process has fully exited (reaping it if it is our child).
 
@@ -180,21 +188,27 @@ class Daemon:
         except FileNotFoundError:
             return None
         except (OSError, ValueError):
-            self.pid_file.unlink(missing_ok=True)
-            return None
+            pid = None
+        if pid is not None and self._is_ours(pid):
+            return pid
+        self.pid_file.unlink(missing_ok=True)
+        return None
+
+    def _is_ours(self, pid: int) -> bool:
+        """True if `pid` is a live process of this service (its marker in the command line or environment)."""
         try:
             proc = psutil.Process(pid)
+        except psutil.Error:
+            return False
+        try:
             ours = self.cmdline_marker in _cmdline(proc) or (
                 proc.environ().get(MARKER_ENV) == self.cmdline_marker
             )
         except psutil.NoSuchProcess:
-            ours = False
-        except psutil.Error:  # exists, but unreadable for a moment (e.g. while it execs): keep it
-            return pid
-        if ours and _alive(proc):
-            return pid
-        self.pid_file.unlink(missing_ok=True)
-        return None
+            return False
+        except psutil.Error:  # exists but unreadable: ours for a moment (mid-exec), or another user's
+            return _owned_by_us(proc)
+        return ours and _alive(proc)
 
     def start(
         self, argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: Path | None = None

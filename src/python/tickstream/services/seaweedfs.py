@@ -70,7 +70,7 @@ def s3_client(settings: S3Settings) -> Any:
         "s3",
         endpoint_url=settings.endpoint_url or None,
         aws_access_key_id=settings.access_key_id,
-        aws_secret_access_key=settings.secret_access_key,
+        aws_secret_access_key=settings.secret_access_key.get_secret_value(),
         region_name=settings.region,
         config=Config(
             s3={"addressing_style": "path" if settings.path_style else "auto"},
@@ -99,7 +99,10 @@ def s3_identities(settings: S3Settings) -> dict[str, Any]:
             {
                 "name": "tickstream",
                 "credentials": [
-                    {"accessKey": settings.access_key_id, "secretKey": settings.secret_access_key}
+                    {
+                        "accessKey": settings.access_key_id,
+                        "secretKey": settings.secret_access_key.get_secret_value(),
+                    }
                 ],
                 "actions": ["Admin", "Read", "List", "Tagging", "Write"],
             }
@@ -256,7 +259,7 @@ class SeaweedFSService:
             name
             for name, value in (
                 ("TICKSTREAM_S3_ACCESS_KEY_ID", self.s3.access_key_id),
-                ("TICKSTREAM_S3_SECRET_ACCESS_KEY", self.s3.secret_access_key),
+                ("TICKSTREAM_S3_SECRET_ACCESS_KEY", self.s3.secret_access_key.get_secret_value()),
                 ("TICKSTREAM_SEAWEEDFS_JWT_KEY", self.settings.jwt_key.get_secret_value()),
                 ("TICKSTREAM_SEAWEEDFS_FILER_JWT_KEY", self.settings.filer_jwt_key.get_secret_value()),
             )

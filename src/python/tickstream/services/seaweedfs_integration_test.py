@@ -16,6 +16,7 @@ import pytest
 from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from pydantic import SecretStr
 
 from tickstream.services.seaweedfs import SeaweedFSService, s3_client
 from tickstream.settings import S3Settings
@@ -59,7 +60,7 @@ def test_anonymous_and_wrong_secret_are_refused(s3_settings: S3Settings) -> None
     ):
         with pytest.raises(ClientError, match="AccessDenied"):
             call()
-    wrong = s3_client(s3_settings.model_copy(update={"secret_access_key": "not-the-secret"}))
+    wrong = s3_client(s3_settings.model_copy(update={"secret_access_key": SecretStr("not-the-secret")}))
     with pytest.raises(ClientError, match="SignatureDoesNotMatch|AccessDenied"):
         wrong.get_object(Bucket=s3_settings.bucket, Key=key)
     client.delete_object(Bucket=s3_settings.bucket, Key=key)

@@ -24,7 +24,9 @@ def no_install_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def service(tmp_path: Path) -> SeaweedFSService:
     paths = PathsSettings(home=tmp_path / "home", cache_dir=tmp_path / "cache")
-    s3 = S3Settings(endpoint_url="http://127.0.0.1:18433", access_key_id="ak", secret_access_key="sk")
+    s3 = S3Settings(
+        endpoint_url="http://127.0.0.1:18433", access_key_id="ak", secret_access_key=SecretStr("sk")
+    )
     settings = SeaweedFSSettings(
         master_port=19433,
         volume_size_limit_mb=64,

@@ -187,7 +187,7 @@ def private_s3_server(home: Path | None = None) -> Iterator[SeaweedFSService]:
     s3 = S3Settings(  # keys of its own: the only place code makes up credentials
         endpoint_url=f"http://127.0.0.1:{free_port(grpc)}",
         access_key_id=f"private-{secrets.token_hex(4)}",
-        secret_access_key=secrets.token_urlsafe(24),
+        secret_access_key=SecretStr(secrets.token_urlsafe(24)),
     )
     seaweed = SeaweedFSSettings(
         master_port=free_port(grpc),
