@@ -33,7 +33,7 @@ from pyiceberg.catalog.sql import SqlCatalog
 from tickstream import duckdb_lake
 from tickstream.catalog import metadata_location, open_catalog
 from tickstream.lake import lake_table
-from tickstream.settings import CatalogSettings, S3Settings
+from tickstream.settings import CatalogSettings, S3Settings, settings_json
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ class LakeTables:
         self._lock = threading.Lock()
 
     def _catalog(self, access: LakeAccess) -> SqlCatalog:
-        key = (access.catalog.model_dump_json(), access.s3.model_dump_json())
+        key = (settings_json(access.catalog), settings_json(access.s3))
         with self._lock:
             if key not in self._catalogs:
                 self._catalogs[key] = open_catalog(access.catalog, access.s3)

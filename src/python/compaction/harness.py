@@ -38,7 +38,7 @@ from tickstream.duckdb_lake import connect
 from tickstream.lake import BARS_1M, TICKS, LakeLocation, s3_filesystem
 from tickstream.logs import configure_logging
 from tickstream.services.spark_jars import install_spark_jars
-from tickstream.settings import CatalogSettings, PathsSettings, S3Settings
+from tickstream.settings import CatalogSettings, PathsSettings, S3Settings, settings_json
 from tickstream.testing.lake import TestLake, private_catalog_settings
 from tickstream.testing.services import private_s3_server
 
@@ -49,7 +49,7 @@ def serve_s3() -> int:
     """Run a private S3 server until stdin closes, then stop it."""
     jars = [str(jar) for jar in install_spark_jars(PathsSettings())]
     with private_s3_server() as service:
-        print(json.dumps({"s3": service.s3.model_dump(), "jars": jars}), flush=True)
+        print(json.dumps({"s3": json.loads(settings_json(service.s3)), "jars": jars}), flush=True)
         sys.stdin.read()
     return 0
 

@@ -31,7 +31,7 @@ from dashboard.settings import DashboardSettings
 from dashboard.table_files import TableFiles
 from tickstream.kafka import topic_offsets
 from tickstream.lake import BARS_1M, STATUS_KEY, TICKS, LakeTable
-from tickstream.settings import CatalogSettings, KafkaSettings, S3Settings
+from tickstream.settings import CatalogSettings, KafkaSettings, S3Settings, settings_json
 
 CLOSED_HOUR_MARGIN = timedelta(minutes=5)
 """Without a status object, an hour that ended this long ago counts as closed (its bars all written)."""
@@ -56,7 +56,7 @@ class Sources:
         """Sources for these settings (the `Lake` is shared per process and configuration)."""
         self.settings = settings
         self.kafka = kafka
-        self.keys: Keys = (settings.model_dump_json(), s3.model_dump_json(), catalog.model_dump_json())
+        self.keys: Keys = (settings_json(settings), settings_json(s3), settings_json(catalog))
 
     def now(self) -> datetime:
         """The dashboard's clock (settings.now if pinned)."""
@@ -140,7 +140,7 @@ class Sources:
     def kafka_end_offsets(self) -> dict[int, int]:
         """End offsets of the dashboard's topic."""
         return _kafka_end_offsets(
-            self.kafka.model_dump_json(),
+            settings_json(self.kafka),
             self.settings.kafka_topic,
             self.settings.kafka_timeout_seconds,
             period(self.settings.health_refresh_seconds),

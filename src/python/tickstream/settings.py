@@ -8,6 +8,7 @@ the install's generated secrets file (tickstream.credentials).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Literal
 
@@ -283,6 +284,17 @@ def environment(*settings: BaseSettings) -> dict[str, str]:
             if value is not None:
                 env[str(variable).upper()] = str(value)
     return env
+
+
+def settings_json(settings: BaseSettings) -> str:
+    """The settings as JSON with their secrets in clear, for `type(settings).model_validate_json` to rebuild
+    them (pydantic's own JSON masks SecretStr fields): a cache key or a child process's input; never log it.
+    """
+
+    def plain(value: object) -> str:
+        return value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+
+    return json.dumps(settings.model_dump(), default=plain, sort_keys=True)
 
 
 def invalid_settings(exc: ValidationError) -> str:

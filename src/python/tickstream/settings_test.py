@@ -8,7 +8,14 @@ import pytest
 from pydantic import SecretStr, ValidationError
 from pydantic_settings import SettingsConfigDict
 
-from tickstream.settings import KafkaSettings, LakeRootSettings, PathsSettings, S3Settings, environment
+from tickstream.settings import (
+    KafkaSettings,
+    LakeRootSettings,
+    PathsSettings,
+    S3Settings,
+    environment,
+    settings_json,
+)
 from tickstream.topology import LAKE_BUCKET
 
 
@@ -109,3 +116,10 @@ def test_the_retired_public_s3_key_is_refused(monkeypatch: pytest.MonkeyPatch) -
     settings = S3Settings()
     assert "a-key-of-this-install" not in repr(settings)  # a SecretStr: never in a repr or log line
     assert environment(settings)["TICKSTREAM_S3_SECRET_ACCESS_KEY"] == "a-key-of-this-install"
+
+
+def test_settings_json_round_trips_the_secrets_pydantic_masks() -> None:
+    s3 = S3Settings(endpoint_url="http://s3:1", access_key_id="ak", secret_access_key=SecretStr("sk"))
+    assert "sk" not in s3.model_dump_json()  # pydantic masks it ...
+    rebuilt = S3Settings.model_validate_json(settings_json(s3))  # ... settings_json keeps it
+    assert rebuilt.secret_access_key.get_secret_value() == "sk" and rebuilt == s3
