@@ -26,6 +26,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from tickstream.credentials import missing_secrets
 from tickstream.logs import get_logger
 from tickstream.services.process import ServiceError
 from tickstream.settings import DagSettings, InstallSecretsSettings, PathsSettings, environment
@@ -119,10 +120,10 @@ def airflow_command(venv: Path, settings: AirflowSettings, paths: PathsSettings)
     processor and the API server (loopback, settings in the environment) together; when one of them exits,
     or on SIGTERM, the others are stopped too.
     """
-    secrets = (settings.admin_password, settings.jwt_secret, settings.secret_key, settings.fernet_key)
-    if not all(secret.get_secret_value() for secret in secrets):
+    missing = missing_secrets(settings)
+    if missing:
         raise ServiceError(
-            f"Airflow's secrets are not set: `tickstream up` generates them into {paths.secrets_file}"
+            f"{', '.join(missing)} not set: `tickstream up` generates them into {paths.secrets_file}"
         )
     target = passwords_file(paths)
     target.parent.mkdir(parents=True, exist_ok=True)

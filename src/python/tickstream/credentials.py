@@ -14,7 +14,9 @@ import secrets
 from collections.abc import Callable
 from pathlib import Path
 
-from tickstream.settings import PathsSettings
+from pydantic_settings import BaseSettings
+
+from tickstream.settings import PathsSettings, environment
 
 
 def _token(length: int) -> Callable[[], str]:
@@ -46,6 +48,13 @@ GENERATED: dict[str, Callable[[], str]] = {
     "TICKSTREAM_COMPOSE_CATALOG_PASSWORD": _hex(16),
 }
 """Every generated secret: its variable and how a new value is made."""
+
+
+def missing_secrets(*settings: BaseSettings) -> list[str]:
+    """The generated secrets these settings hold that are empty (neither in the environment nor in the
+    install's file): what a service names when it refuses to start."""
+    env = environment(*settings)
+    return [name for name in GENERATED if name in env and not env[name]]
 
 
 def read_secrets(path: Path) -> dict[str, str]:

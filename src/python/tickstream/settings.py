@@ -279,10 +279,8 @@ def environment(*settings: BaseSettings) -> dict[str, str]:
         for name, value in each.model_dump().items():
             alias = type(each).model_fields[name].validation_alias
             variable = alias.choices[-1] if isinstance(alias, AliasChoices) else f"{prefix}{name}"
-            if isinstance(value, SecretStr):
-                value = value.get_secret_value()
             if value is not None:
-                env[str(variable).upper()] = str(value)
+                env[str(variable).upper()] = str(_revealed(value))
     return env
 
 
@@ -291,10 +289,12 @@ def settings_json(settings: BaseSettings) -> str:
     them (pydantic's own JSON masks SecretStr fields): a cache key or a child process's input; never log it.
     """
 
-    def plain(value: object) -> str:
-        return value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+    return json.dumps(settings.model_dump(), default=lambda value: str(_revealed(value)), sort_keys=True)
 
-    return json.dumps(settings.model_dump(), default=plain, sort_keys=True)
+
+def _revealed(value: object) -> object:
+    """A SecretStr's value in clear; any other value as is."""
+    return value.get_secret_value() if isinstance(value, SecretStr) else value
 
 
 def invalid_settings(exc: ValidationError) -> str:

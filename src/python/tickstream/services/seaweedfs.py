@@ -21,6 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from tickstream.credentials import missing_secrets
 from tickstream.logs import get_logger
 from tickstream.services.install import install_problem, mark_installed, run_logged
 from tickstream.services.process import (
@@ -255,16 +256,7 @@ class SeaweedFSService:
 
     def check_secrets(self) -> None:
         """ServiceError unless the S3 key pair and signing keys are set (the first `up` generates them)."""
-        missing = [
-            name
-            for name, value in (
-                ("TICKSTREAM_S3_ACCESS_KEY_ID", self.s3.access_key_id),
-                ("TICKSTREAM_S3_SECRET_ACCESS_KEY", self.s3.secret_access_key.get_secret_value()),
-                ("TICKSTREAM_SEAWEEDFS_JWT_KEY", self.settings.jwt_key.get_secret_value()),
-                ("TICKSTREAM_SEAWEEDFS_FILER_JWT_KEY", self.settings.filer_jwt_key.get_secret_value()),
-            )
-            if not value
-        ]
+        missing = missing_secrets(self.s3, self.settings)
         if missing:
             raise ServiceError(
                 f"{', '.join(missing)} not set: `tickstream up` generates them into "
