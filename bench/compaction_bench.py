@@ -30,14 +30,14 @@ from pathlib import Path
 from typing import Any
 
 from compaction.testdata import hour_start, write_status
+from ops.services.spark_jars import install_spark_jars
+from testkit.lake import TestLake, private_catalog_settings
+from testkit.services import private_s3_server
+from testkit.spark import register_lake, test_session
 from tickstream.catalog import metadata_location
 from tickstream.duckdb_lake import connect, iceberg_scan
 from tickstream.lake import TICKS, LakeLocation
-from tickstream.services.spark_jars import install_spark_jars
 from tickstream.settings import PathsSettings, S3Settings
-from tickstream.testing.lake import TestLake, private_catalog_settings
-from tickstream.testing.services import private_s3_server
-from tickstream.testing.spark import register_lake, test_session
 
 RESULTS_PATH = Path(__file__).resolve().parent / "results" / "compaction.json"
 SRC = Path(__file__).resolve().parents[1] / "src" / "python"

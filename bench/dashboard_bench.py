@@ -38,9 +38,9 @@ from typing import Any
 from dashboard.bench import NOW, Builder
 from dashboard.lake_reader import Lake
 from dashboard.settings import DashboardSettings
+from testkit.lake import TestLake, private_catalog_settings
 from tickstream.lake import BARS_1M
 from tickstream.settings import S3Settings
-from tickstream.testing.lake import TestLake, private_catalog_settings
 
 RESULTS_PATH = Path(__file__).resolve().parent / "results" / "dashboard.json"
 DAY_START, DAY_END = NOW - timedelta(days=1), NOW

@@ -4,7 +4,7 @@ Generates one UTC day of ticks at a steady rate (random-walk prices, 8 symbols) 
 builds two scratch Iceberg lakes of them with the dashboard benchmark's lake builder
 (`dashboard.bench.Builder`: data files written with pyarrow, each sorted by its table's sort order, registered
 with pyiceberg's add_files; much faster to build than one pyiceberg append per micro-batch). Each lake is a
-private SQLite catalog with a local (file://) warehouse in a temporary directory (`tickstream.testing.lake`):
+private SQLite catalog with a local (file://) warehouse in a temporary directory (`testkit.lake`):
 local disk only, no services.
 
 - streamed ("raw"), as the streaming job leaves the tables: ticks one file per `--batch-seconds` micro-batch
@@ -48,13 +48,13 @@ from typing import Any
 import duckdb
 import numpy as np
 import pyarrow as pa
-from analytics.run import AnalyticsSettings, run_dbt
 
+from analytics.run import AnalyticsSettings, run_dbt
 from dashboard.bench import Builder
+from testkit.lake import TestLake, private_catalog_settings
 from tickstream.catalog import load_table, metadata_location
 from tickstream.duckdb_lake import connect, iceberg_scan
 from tickstream.lake import BARS_1M, TICKS, LakeTable
-from tickstream.testing.lake import TestLake, private_catalog_settings
 
 RESULTS_PATH = Path(__file__).resolve().parent / "results" / "dbt.json"
 SYMBOLS = ("AAPL", "MSFT", "NVDA", "AMZN", "GOOGL", "META", "TSLA", "SPY")

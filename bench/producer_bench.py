@@ -24,12 +24,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ops.services.kafka import KafkaService, ensure_topics
 from producer.kafka_sink import KafkaTickSink, producer_config
 from producer.publish import publish
 from producer.settings import ProducerSettings
 from producer.simulator import SimulatedFeed, SimulationConfig
 from tickstream.contracts import now_us
-from tickstream.services.kafka import KafkaService, ensure_topics
 from tickstream.settings import KafkaSettings, PathsSettings
 from tickstream.topology import MS_PER_DAY, TICKS_TOPIC, Topic
 

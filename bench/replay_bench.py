@@ -1,7 +1,7 @@
 """Replay benchmark: years of daily bars replayed into a running platform, landed, corrected and modelled.
 
 With the streaming job running on a scratch topic and lake (its own Iceberg catalog and warehouse prefix)
-and a live producer at 2,000 ticks/s, `tickstream.replay` (what `tickstream replay FILE` runs) publishes a
+and a live producer at 2,000 ticks/s, `ops.replay` (what `tickstream replay FILE` runs) publishes a
 file of daily bars of one symbol over 2,148 weekdays (8.2 years: 8,592 ticks, one hour partition per day),
 waits until the streaming job has committed them and recomputed the bars of their hours, and builds the dbt
 models of the touched days. Measured: the seconds to each of those points (target: modelled in under 60 s),
@@ -36,12 +36,12 @@ from typing import Any
 
 import polars as pl
 
+from ops.replay import ReplayRequest, replay
+from ops.services.kafka import ensure_topics
+from ops.services.spark_jars import install_spark_jars
+from testkit.lake import TestLake, private_catalog_settings
 from tickstream.lake import BARS_1M, TICKS, LakeLocation, read_status
-from tickstream.replay import ReplayRequest, replay
-from tickstream.services.kafka import ensure_topics
-from tickstream.services.spark_jars import install_spark_jars
 from tickstream.settings import KafkaSettings, PathsSettings, S3Settings
-from tickstream.testing.lake import TestLake, private_catalog_settings
 from tickstream.topology import MS_PER_DAY, Topic
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -43,16 +43,16 @@ from typing import Any
 
 from confluent_kafka import Producer
 
+from ops.services.kafka import KafkaService, ensure_topics
 from producer.simulator import SimulatedFeed, SimulationConfig
 from streaming.settings import StreamingSettings, delay_seconds
 from streaming.status import StatusStore
+from testkit.lake import TestLake, private_catalog_settings
 from tickstream.catalog import metadata_location
 from tickstream.contracts import decode_tick, encode_tick_columns, kafka_key, now_us
 from tickstream.duckdb_lake import connect, iceberg_scan
 from tickstream.lake import TICKS, LakeLocation
-from tickstream.services.kafka import KafkaService, ensure_topics
 from tickstream.settings import KafkaSettings, PathsSettings, S3Settings
-from tickstream.testing.lake import TestLake, private_catalog_settings
 from tickstream.topology import MS_PER_DAY, TICKS_TOPIC, Topic
 
 RESULTS_PATH = Path(__file__).resolve().parent / "results" / "streaming.json"

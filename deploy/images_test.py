@@ -28,7 +28,7 @@ EXPECTED_PEXES = {
         "src.python.compaction/bin.pex",
         "src.python.analytics/bin.pex",
     },
-    "tickstream/cli": {"src.python.tickstream/cli.pex"},
+    "tickstream/cli": {"src.python.ops/cli.pex"},
     "tickstream/compaction": {"src.python.compaction/bin.pex"},
     "tickstream/dashboard": {"src.python.dashboard/bin.pex"},
     "tickstream/producer": {"src.python.producer/bin.pex"},
@@ -69,7 +69,7 @@ def test_pex_output_paths(targets: list[Target]) -> None:
     pexes = {t.address: t.pex_output_path() for t in targets if t.kind == "pex_binary"}
     assert pexes["src/dags:airflow"] == "src.dags/airflow.pex"
     assert pexes["src/python/producer:bin"] == "src.python.producer/bin.pex"
-    assert pexes["src/python/tickstream:cli"] == "src.python.tickstream/cli.pex"
+    assert pexes["src/python/ops:cli"] == "src.python.ops/cli.pex"
 
 
 def test_dockerfiles_copy_the_pexes_of_their_image(all_images: list[Image], targets: list[Target]) -> None:

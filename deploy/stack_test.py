@@ -33,7 +33,7 @@ from deploy.static_checks import (
     repo_root,
     strings,
 )
-from tickstream.credentials import GENERATED
+from ops.credentials import GENERATED
 
 EXPECTED_SERVICES = {
     "kafka",

@@ -305,7 +305,7 @@ def spark_jars_problems(image: Image, spark_version: str) -> list[str]:
     """An image that runs a Spark job carries the pom's jars where the job looks for them.
 
     The jobs never download: they take every jar in `$TICKSTREAM_CACHE_DIR/spark-jars-<spark.version of
-    deploy/spark/pom.xml>/` (tickstream.services.spark_jars), and fail without Iceberg's runtime there.
+    deploy/spark/pom.xml>/` (ops.services.spark_jars), and fail without Iceberg's runtime there.
     """
     jar_dirs = [
         match

@@ -1,5 +1,5 @@
 """Fixtures every test under src/python can use: running local Kafka and S3, Spark's jars, lakes of a test's
-own (`tickstream.testing.services`, loaded as a pytest plugin; its BUILD target is a dependency of this
+own (`testkit.services`, loaded as a pytest plugin; its BUILD target is a dependency of this
 file's)."""
 
-pytest_plugins = ["tickstream.testing.services"]
+pytest_plugins = ["testkit.services"]

@@ -28,12 +28,12 @@ from analytics.testing import (
     tick,
     ts_us,
 )
+from testkit.expected import expected_bar_table
+from testkit.lake import TestLake, private_catalog_settings, tick_rows
 from tickstream import duckdb_lake
 from tickstream.catalog import metadata_location
 from tickstream.contracts import Tick
 from tickstream.lake import BARS_1M, TICKS, lake_table
-from tickstream.testing.expected import expected_bar_table
-from tickstream.testing.lake import TestLake, private_catalog_settings, tick_rows
 
 pytestmark = pytest.mark.timeout(600)
 

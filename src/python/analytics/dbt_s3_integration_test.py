@@ -11,8 +11,8 @@ import pytest
 
 from analytics.run import RUN_RESULTS_KEY, AnalyticsSettings, run_dbt
 from analytics.testing import build_fixture_lake, expected_ohlcv_daily
+from testkit.lake import TestLake
 from tickstream.lake import LakeLocation
-from tickstream.testing.lake import TestLake
 
 pytestmark = pytest.mark.timeout(900)
 

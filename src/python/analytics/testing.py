@@ -1,9 +1,9 @@
 """Fixture lakes for the dbt tests, and the marts they must give, computed independently with polars.
 
-A fixture lake is a `tickstream.testing.lake.TestLake` (a private Iceberg catalog and warehouse): ticks are
+A fixture lake is a `testkit.lake.TestLake` (a private Iceberg catalog and warehouse): ticks are
 appended as the streaming job commits them (one snapshot per micro-batch, late ticks in later commits),
 an hour is compacted by rewriting its files in one commit, and the 1-minute bars are those of
-`tickstream.testing.expected.expected_bars`. The expectations below never use DuckDB or dbt: they are a
+`testkit.expected.expected_bars`. The expectations below never use DuckDB or dbt: they are a
 second implementation of the marts' definitions (docs/analytics.md), for tests to compare against.
 """
 
@@ -17,10 +17,10 @@ from typing import Any
 
 import polars as pl
 
+from testkit.expected import expected_bar_table, expected_bars
+from testkit.lake import TestLake, tick_rows
 from tickstream.contracts import Tick, make_tick
 from tickstream.lake import BARS_1M, TICKS
-from tickstream.testing.expected import expected_bar_table, expected_bars
-from tickstream.testing.lake import TestLake, tick_rows
 
 MINUTE_US = 60_000_000
 HOUR_US = 3_600_000_000

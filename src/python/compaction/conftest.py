@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
-from tickstream.testing.spark import test_session
+from testkit.spark import test_session
 
 
 @pytest.fixture(scope="session")

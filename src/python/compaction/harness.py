@@ -32,15 +32,15 @@ import pyarrow.fs as pafs
 import typer
 
 from compaction.testdata import fill_hour, hour_start, ticks_summary, write_status
+from ops.services.spark_jars import install_spark_jars
+from testkit.lake import TestLake, private_catalog_settings
+from testkit.services import private_s3_server
 from tickstream.catalog import load_table
 from tickstream.commands import command_app
 from tickstream.duckdb_lake import connect
 from tickstream.lake import BARS_1M, TICKS, LakeLocation, s3_filesystem
 from tickstream.logs import configure_logging
-from tickstream.services.spark_jars import install_spark_jars
 from tickstream.settings import CatalogSettings, PathsSettings, S3Settings, settings_json
-from tickstream.testing.lake import TestLake, private_catalog_settings
-from tickstream.testing.services import private_s3_server
 
 ACTIVITY_MART = "marts/fct_activity_hourly/data.parquet"
 

@@ -26,11 +26,11 @@ import pytest
 from pyiceberg.exceptions import CommitFailedException
 
 from compaction.testdata import fill_hour, hour_start, synthetic_ticks, ticks_summary, write_status
+from testkit.lake import TestLake
 from tickstream.catalog import load_table, metadata_location
 from tickstream.duckdb_lake import connect
 from tickstream.lake import BARS_1M, TICKS, LakeLocation, s3_filesystem
 from tickstream.settings import S3Settings
-from tickstream.testing.lake import TestLake
 
 pytestmark = pytest.mark.integration
 

@@ -19,10 +19,10 @@ from compaction.maintenance import compact_hour, maintain_table
 from compaction.plan import HourPartition
 from compaction.settings import CompactionSettings
 from compaction.testdata import bars_of, fill_hour, hour_start, synthetic_ticks, write_status
+from testkit.lake import TestLake
+from testkit.spark import register_lake
 from tickstream.catalog import load_table
 from tickstream.lake import BARS_1M, TICKS, LakeLocation, LakeTable
-from tickstream.testing.lake import TestLake
-from tickstream.testing.spark import register_lake
 
 DATE, HOUR = "2024-03-01", "09"
 SETTINGS = CompactionSettings()

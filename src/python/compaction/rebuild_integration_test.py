@@ -22,13 +22,13 @@ import pytest
 from confluent_kafka import Producer
 
 from compaction.testdata import fill_hour, write_status
+from ops.services.kafka import ensure_topics
+from testkit.expected import EXPECTED_BAR_SQL_COLUMNS, expected_bars
+from testkit.lake import TestLake, tick_rows
 from tickstream.catalog import metadata_location
 from tickstream.contracts import Tick, encode_tick, make_tick
 from tickstream.duckdb_lake import connect, iceberg_scan
 from tickstream.lake import BARS_1M, TICKS, LakeLocation, LakeTable
-from tickstream.services.kafka import ensure_topics
-from tickstream.testing.expected import EXPECTED_BAR_SQL_COLUMNS, expected_bars
-from tickstream.testing.lake import TestLake, tick_rows
 from tickstream.topology import Topic
 
 pytestmark = pytest.mark.integration

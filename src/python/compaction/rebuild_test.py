@@ -11,10 +11,10 @@ from compaction import rebuild
 from compaction.plan import HourPartition
 from compaction.rebuild import overwrite_hour
 from compaction.testdata import hour_start, synthetic_ticks
+from testkit.lake import TestLake
+from testkit.spark import register_lake
 from tickstream.catalog import load_table
 from tickstream.lake import TICKS
-from tickstream.testing.lake import TestLake
-from tickstream.testing.spark import register_lake
 
 HOUR = HourPartition.of(TICKS, "2024-03-01", "09")
 

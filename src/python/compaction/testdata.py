@@ -1,6 +1,6 @@
 """Synthetic lake content for tests and the benchmark: hours of ticks and bars appended as the stream does.
 
-Rows are appended to a test lake's Iceberg tables one small commit at a time (`tickstream.testing.lake`),
+Rows are appended to a test lake's Iceberg tables one small commit at a time (`testkit.lake`),
 like the streaming job's micro-batches; a status object whose watermark closes the hours lets the
 compaction job run; DuckDB reads an hour back through the table's current snapshot.
 """
@@ -16,12 +16,12 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from testkit.expected import expected_bar_table
+from testkit.lake import TestLake
 from tickstream.catalog import metadata_location
 from tickstream.contracts import Tick
 from tickstream.duckdb_lake import iceberg_scan
 from tickstream.lake import BARS_1M, STATUS_KEY, TICKS, LakeLocation, put_object
-from tickstream.testing.expected import expected_bar_table
-from tickstream.testing.lake import TestLake
 
 SYMBOLS = ("AAPL", "MSFT", "NVDA", "AMZN", "GOOGL", "META", "TSLA", "SPY", "BRK.B", "JPM")
 HOUR_US = 3_600_000_000
@@ -59,7 +59,7 @@ def synthetic_ticks(start: datetime, first: int, rows: int, hour_rows: int, seed
 
 
 def bars_of(ticks: pa.Table) -> pa.Table:
-    """The true 1-minute bars of ticks-table rows (`tickstream.testing.expected`)."""
+    """The true 1-minute bars of ticks-table rows (`testkit.expected`)."""
     return expected_bar_table(
         cast(list[Tick], ticks.select(["symbol", "seq", "ts_us", "price", "size"]).to_pylist())
     )

@@ -42,11 +42,11 @@ from dashboard.bars import TimeRange, overview, with_moving_averages
 from dashboard.data import Sources, clear_caches
 from dashboard.lake_reader import Lake
 from dashboard.settings import DashboardSettings
+from testkit.lake import TestLake, private_catalog_settings
 from tickstream.catalog import load_table
 from tickstream.commands import command_app
 from tickstream.lake import BARS_1M, TICKS, LakeLocation, LakeTable
 from tickstream.settings import KafkaSettings, S3Settings
-from tickstream.testing.lake import TestLake, private_catalog_settings
 
 NOW = datetime(2026, 11, 26, 14, 40, tzinfo=UTC)
 SYMBOLS = [f"S{i:02d}" for i in range(30)]

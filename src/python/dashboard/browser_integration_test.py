@@ -21,11 +21,11 @@ from playwright.sync_api import Page, sync_playwright
 
 from dashboard.browser import CHROMIUM_ARGS, ChromiumUnavailable, ensure_chromium
 from dashboard.testing import DashboardLake, tick
+from ops.services.seaweedfs import SeaweedFSService
+from testkit.lake import TestLake, private_catalog_settings
+from testkit.services import free_port
 from tickstream.contracts import Tick
 from tickstream.lake import LakeLocation
-from tickstream.services.seaweedfs import SeaweedFSService
-from tickstream.testing.lake import TestLake, private_catalog_settings
-from tickstream.testing.services import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -11,9 +11,9 @@ import pytest
 
 from dashboard.data import clear_caches
 from dashboard.testing import DashboardLake, tick
+from testkit.lake import TestLake
 from tickstream.contracts import Tick
 from tickstream.lake import TICKS, LakeLocation
-from tickstream.testing.lake import TestLake
 
 NOW = datetime(2024, 3, 1, 10, 2, 30, tzinfo=UTC)
 """The dashboard's pinned clock in the fixture lake's tests."""

@@ -1,6 +1,6 @@
 """The dashboard's reads and rules without Streamlit pages, on Iceberg test lakes.
 
-Bars are compared with `tickstream.testing.expected.expected_bars` (polars), a computation independent of
+Bars are compared with `testkit.expected.expected_bars` (polars), a computation independent of
 the dashboard's DuckDB SQL and its partial-bar merge.
 """
 
@@ -33,12 +33,12 @@ from dashboard.lake_reader import Lake, bars_sql
 from dashboard.settings import DashboardSettings
 from dashboard.table_files import HourFiles, Rewrite, TableFiles
 from dashboard.testing import DashboardLake, tick
+from testkit.expected import expected_bars
+from testkit.lake import TestLake
 from tickstream import duckdb_lake
 from tickstream.contracts import Tick
 from tickstream.lake import BARS_1M, TICKS
 from tickstream.settings import CatalogSettings, KafkaSettings, S3Settings
-from tickstream.testing.expected import expected_bars
-from tickstream.testing.lake import TestLake
 
 MINUTE = timedelta(minutes=1)
 

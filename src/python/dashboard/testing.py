@@ -2,7 +2,7 @@
 beside it (status, run results, marts), written the way the platform writes them.
 
 Ticks are appended one commit per call, as one streaming micro-batch commits them; bars are computed from
-ticks by `tickstream.testing.expected.expected_bars` (polars: an implementation separate from the dashboard's
+ticks by `testkit.expected.expected_bars` (polars: an implementation separate from the dashboard's
 DuckDB SQL) and appended one commit per call, as the streaming job appends the bars of complete minutes.
 `compact_hour` rewrites an hour's files into one with a `replace` snapshot, as Iceberg's rewrite_data_files
 does for the compaction job.
@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from testkit.expected import expected_bar_table
+from testkit.lake import TestLake, tick_rows
 from tickstream.contracts import Tick
 from tickstream.lake import BARS_1M, STATUS_KEY, TICKS, LakeLocation, LakeTable, put_object
-from tickstream.testing.expected import expected_bar_table
-from tickstream.testing.lake import TestLake, tick_rows
 
 US = 1_000_000
 

@@ -31,14 +31,14 @@ from confluent_kafka import Consumer, TopicPartition
 from dashboard.lake_reader import Lake as DashboardLake
 from dashboard.settings import DashboardSettings
 from e2e.artifacts import package, source_dir
-from tickstream.airflow_local import ensure_venv
+from ops.airflow_local import ensure_venv
+from ops.services.kafka import ensure_topics
+from testkit.expected import EXPECTED_BAR_SQL_COLUMNS, expected_bars
+from testkit.lake import TestLake, private_catalog_settings
 from tickstream.contracts import Rejection, Tick, decode_tick
 from tickstream.duckdb_lake import iceberg_scan
 from tickstream.lake import BARS_1M, QUARANTINE, TICKS, LakeLocation, LakeTable, read_status
-from tickstream.services.kafka import ensure_topics
 from tickstream.settings import DagSettings, PathsSettings, S3Settings, environment
-from tickstream.testing.expected import EXPECTED_BAR_SQL_COLUMNS, expected_bars
-from tickstream.testing.lake import TestLake, private_catalog_settings
 from tickstream.topology import Topic
 
 pytestmark = pytest.mark.integration
@@ -400,9 +400,9 @@ def daily_bars_file(path: Path) -> pl.DataFrame:
 
 
 def test_replay_of_past_years_lands_in_lake_bars_and_marts_while_live_ticks_flow(platform: Platform) -> None:
+    from ops.replay import ReplayRequest, replay
     from producer.replay import read_table as read_replay_file
     from producer.replay import to_tick_frame
-    from tickstream.replay import ReplayRequest, replay
 
     path = platform.work / "daily.csv"
     file_bars = daily_bars_file(path)

@@ -22,8 +22,8 @@ import psutil
 import pytest
 
 from e2e.artifacts import package, source_dir
-from tickstream.credentials import read_secrets
-from tickstream.testing.services import free_port
+from ops.credentials import read_secrets
+from testkit.services import free_port
 
 pytestmark = pytest.mark.integration
 

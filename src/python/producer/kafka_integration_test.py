@@ -17,6 +17,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
+from ops.services.kafka import KafkaService
 from producer.cli import app
 from producer.kafka_sink import KafkaTickSink, producer_config
 from producer.publish import publish
@@ -24,7 +25,6 @@ from producer.settings import ProducerSettings
 from producer.simulator import SimulatedFeed, SimulationConfig
 from tickstream.contracts import Rejection, decode_tick, now_us
 from tickstream.kafka import topic_offsets
-from tickstream.services.kafka import KafkaService
 from tickstream.settings import environment
 from tickstream.topology import TICKS_TOPIC
 

@@ -11,8 +11,8 @@ from pyspark.sql import DataFrame, SparkSession
 
 from streaming.settings import StreamingSettings
 from streaming.spark_session import spark_conf
+from testkit.spark import test_session
 from tickstream.settings import CatalogSettings, S3Settings
-from tickstream.testing.spark import test_session
 
 
 @pytest.fixture(scope="session")

@@ -33,17 +33,17 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
+from ops.services.kafka import KafkaService, ensure_topics
+from ops.services.seaweedfs import SeaweedFSService
 from streaming.status import StatusStore
 from streaming.writers import SNAPSHOT_BATCH_ID
+from testkit.expected import EXPECTED_BAR_SQL_COLUMNS, expected_bars
+from testkit.lake import TestLake, private_catalog_settings
 from tickstream.catalog import load_table, metadata_location
 from tickstream.contracts import Rejection, Tick, decode_tick, encode_tick, make_tick
 from tickstream.duckdb_lake import connect, iceberg_scan
 from tickstream.lake import BARS_1M, QUARANTINE, TICKS, LakeLocation, LakeTable
-from tickstream.services.kafka import KafkaService, ensure_topics
-from tickstream.services.seaweedfs import SeaweedFSService
 from tickstream.settings import S3Settings
-from tickstream.testing.expected import EXPECTED_BAR_SQL_COLUMNS, expected_bars
-from tickstream.testing.lake import TestLake, private_catalog_settings
 from tickstream.topology import Topic
 
 pytestmark = pytest.mark.integration

@@ -20,15 +20,16 @@ from pyspark.sql import SparkSession
 from typer.testing import CliRunner
 
 from streaming import job, supervisor, upkeep
-from streaming.job import LakeSink, start_ticks_query
+from streaming.job import start_ticks_query
 from streaming.settings import StreamingSettings
+from streaming.sink import LakeSink
 from streaming.status import StatusBook, StatusListener, StatusStore
 from streaming.upkeep import BarsSchedule
 from streaming.writers import BarsUpdater, IcebergBatchSink
+from testkit.lake import TestLake, tick_rows
+from testkit.spark import register_lake
 from tickstream.contracts import encode_tick, make_tick
 from tickstream.lake import BARS_1M, QUARANTINE, STATUS_KEY, TICKS, LakeLocation
-from tickstream.testing.lake import TestLake, tick_rows
-from tickstream.testing.spark import register_lake
 
 KAFKA_SCHEMA = (
     "key binary, value binary, topic string, partition int, offset bigint, timestamp timestamp, "

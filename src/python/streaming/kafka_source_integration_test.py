@@ -7,9 +7,9 @@ import pytest
 from confluent_kafka import Producer
 from pyspark.sql import SparkSession
 
+from ops.services.kafka import KafkaService
 from streaming.job import kafka_records, starting_offsets
 from streaming.settings import StreamingSettings
-from tickstream.services.kafka import KafkaService
 from tickstream.topology import TICKS_TOPIC
 
 pytestmark = pytest.mark.integration

@@ -20,9 +20,9 @@ from streaming.transforms import (
     parse_ticks,
     route_ticks_batch,
 )
+from testkit.expected import expected_bars
 from tickstream.contracts import Rejection, decode_tick, encode_tick, make_tick
 from tickstream.lake import BARS_1M, QUARANTINE, TICKS
-from tickstream.testing.expected import expected_bars
 
 KAFKA_TS_US = int(KAFKA_TS.timestamp() * 1_000_000)
 T0 = KAFKA_TS_US - 60_000_000

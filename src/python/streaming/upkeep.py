@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
 
 from pyspark.sql import SparkSession
 
 from streaming.settings import StreamingSettings
+from streaming.sink import LakeSink
 from streaming.status import StatusBook
 from streaming.supervisor import error_summary
 from streaming.writers import BarsUpdater
@@ -18,9 +18,6 @@ from tickstream.lake import TABLES
 from tickstream.logs import get_logger
 from tickstream.settings import CatalogSettings
 from tickstream.spark_iceberg import expire_snapshots
-
-if TYPE_CHECKING:
-    from streaming.job import LakeSink
 
 RETAIN_SNAPSHOTS = 10
 """Snapshots every table keeps whatever their age (the newest ones)."""

@@ -19,12 +19,12 @@ from streaming.writers import (
     floor_minute,
     uncorrected_late_hours,
 )
+from testkit.expected import expected_bars
+from testkit.lake import TestLake, tick_rows
+from testkit.spark import register_lake
 from tickstream.catalog import load_table
 from tickstream.contracts import Tick, encode_tick, make_tick
 from tickstream.lake import BARS_1M, QUARANTINE, TICKS
-from tickstream.testing.expected import expected_bars
-from tickstream.testing.lake import TestLake, tick_rows
-from tickstream.testing.spark import register_lake
 
 QUERY = "0c0ffee0-0000-4000-8000-000000000001"
 T0 = int((KAFKA_TS - timedelta(minutes=2)).timestamp() * 1_000_000)  # 09:28:00

@@ -1,6 +1,6 @@
 """Reading the platform's Kafka from any component: a topic's partition offsets (confluent-kafka).
 
-The broker itself (install, start, topics) is operations' concern: `tickstream.services.kafka`.
+The broker itself (install, start, topics) is operations' concern: `ops.services.kafka`.
 """
 
 from __future__ import annotations

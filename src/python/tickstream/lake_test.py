@@ -10,6 +10,7 @@ import pyarrow as pa
 import pytest
 from pyiceberg.transforms import HourTransform
 
+from testkit.lake import TestLake, tick_rows
 from tickstream.catalog import (
     TABLE_PROPERTIES,
     ensure_tables,
@@ -35,7 +36,6 @@ from tickstream.lake import (
     read_status,
 )
 from tickstream.settings import CatalogSettings
-from tickstream.testing.lake import TestLake, tick_rows
 
 
 def test_ticks_columns_are_the_contracts_plus_lineage_and_event_time() -> None:

@@ -3,7 +3,7 @@
 Each class reads its own environment prefix; defaults are local-only values for the
 platform started by `tickstream up` (see .env.example and the README's configuration
 reference). No secret has a default: classes holding one (InstallSecretsSettings) also read
-the install's generated secrets file (tickstream.credentials).
+the install's generated secrets file (ops.credentials).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class PathsSettings(BaseSettings):
 
     @property
     def secrets_file(self) -> Path:
-        """The install's generated secrets (KEY=value lines, mode 0600; tickstream.credentials)."""
+        """The install's generated secrets (KEY=value lines, mode 0600; ops.credentials)."""
         return self.home / "secrets.env"
 
     def spark_jars_dir(self, spark_version: str) -> Path:

@@ -35,7 +35,7 @@ def cached_connector_jars(paths: PathsSettings) -> list[Path]:
     if missing:
         raise MissingJarsError(
             f"no {', '.join(missing)} jar in {directory}; install Spark's extra jars first "
-            "(tickstream.services.spark_jars.install_spark_jars, run by `tickstream services up`)"
+            "(ops.services.spark_jars.install_spark_jars, run by `tickstream services up`)"
         )
     return jars
 

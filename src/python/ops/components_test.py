@@ -11,16 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from tickstream.airflow_local import (
+from ops.airflow_local import (
     AirflowSettings,
     airflow_command,
     airflow_healthy,
     ensure_venv,
     passwords_file,
 )
-from tickstream.components import ComponentsSettings, components
-from tickstream.credentials import ensure_install_secrets, read_secrets
-from tickstream.services.process import ServiceError
+from ops.components import ComponentsSettings, components
+from ops.credentials import ensure_install_secrets, read_secrets
+from ops.services.process import ServiceError
 from tickstream.settings import PathsSettings, S3Settings
 
 

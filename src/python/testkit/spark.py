@@ -9,9 +9,9 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
+from testkit.lake import TestLake
 from tickstream.settings import CatalogSettings, S3Settings
 from tickstream.spark import build_spark_session, iceberg_conf
-from tickstream.testing.lake import TestLake
 
 SPARK_EXTENSIONS = "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions"
 

@@ -20,14 +20,14 @@ from pathlib import Path
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from tickstream.logs import get_logger
-from tickstream.services.install import deploy_dir, maven_install, pom_property
-from tickstream.services.process import (
+from ops.services.install import deploy_dir, maven_install, pom_property
+from ops.services.process import (
     Daemon,
     ServiceError,
     ensure_ports_free,
     port_accepts,
 )
+from tickstream.logs import get_logger
 from tickstream.settings import KafkaSettings, PathsSettings
 from tickstream.topology import TOPICS, Topic
 

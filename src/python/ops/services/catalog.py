@@ -15,10 +15,10 @@ from pyiceberg.exceptions import NoSuchTableError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from ops.services.process import ServiceError
 from tickstream.catalog import ensure_tables, load_table, open_catalog
 from tickstream.lake import TABLES
 from tickstream.logs import get_logger
-from tickstream.services.process import ServiceError
 from tickstream.settings import CatalogSettings, PathsSettings, S3Settings
 
 log = get_logger("services.catalog")

@@ -2,7 +2,7 @@
 
 `tickstream up|down|status` runs the whole local platform (services and application components);
 `tickstream services up|down|status|logs [kafka|s3]` only the services. Run through ./tickstream, which
-builds the components' PEXes first, or as `python -m tickstream.cli ...`.
+builds the components' PEXes first, or as `python -m ops.cli ...`.
 """
 
 from __future__ import annotations
@@ -15,18 +15,18 @@ from typing import Annotated
 
 import typer
 
-from tickstream.airflow_local import AirflowSettings, airflow_home
+from ops.airflow_local import AirflowSettings, airflow_home
+from ops.components import Component, ComponentsSettings, components, start
+from ops.credentials import ensure_install_secrets
+from ops.replay import ReplayError, ReplayRequest, replay
+from ops.services.catalog import CatalogService
+from ops.services.kafka import KafkaService
+from ops.services.process import Service, ServiceError, tail
+from ops.services.seaweedfs import SeaweedFSService, SeaweedFSSettings
+from ops.services.spark_jars import install_spark_jars
 from tickstream.commands import command_app
-from tickstream.components import Component, ComponentsSettings, components, start
-from tickstream.credentials import ensure_install_secrets
 from tickstream.lake import LakeLocation
 from tickstream.logs import configure_logging
-from tickstream.replay import ReplayError, ReplayRequest, replay
-from tickstream.services.catalog import CatalogService
-from tickstream.services.kafka import KafkaService
-from tickstream.services.process import Service, ServiceError, tail
-from tickstream.services.seaweedfs import SeaweedFSService, SeaweedFSSettings
-from tickstream.services.spark_jars import install_spark_jars
 from tickstream.settings import CatalogSettings, KafkaSettings, PathsSettings, S3Settings
 from tickstream.topology import TICKS_TOPIC
 

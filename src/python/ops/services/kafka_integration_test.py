@@ -11,7 +11,7 @@ import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from tickstream.services.kafka import KafkaService
+from ops.services.kafka import KafkaService
 from tickstream.topology import TOPICS
 
 pytestmark = pytest.mark.integration

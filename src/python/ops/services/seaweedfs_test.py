@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from tickstream.services import process
-from tickstream.services.process import ServiceError
-from tickstream.services.seaweedfs import SeaweedFSService, SeaweedFSSettings, s3_port
+from ops.services import process
+from ops.services.process import ServiceError
+from ops.services.seaweedfs import SeaweedFSService, SeaweedFSSettings, s3_port
 from tickstream.settings import PathsSettings, S3Settings
 
 

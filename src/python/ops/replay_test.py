@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tickstream.replay import ReplayError, bars_agree, committed_through, replay_range
+from ops.replay import ReplayError, bars_agree, committed_through, replay_range
 
 
 def test_a_file_of_daily_bars_spans_its_days(tmp_path: Path) -> None:

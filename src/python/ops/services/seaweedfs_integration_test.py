@@ -18,7 +18,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from pydantic import SecretStr
 
-from tickstream.services.seaweedfs import SeaweedFSService, s3_client
+from ops.services.seaweedfs import SeaweedFSService, s3_client
 from tickstream.settings import S3Settings
 from tickstream.topology import BUCKETS
 

@@ -7,7 +7,7 @@ the log servers, which bind every interface with no setting for it; here they ar
 reads task logs from the local files. Metadata lives in SQLite under TICKSTREAM_HOME/airflow; the DAGs
 folder is the repository's src/dags; DAGs start unpaused. Sign-in is required: the simple auth manager with
 one `admin` user whose password (like the API's JWT, session and Fernet keys) is generated per install
-(tickstream.credentials). The DAG's jobs run from the compaction and analytics PEXes.
+(ops.credentials). The DAG's jobs run from the compaction and analytics PEXes.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from tickstream.credentials import missing_secrets
+from ops.credentials import missing_secrets
+from ops.services.process import ServiceError
 from tickstream.logs import get_logger
-from tickstream.services.process import ServiceError
 from tickstream.settings import DagSettings, InstallSecretsSettings, PathsSettings, environment
 
 log = get_logger("airflow")

@@ -18,8 +18,8 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
 
+from ops.services.process import ServiceError, require_executable, tail
 from tickstream.logs import get_logger
-from tickstream.services.process import ServiceError, require_executable, tail
 
 MARKER = ".tickstream-installed.json"
 INSTALL_TIMEOUT_S = 1800

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tickstream.credentials import GENERATED, ensure_install_secrets, read_secrets
+from ops.credentials import GENERATED, ensure_install_secrets, read_secrets
 from tickstream.settings import PathsSettings, S3Settings
 
 

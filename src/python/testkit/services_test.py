@@ -7,7 +7,7 @@ import multiprocessing
 import time
 from pathlib import Path
 
-from tickstream.testing.services import running
+from testkit.services import running
 
 
 class FileService:

@@ -21,16 +21,16 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from tickstream.credentials import missing_secrets
-from tickstream.logs import get_logger
-from tickstream.services.install import install_problem, mark_installed, run_logged
-from tickstream.services.process import (
+from ops.credentials import missing_secrets
+from ops.services.install import install_problem, mark_installed, run_logged
+from ops.services.process import (
     Daemon,
     ServiceError,
     ensure_ports_free,
     port_accepts,
     require_executable,
 )
+from tickstream.logs import get_logger
 from tickstream.settings import InstallSecretsSettings, PathsSettings, S3Settings
 from tickstream.topology import BUCKETS
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from tickstream.airflow_local import (
+from ops.airflow_local import (
     AirflowSettings,
     airflow_command,
     airflow_environment,
@@ -24,8 +24,8 @@ from tickstream.airflow_local import (
     ensure_venv,
     venv_dir,
 )
+from ops.services.process import Daemon, ServiceError
 from tickstream.lake import LakeLocation, read_status
-from tickstream.services.process import Daemon, ServiceError
 from tickstream.settings import PathsSettings, S3Settings
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from tickstream.services import kafka, process
-from tickstream.services.kafka import KafkaService, new_cluster_id, read_properties
-from tickstream.services.process import ServiceError
+from ops.services import kafka, process
+from ops.services.kafka import KafkaService, new_cluster_id, read_properties
+from ops.services.process import ServiceError
 from tickstream.settings import KafkaSettings, PathsSettings
 
 

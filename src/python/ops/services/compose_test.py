@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tickstream.services.install import deploy_dir
+from ops.services.install import deploy_dir
 from tickstream.topology import BUCKETS, TOPICS
 
 

@@ -31,7 +31,7 @@ from tickstream.settings import CatalogSettings, S3Settings, environment
 def private_catalog_settings(directory: Path, s3: S3Settings | None) -> CatalogSettings:
     """Catalog settings of a test's own lake: the catalog file in `directory`, files on S3 (if given) under a
     fresh prefix of the bucket, else in `directory`; a catalog name of its own, so that one SparkSession can
-    hold the catalogs of several tests (`tickstream.testing.spark.register_catalog`)."""
+    hold the catalogs of several tests (`testkit.spark.register_catalog`)."""
     directory.mkdir(parents=True, exist_ok=True)
     unique = uuid.uuid4().hex[:12]
     warehouse = f"s3://{s3.bucket}/tests/{unique}" if s3 is not None else (directory / "warehouse").as_uri()

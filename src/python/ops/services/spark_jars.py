@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tickstream.services.install import deploy_dir, maven_install, pom_property
+from ops.services.install import deploy_dir, maven_install, pom_property
 from tickstream.settings import PathsSettings
 
 

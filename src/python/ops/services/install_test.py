@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tickstream.services.install import MARKER, install_problem, maven_install, pom_property
-from tickstream.services.process import ServiceError
+from ops.services.install import MARKER, install_problem, maven_install, pom_property
+from ops.services.process import ServiceError
 
 FAKE_MVN = """#!/bin/sh
 echo "$@" >> "{calls}"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from tickstream.cli import app
+from ops.cli import app
 
 
 def env_for(tmp_path: Path, kafka_port: int) -> dict[str, str]:

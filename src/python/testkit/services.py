@@ -24,13 +24,13 @@ from typing import IO, Any
 import pytest
 from pydantic import SecretStr
 
-from tickstream.credentials import ensure_install_secrets
-from tickstream.services.kafka import KafkaService
-from tickstream.services.process import Service, port_is_free
-from tickstream.services.seaweedfs import SeaweedFSService, SeaweedFSSettings
-from tickstream.services.spark_jars import install_spark_jars
+from ops.credentials import ensure_install_secrets
+from ops.services.kafka import KafkaService
+from ops.services.process import Service, port_is_free
+from ops.services.seaweedfs import SeaweedFSService, SeaweedFSSettings
+from ops.services.spark_jars import install_spark_jars
+from testkit.lake import TestLake, private_catalog_settings
 from tickstream.settings import KafkaSettings, PathsSettings, S3Settings
-from tickstream.testing.lake import TestLake, private_catalog_settings
 
 
 @contextmanager

@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tickstream.services.process import Daemon, ServiceError, _cmdline, ensure_ports_free, port_is_free
+from ops.services.process import Daemon, ServiceError, _cmdline, ensure_ports_free, port_is_free
 
 
 def make_daemon(tmp_path: Path, marker: str = "tickstream-test-marker") -> Daemon:
