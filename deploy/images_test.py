@@ -20,6 +20,8 @@ from deploy.static_checks import (
     resolve_address,
     spark_jars_problems,
 )
+from ops.base_image import BASE_IMAGE
+from ops.services import seaweedfs
 
 # repository -> the PEXes (paths in the build context) its Dockerfile copies.
 EXPECTED_PEXES = {
@@ -33,6 +35,12 @@ EXPECTED_PEXES = {
     "tickstream/dashboard": {"src.python.dashboard/bin.pex"},
     "tickstream/producer": {"src.python.producer/bin.pex"},
     "tickstream/streaming": {"src.python.streaming/bin.pex"},
+    # the shared layers and the services' images (deploy/images/): no PEX
+    "tickstream/python": set(),
+    "tickstream/spark": set(),
+    "tickstream/kafka": set(),
+    "tickstream/seaweedfs": set(),
+    "tickstream/postgres": set(),
 }
 
 
@@ -95,15 +103,15 @@ def test_the_poms_spark_version_is_the_pyspark_pin(spark_version: str) -> None:
 
 
 def test_spark_images_carry_the_poms_jars(all_images: list[Image], spark_version: str) -> None:
-    # The streaming, compaction and Airflow (runs compaction) images: Iceberg's runtime and the JDBC drivers
-    # where the jobs look for them, for the pom's Spark version.
+    # The Spark image carries Iceberg's runtime and the JDBC drivers where the jobs look for them, for the
+    # pom's Spark version; the streaming, compaction and Airflow (runs compaction) images start from it.
     assert [p for image in all_images for p in spark_jars_problems(image, spark_version)] == []
     with_jars = {
         image.target.fields["repository"]
         for image in all_images
         if any(i.keyword == "COPY" and "/spark-jars-" in i.arguments[-1] for i in image.instructions)
     }
-    assert with_jars == {"tickstream/streaming", "tickstream/compaction", "tickstream/airflow"}
+    assert with_jars == {"tickstream/spark"}
 
 
 def test_no_s3a_or_hadoop_aws_in_images(all_images: list[Image]) -> None:
@@ -131,9 +139,15 @@ def test_spark_jars_check_catches_mistakes() -> None:
         'docker_image(name="image")\n',
     )
     assert spark_jars_problems(bare, "4.1.3") == [
-        "src/python/demo/Dockerfile: runs src.python.streaming/bin.pex (Spark)"
-        " but copies no spark-jars-<version> directory"
+        "src/python/demo/Dockerfile: runs src.python.streaming/bin.pex (Spark) but neither copies a "
+        "spark-jars-<version> directory nor starts from deploy/images/spark:spark"
     ]
+    on_spark, _ = fake_image(
+        "ARG SPARK_IMAGE=deploy/images/spark:spark\nFROM ${SPARK_IMAGE}\n"
+        "COPY src.python.streaming/bin.pex /app/streaming.pex\n",
+        'docker_image(name="image")\n',
+    )
+    assert spark_jars_problems(on_spark, "4.1.3") == []
     assert env_instructions(dockerfile_instructions("ENV A=1 B=x\nENV C 2 3\nENV A=4\n")) == {
         "A": "4",
         "B": "x",
@@ -220,5 +234,30 @@ def test_maven_in_images_verifies_checksums_strictly(all_images: list[Image]) ->
         for instruction in image.instructions
         if instruction.keyword == "RUN" and "mvn " in " ".join(instruction.arguments)
     ]
-    assert len(runs) >= 3  # the Spark images and Airflow's fetch the connector jars
+    assert len(runs) >= 2  # the Spark image fetches the connector jars, the Kafka image the broker's
     assert all("--strict-checksums" in run for run in runs), runs
+
+
+def test_every_image_starts_from_a_build_argument_base(all_images: list[Image]) -> None:
+    # No image registry: each FROM is a build argument whose default is the local base image (ops.base_image)
+    # or another image of this repository (a docker_image address, which Pants builds first).
+    for image in all_images:
+        defaults = {
+            name: value
+            for i in image.instructions
+            if i.keyword == "ARG" and "=" in i.arguments[0]
+            for name, value in [i.arguments[0].split("=", 1)]
+        }
+        for instruction in image.instructions:
+            if instruction.keyword != "FROM":
+                continue
+            base = instruction.arguments[0]
+            assert base.startswith("${") and base.endswith("}"), f"{image.dockerfile}: FROM {base}"
+            default = defaults[base[2:-1]]
+            assert default == BASE_IMAGE or default.startswith("deploy/images/"), (image.dockerfile, default)
+
+
+def test_the_s3_image_builds_the_seaweedfs_the_local_services_run() -> None:
+    text = (repo_root() / "deploy/images/seaweedfs/Dockerfile").read_text()
+    assert f"ARG SEAWEEDFS_MODULE={seaweedfs.MODULE}\n" in text
+    assert f"ARG SEAWEEDFS_VERSION={seaweedfs.VERSION}\n" in text

@@ -260,7 +260,7 @@ def pex_copy_problems(image: Image, targets: list[Target]) -> list[str]:
         for address in image.explicit_dependencies()
         if address in pexes and pexes[address] not in copied
     ]
-    if not copied:
+    if not copied and image.dockerfile.startswith("src/"):
         problems.append(f"{image.dockerfile}: copies no PEX")
     run = entrypoint(image.instructions)
     destinations = {copy.destination for copy in copies if any(s.endswith(".pex") for s in copy.sources)}
@@ -298,6 +298,8 @@ def context_file_problems(image: Image, targets: list[Target]) -> list[str]:
     return problems
 
 
+SPARK_IMAGE = "deploy/images/spark:spark"
+"""The docker_image of the Spark runtime (Java 17, the pom's jars) that Spark drivers' images start from."""
 _SPARK_JARS_DIR = re.compile(r"^(?P<cache>.+)/spark-jars-(?P<version>[^/]+)/?$")
 
 
@@ -320,9 +322,14 @@ def spark_jars_problems(image: Image, spark_version: str) -> list[str]:
     ]
     copied = {s for copy in context_copies(image.instructions) for s in copy.sources}
     runs_spark = sorted(copied & SPARK_JOB_PEXES)
-    if runs_spark and not jar_dirs:
+    from_spark_image = any(
+        i.keyword == "ARG" and i.arguments and i.arguments[0].endswith(f"={SPARK_IMAGE}")
+        for i in image.instructions
+    )
+    if runs_spark and not jar_dirs and not from_spark_image:
         problems.append(
-            f"{image.dockerfile}: runs {runs_spark[0]} (Spark) but copies no spark-jars-<version> directory"
+            f"{image.dockerfile}: runs {runs_spark[0]} (Spark) but neither copies a spark-jars-<version> "
+            f"directory nor starts from {SPARK_IMAGE}"
         )
     cache_dir = env_instructions(image.instructions).get("TICKSTREAM_CACHE_DIR")
     for match in jar_dirs:

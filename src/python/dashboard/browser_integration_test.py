@@ -19,9 +19,10 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, sync_playwright
 
-from dashboard.browser import CHROMIUM_ARGS, ChromiumUnavailable, ensure_chromium
 from dashboard.testing import DashboardLake, tick
+from ops.debian import PackagesUnavailable
 from ops.services.seaweedfs import SeaweedFSService
+from testkit.browser import CHROMIUM_ARGS, ensure_chromium
 from testkit.lake import TestLake, private_catalog_settings
 from testkit.services import free_port
 from tickstream.contracts import Tick
@@ -38,7 +39,7 @@ def chromium() -> Path:
     """Debian's Chromium, installed by the project's own installer if missing (fails, never skips)."""
     try:
         return ensure_chromium()
-    except ChromiumUnavailable as exc:
+    except PackagesUnavailable as exc:
         pytest.fail(f"the browser test needs Chromium: {exc}")
 
 

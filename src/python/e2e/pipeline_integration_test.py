@@ -26,16 +26,16 @@ from typing import Any, cast
 
 import polars as pl
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from dashboard.lake_reader import Lake as DashboardLake
 from dashboard.settings import DashboardSettings
 from e2e.artifacts import package, source_dir
+from e2e.expectations import Expected, consume_all
 from ops.airflow_local import ensure_venv
 from ops.services.kafka import ensure_topics
 from testkit.expected import EXPECTED_BAR_SQL_COLUMNS, expected_bars
 from testkit.lake import TestLake, private_catalog_settings
-from tickstream.contracts import Rejection, Tick, decode_tick
+from tickstream.contracts import Tick
 from tickstream.duckdb_lake import iceberg_scan
 from tickstream.lake import BARS_1M, QUARANTINE, TICKS, LakeLocation, LakeTable, read_status
 from tickstream.settings import DagSettings, PathsSettings, S3Settings, environment
@@ -47,73 +47,6 @@ TICK_COUNT = 30_000
 SPAN = timedelta(minutes=70)  # H - 2 min .. H + 68 min: hour H complete, the next one far enough to close it
 WATERMARK = "30 seconds"
 STEP_TIMEOUT_S = 420
-
-
-# --- the input and the independent expectation ------------------------------------------------------
-
-
-def consume_all(bootstrap: str, topic: str, partitions: int) -> list[bytes]:
-    """Every record value in the topic, partition by partition, in offset order."""
-    consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": f"e2e-{uuid.uuid4().hex}", "enable.auto.commit": False}
-    )
-    values: list[bytes] = []
-    try:
-        for partition in range(partitions):
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
-            consumer.assign([TopicPartition(topic, partition, low)])
-            offset = low
-            while offset < high:
-                message = consumer.poll(10)
-                assert message is not None, f"no record at {topic}/{partition}@{offset}"
-                value, position = message.value(), message.offset()
-                assert message.error() is None and value is not None and position is not None, message.error()
-                values.append(value)
-                offset = position + 1
-    finally:
-        consumer.close()
-    return values
-
-
-@dataclass
-class Expected:
-    """What the lake must hold, by the contract's reference parser: first sends accepted, the rest not."""
-
-    ticks: list[Tick]
-    rejected_reasons: Counter[str]
-    duplicates: int
-
-    @classmethod
-    def from_records(cls, values: list[bytes]) -> Expected:
-        """Decode every record; keep the first send of each (symbol, seq, ts_us)."""
-        seen: set[tuple[str, int, int]] = set()
-        ticks: list[Tick] = []
-        reasons: Counter[str] = Counter()
-        duplicates = 0
-        for value in values:
-            decoded = decode_tick(value)
-            if isinstance(decoded, Rejection):
-                reasons[decoded.reason] += 1
-                continue
-            key = (decoded["symbol"], decoded["seq"], decoded["ts_us"])
-            if key in seen:
-                duplicates += 1
-                continue
-            seen.add(key)
-            ticks.append(decoded)
-        return cls(ticks, reasons, duplicates)
-
-    def ticks_between(self, start_us: int, end_us: int) -> list[tuple[Any, ...]]:
-        """(symbol, seq, ts_us, price, size, bid, ask) of accepted ticks in [start, end), sorted."""
-        return sorted(
-            (t["symbol"], t["seq"], t["ts_us"], t["price"], t["size"], t["bid"], t["ask"])
-            for t in self.ticks
-            if start_us <= t["ts_us"] < end_us
-        )
-
-    def bars_between(self, start_us: int, end_us: int) -> list[tuple[Any, ...]]:
-        """1-minute bars (symbol, window start µs, OHLC, volume, VWAP, count) of ticks in [start, end)."""
-        return expected_bars(t for t in self.ticks if start_us <= t["ts_us"] < end_us)
 
 
 # --- the platform's processes ----------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The `tickstream` command line.
 
 `tickstream up|down|status` runs the whole local platform (services and application components);
-`tickstream services up|down|status|logs [kafka|s3]` only the services. Run through ./tickstream, which
+`tickstream services up|down|status|logs [kafka|s3]` only the services; `tickstream containers ...` the
+platform as containers (ops.containers). Run through ./tickstream, which
 builds the components' PEXes first, or as `python -m ops.cli ...`.
 """
 
@@ -17,6 +18,7 @@ import typer
 
 from ops.airflow_local import AirflowSettings, airflow_home
 from ops.components import Component, ComponentsSettings, components, start
+from ops.containers import containers_app
 from ops.credentials import ensure_install_secrets
 from ops.replay import ReplayError, ReplayRequest, replay
 from ops.services.catalog import CatalogService
@@ -35,6 +37,7 @@ services_app = command_app(
     help="Local services: Kafka, S3 (SeaweedFS) and the lake's Iceberg catalog.", no_args_is_help=True
 )
 app.add_typer(services_app, name="services")
+app.add_typer(containers_app, name="containers")
 
 
 class ServiceName(str, Enum):

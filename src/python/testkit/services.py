@@ -86,6 +86,22 @@ def _locked(handle: IO[str]) -> Iterator[None]:
         fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def spark_local_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Spark's scratch space (SPARK_LOCAL_DIRS) for this test session and every process it starts: a pytest
+    temporary directory, so what a killed driver leaves behind (its copies of the connector jars, ~135 MB a
+    session) goes with pytest's old temporary directories instead of piling up in /tmp."""
+    directory = tmp_path_factory.mktemp("spark-local")
+    previous = os.environ.get("SPARK_LOCAL_DIRS")
+    os.environ["SPARK_LOCAL_DIRS"] = str(directory)
+    yield directory
+    if previous is None:
+        os.environ.pop("SPARK_LOCAL_DIRS", None)
+    else:
+        os.environ["SPARK_LOCAL_DIRS"] = previous
+    shutil.rmtree(directory, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def services_paths() -> Iterator[PathsSettings]:
     """PathsSettings for the test session (TICKSTREAM_HOME := TICKSTREAM_TEST_HOME if that is set), with the

@@ -1,0 +1,198 @@
+"""The compose stack (deploy/docker-compose.yml) running on this machine's Docker engine, from the images
+`./pants package` built for this test: 3 Kafka brokers, a Spark master with 2 workers, SeaweedFS, the
+catalog's PostgreSQL, Airflow, the dashboard, the producer and the streaming job.
+
+The stack is a compose project of its own (its own volumes and network) whose only host ports are the UIs
+and, from a test override file, the brokers' extra HOST listeners, S3 and the catalog database, so that the
+test reads Kafka and the lake directly. The expectation is computed from the records in the topic with the
+contract's reference parser and polars (`e2e.expectations`): every accepted tick once in the lake, the bars of
+every complete minute equal. Each fault test first proves its fault happened, then checks the lake again.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow.compute as pc
+import pytest
+from pydantic import SecretStr
+
+from e2e.expectations import Expected, consume_all
+from ops.containers import Stack
+from ops.credentials import ensure_install_secrets, read_secrets
+from ops.services.docker_engine import DockerEngine, docker_cli
+from testkit.lake import TestLake
+from testkit.services import free_port
+from tickstream.lake import BARS_1M, TICKS
+from tickstream.settings import CatalogSettings, PathsSettings, S3Settings
+from tickstream.topology import TICKS_TOPIC
+
+pytestmark = pytest.mark.integration
+
+BROKERS = ("kafka-1", "kafka-2", "kafka-3")
+UP_TIMEOUT_S = 1200.0
+CATCH_UP_TIMEOUT_S = 600.0
+
+
+@dataclass
+class RunningStack:
+    """The running compose project and how the test reaches it from the host."""
+
+    stack: Stack
+    bootstrap: str
+    lake: TestLake
+
+    def compose(self, *args: str) -> str:
+        """`docker-compose ARGS` on the stack; its output."""
+        return self.stack.compose(*args, capture=True).stdout
+
+    def container(self, service: str) -> str:
+        """The container id of a service."""
+        return self.stack.containers()[service]["id"]
+
+    def restart_count(self, service: str) -> int:
+        """How many times Docker restarted a service's container (its restart policy)."""
+        out = subprocess.run(
+            [docker_cli(), "inspect", "--format", "{{.RestartCount}}", self.container(service)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return int(out.stdout.strip())
+
+    def logs(self, service: str) -> str:
+        """Everything a service's container printed, across restarts."""
+        return self.compose("logs", "--no-color", service)
+
+    def lake_ticks(self) -> list[tuple[Any, ...]]:
+        """(symbol, seq, ts_us, price, size, bid, ask) of every row of the ticks table, sorted."""
+        columns = ["symbol", "seq", "ts_us", "price", "size", "bid", "ask"]
+        rows = self.lake.read(TICKS).select(columns).to_pylist()
+        return sorted(tuple(row[name] for name in columns) for row in rows)
+
+    def lake_bars(self) -> list[tuple[Any, ...]]:
+        """The bars table as (symbol, window start µs, OHLC, volume, vwap, count), sorted."""
+        table = self.lake.read(BARS_1M)
+        start_us = pc.cast(pc.cast(table["window_start"], "timestamp[us, tz=UTC]"), "int64").to_pylist()
+        names = ("symbol", "open", "high", "low", "close", "volume", "vwap", "trade_count")
+        rows = table.select(list(names)).to_pylist()
+        return sorted(
+            (row["symbol"], start, *(row[name] for name in names[1:]))
+            for row, start in zip(rows, start_us, strict=True)
+        )
+
+
+def write_override(path: Path, kafka_ports: list[int], s3_port: int, catalog_port: int) -> Path:
+    """A compose override that publishes, on 127.0.0.1, each broker's extra HOST listener, S3 and the
+    catalog database (compose files are YAML, and JSON is YAML)."""
+    services: dict[str, Any] = {}
+    for broker, port in zip(BROKERS, kafka_ports, strict=True):
+        services[broker] = {
+            "environment": {
+                "KAFKA_LISTENERS": "INTERNAL://:9092,CONTROLLER://:9093,HOST://:29092",
+                "KAFKA_ADVERTISED_LISTENERS": f"INTERNAL://{broker}:9092,HOST://127.0.0.1:{port}",
+                "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP": (
+                    "INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT,HOST:PLAINTEXT"
+                ),
+            },
+            "ports": [f"127.0.0.1:{port}:29092"],
+        }
+    services["seaweedfs"] = {"ports": [f"127.0.0.1:{s3_port}:8333"]}
+    services["catalog-db"] = {"ports": [f"127.0.0.1:{catalog_port}:5432"]}
+    path.write_text(json.dumps({"services": services}, indent=2))
+    return path
+
+
+@pytest.fixture(scope="module")
+def running_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    """The whole stack up and healthy, with this test's own secrets and volumes; removed afterwards."""
+    home = tmp_path_factory.mktemp("compose-home")
+    paths = PathsSettings(home=home)
+    assert DockerEngine(paths).healthy(), "no Docker engine: run the tests with `./tickstream test`"
+    ensure_install_secrets(paths)
+    secrets = read_secrets(paths.secrets_file)
+    kafka_ports = [free_port() for _ in BROKERS]
+    s3_port, catalog_port = free_port(), free_port()
+    override = write_override(home / "compose.test.json", kafka_ports, s3_port, catalog_port)
+    ui_ports = {
+        "TICKSTREAM_COMPOSE_DASHBOARD_PORT": str(free_port()),
+        "TICKSTREAM_COMPOSE_AIRFLOW_PORT": str(free_port()),
+        "TICKSTREAM_COMPOSE_SPARK_UI_PORT": str(free_port()),
+    }
+    stack = Stack(paths, project=f"tickstream-it-{uuid.uuid4().hex[:6]}", overrides=[override], env=ui_ports)
+    try:
+        stack.up(UP_TIMEOUT_S)
+        s3 = S3Settings(
+            endpoint_url=f"http://127.0.0.1:{s3_port}",
+            access_key_id=secrets["TICKSTREAM_S3_ACCESS_KEY_ID"],
+            secret_access_key=SecretStr(secrets["TICKSTREAM_S3_SECRET_ACCESS_KEY"]),
+        )
+        catalog = CatalogSettings(
+            uri=(
+                f"postgresql+psycopg2://iceberg:{secrets['TICKSTREAM_COMPOSE_CATALOG_PASSWORD']}"
+                f"@127.0.0.1:{catalog_port}/iceberg_catalog"
+            ),
+            warehouse="s3://tickstream-lake/warehouse",
+        )
+        bootstrap = ",".join(f"127.0.0.1:{port}" for port in kafka_ports)
+        yield RunningStack(stack, bootstrap, TestLake(catalog, s3))
+    except Exception:
+        print(stack.compose("ps", check=False, capture=True).stdout)
+        print(stack.compose("logs", "--no-color", "--tail", "40", check=False, capture=True).stdout[-20000:])
+        raise
+    finally:
+        stack.down(volumes=True)
+
+
+def wait_until(what: str, check: Callable[[], bool], timeout_s: float = CATCH_UP_TIMEOUT_S) -> None:
+    """Poll `check` every 5 s until true; fail naming `what` when time runs out."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, f"timed out after {timeout_s:.0f}s waiting for {what}"
+        time.sleep(5)
+
+
+def delivered_by_producer(stack: RunningStack) -> int:
+    """The records the producer's runs report as acknowledged by Kafka (their `producer.finished` lines)."""
+    delivered = 0
+    for line in stack.logs("producer").splitlines():
+        payload = line.split("|", 1)[-1].strip()
+        if '"producer.finished"' in payload:
+            report = json.loads(payload)
+            assert report["lost"] == 0, report
+            delivered += int(report["delivered"])
+    return delivered
+
+
+def assert_lake_exact(stack: RunningStack) -> Expected:
+    """Stop the producer, wait until the lake holds every accepted tick of the topic, then compare ticks and
+    the bars of every complete minute with the independent computation."""
+    stack.compose("stop", "producer")
+    values = consume_all(stack.bootstrap, TICKS_TOPIC.name, TICKS_TOPIC.partitions)
+    assert len(values) == delivered_by_producer(stack), "the topic holds other than the acknowledged records"
+    expected = Expected.from_records(values)
+    wanted = expected.ticks_between(0, 2**62)
+    wait_until(f"{len(wanted)} ticks in the lake", lambda: len(stack.lake_ticks()) >= len(wanted))
+    assert stack.lake_ticks() == wanted
+    bars = stack.lake_bars()
+    assert bars, "no bars yet"
+    through_us = max(bar[1] for bar in bars) + 60_000_000
+    assert bars == expected.bars_between(0, through_us)
+    return expected
+
+
+def test_ticks_flow_from_producer_to_lake_and_bars_exactly_once(running_stack: RunningStack) -> None:
+    wait_until("ticks in the lake", lambda: len(running_stack.lake_ticks()) > 20_000)
+    expected = assert_lake_exact(running_stack)
+    assert len(expected.ticks) > 20_000
+    started = datetime.now(UTC)
+    running_stack.compose("start", "producer")
+    assert running_stack.stack.containers()["producer"]["status"] == "running", started
