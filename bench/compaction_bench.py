@@ -16,7 +16,6 @@ private S3 server (temporary directory, free ports), stopped at the end:
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -27,7 +26,9 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+import typer
 
 from compaction.testdata import hour_start, write_status
 from ops.services.spark_jars import install_spark_jars
@@ -35,6 +36,7 @@ from testkit.lake import TestLake, private_catalog_settings
 from testkit.services import private_s3_server
 from testkit.spark import register_lake, test_session
 from tickstream.catalog import metadata_location
+from tickstream.commands import command_app
 from tickstream.duckdb_lake import connect, iceberg_scan
 from tickstream.lake import TICKS, LakeLocation
 from tickstream.settings import PathsSettings, S3Settings
@@ -98,29 +100,32 @@ def timed_query(lake: TestLake, s3: S3Settings, repeat: int) -> tuple[float, lis
     )
 
 
-def main() -> int:
-    """Run the benchmark; print and store the results."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rate", type=int, default=5000, help="ticks per second")
-    parser.add_argument("--seconds", type=int, default=3600, help="seconds of the hour to fill")
-    parser.add_argument("--files", type=int, default=3600, help="small data files for the hour")
-    parser.add_argument("--commits", type=int, default=60, help="appends they arrive in")
-    parser.add_argument("--target-file-mb", type=int, default=128)
-    parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
+DESCRIPTION = __doc__.splitlines()[0]
+app = command_app(DESCRIPTION)
 
+
+@app.command(help=DESCRIPTION)
+def benchmark(
+    rate: Annotated[int, typer.Option(help="ticks per second")] = 5000,
+    seconds: Annotated[int, typer.Option(help="seconds of the hour to fill")] = 3600,
+    files: Annotated[int, typer.Option(help="small data files for the hour")] = 3600,
+    commits: Annotated[int, typer.Option(help="appends they arrive in")] = 60,
+    target_file_mb: Annotated[int, typer.Option(help="the compaction job's target file size (MB)")] = 128,
+    repeat: Annotated[int, typer.Option(help="runs of each query (the median counts)")] = 3,
+) -> None:
+    """Run the benchmark; print and store the results."""
     jars = install_spark_jars(PathsSettings())
     with private_s3_server() as service, tempfile.TemporaryDirectory(prefix="compaction-bench-") as scratch:
         s3 = service.s3
         lake = TestLake(private_catalog_settings(Path(scratch) / "lake", s3), s3)
         started = time.perf_counter()
-        rows = append_hour(lake, jars, args.rate * args.seconds, args.files, args.commits)
+        rows = append_hour(lake, jars, rate * seconds, files, commits)
         write_seconds = time.perf_counter() - started
         status = LakeLocation(f"{lake.settings.warehouse}-status", s3)
         write_status(status, datetime(2024, 3, 1, 10, tzinfo=UTC) + timedelta(minutes=10))
         print(f"appended {rows} ticks as {lake.files(TICKS)} files in {write_seconds:.1f}s", file=sys.stderr)
 
-        query_before, result_before, files_before = timed_query(lake, s3, args.repeat)
+        query_before, result_before, files_before = timed_query(lake, s3, repeat)
         print(f"query before: {query_before:.2f}s over {files_before} files", file=sys.stderr)
 
         env = {
@@ -132,22 +137,22 @@ def main() -> int:
         }
         argv = [
             sys.executable, "-m", "compaction.job", "--table", "ticks", "--date", DATE, "--hour", HOUR,
-            "--lake-root", status.root, "--target-file-mb", str(args.target_file_mb),
+            "--lake-root", status.root, "--target-file-mb", str(target_file_mb),
         ]  # fmt: skip
         started = time.perf_counter()
         done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
         compaction_seconds = time.perf_counter() - started
         if done.returncode != 0:
             print(done.stderr[-5000:], file=sys.stderr)
-            return done.returncode
+            raise typer.Exit(done.returncode)
         job_report = json.loads(done.stdout.strip().splitlines()[-1])
         report = job_report["hours"][0]
 
-        query_after, result_after, files_after = timed_query(lake, s3, args.repeat)
+        query_after, result_after, files_after = timed_query(lake, s3, repeat)
         print(f"query after: {query_after:.2f}s over {files_after} files", file=sys.stderr)
         if result_after != result_before:
             print("query results differ before/after compaction", file=sys.stderr)
-            return 1
+            raise typer.Exit(1)
 
     results = {
         "benchmark": "compaction",
@@ -159,11 +164,11 @@ def main() -> int:
         },
         "workload": {
             "ticks": rows,
-            "rate_per_s": args.rate,
-            "seconds": args.seconds,
-            "files": args.files,
-            "commits": args.commits,
-            "target_file_mb": args.target_file_mb,
+            "rate_per_s": rate,
+            "seconds": seconds,
+            "files": files,
+            "commits": commits,
+            "target_file_mb": target_file_mb,
             "write_seconds": round(write_seconds, 1),
         },
         "files_before": files_before,
@@ -183,8 +188,12 @@ def main() -> int:
     RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
     RESULTS_PATH.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
-    return 0
+
+
+def main() -> None:
+    """Entry point (`python bench/compaction_bench.py`, `./pants run bench/compaction_bench.py -- ...`)."""
+    app()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

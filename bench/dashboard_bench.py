@@ -23,7 +23,6 @@ Target: day view data <= 1 s on compacted hours. Writes bench/results/dashboard.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -33,12 +32,15 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+import typer
 
 from dashboard.bench import NOW, Builder
 from dashboard.lake_reader import Lake
 from dashboard.settings import DashboardSettings
 from testkit.lake import TestLake, private_catalog_settings
+from tickstream.commands import command_app, usage_error
 from tickstream.lake import BARS_1M
 from tickstream.settings import S3Settings
 
@@ -85,51 +87,55 @@ def day_view(
     return round(statistics.median(runs), 3), runs, medians, (rows, checksum)
 
 
-def main(argv: list[str] | None = None) -> int:
+DESCRIPTION = __doc__.splitlines()[0]
+app = command_app(DESCRIPTION)
+
+
+@app.command(help=DESCRIPTION)
+def benchmark(
+    symbols: Annotated[int, typer.Option(help="symbols of the day of bars")] = 30,
+    objects_per_hour: Annotated[int, typer.Option(help="data files per streamed hour (1..60; raw)")] = 60,
+    repeat: Annotated[int, typer.Option(help="cold reads per layout (the median counts)")] = 3,
+    local: Annotated[
+        bool, typer.Option("--local", help="files in a temporary directory instead of S3")
+    ] = False,
+    out: Annotated[Path, typer.Option(help="results file")] = RESULTS_PATH,
+) -> None:
     """Build both lakes, time the day view on each and write the results file."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--symbols", type=int, default=30)
-    parser.add_argument(
-        "--objects-per-hour", type=int, default=60, help="data files per streamed hour (1..60; raw)"
-    )
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--local", action="store_true", help="files in a temporary directory instead of S3")
-    parser.add_argument("--out", type=Path, default=RESULTS_PATH)
-    args = parser.parse_args(argv)
-    if not 1 <= args.objects_per_hour <= 60:
-        parser.error("--objects-per-hour must be 1..60 (a bars file holds whole minutes)")
+    if not 1 <= objects_per_hour <= 60:
+        raise usage_error("--objects-per-hour must be 1..60 (a bars file holds whole minutes)")
 
     load_at_start = [round(x, 2) for x in os.getloadavg()]
     s3 = S3Settings()
-    lake_s3 = None if args.local else s3
+    lake_s3 = None if local else s3
     builders: list[Builder] = []
     with tempfile.TemporaryDirectory(prefix="dashboard-bench-") as scratch:
         try:
             started = time.perf_counter()
             for variant in ("raw", "compacted"):
-                builders.append(lake_builder(Path(scratch) / variant, lake_s3, args.symbols))
-                builders[-1].bars(compacted=variant == "compacted", files_per_hour=args.objects_per_hour)
+                builders.append(lake_builder(Path(scratch) / variant, lake_s3, symbols))
+                builders[-1].bars(compacted=variant == "compacted", files_per_hour=objects_per_hour)
             raw_lake, compacted_lake = (builder.lake for builder in builders)
             write_s = time.perf_counter() - started
             files = {"raw": raw_lake.files(BARS_1M), "compacted": compacted_lake.files(BARS_1M)}
             print(f"built both lakes ({files} bars files) in {write_s:.1f}s", file=sys.stderr)
             objects = str(Path(scratch) / "objects")
-            raw_s, raw_runs, raw_parts, raw_read = day_view(raw_lake, s3, objects, args.repeat)
+            raw_s, raw_runs, raw_parts, raw_read = day_view(raw_lake, s3, objects, repeat)
             print(f"day view, raw: {raw_s:.2f}s ({raw_read[0]} bars)", file=sys.stderr)
             compacted_s, compacted_runs, compacted_parts, compacted_read = day_view(
-                compacted_lake, s3, objects, args.repeat
+                compacted_lake, s3, objects, repeat
             )
             print(f"day view, compacted: {compacted_s:.2f}s ({compacted_read[0]} bars)", file=sys.stderr)
         finally:
             for builder in builders:
                 builder.delete()
-    expected = DAY_MINUTES * args.symbols
+    expected = DAY_MINUTES * symbols
     if raw_read[0] != expected or compacted_read != raw_read:
         print(
             f"read {raw_read} / {compacted_read} (bars, sum of closes), expected {expected} bars",
             file=sys.stderr,
         )
-        return 1
+        raise typer.Exit(1)
     results: dict[str, Any] = {
         "benchmark": "dashboard",
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -139,12 +145,12 @@ def main(argv: list[str] | None = None) -> int:
             "platform": platform.platform(),
         },
         "load_average_at_start": load_at_start,
-        "lake": "local" if args.local else "s3",
+        "lake": "local" if local else "s3",
         "format": "iceberg (SQLite catalog; files written with pyarrow, registered with add_files)",
-        "symbols": args.symbols,
+        "symbols": symbols,
         "bars": expected,
         "day_view": {"start": DAY_START.isoformat(), "end": DAY_END.isoformat()},
-        "raw_objects_per_hour": args.objects_per_hour,
+        "raw_objects_per_hour": objects_per_hour,
         "bars_files": files,
         "write_s": round(write_s, 1),
         "day_view_raw_s": raw_s,
@@ -156,11 +162,15 @@ def main(argv: list[str] | None = None) -> int:
         "speedup": round(raw_s / compacted_s, 1) if compacted_s else None,
         "targets": {"day_view_s": 1.0},
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
-    return 0
+
+
+def main() -> None:
+    """Entry point (`./pants run bench/dashboard_bench.py -- ...`)."""
+    app()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

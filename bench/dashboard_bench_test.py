@@ -6,12 +6,14 @@ import json
 from pathlib import Path
 
 import dashboard_bench
+from typer.testing import CliRunner
 
 
 def test_tiny_local_run_reads_every_bar_in_both_layouts(tmp_path: Path) -> None:
     out = tmp_path / "dashboard.json"
     argv = ["--local", "--symbols", "2", "--objects-per-hour", "3", "--repeat", "1", "--out", str(out)]
-    assert dashboard_bench.main(argv) == 0
+    done = CliRunner().invoke(dashboard_bench.app, argv, catch_exceptions=False)
+    assert done.exit_code == 0, done.output
     result = json.loads(out.read_text())
     assert result["bars"] == (24 * 60 - 1) * 2  # the builder's newest bar is of NOW - 2 min
     assert result["raw_objects_per_hour"] == 3
@@ -24,9 +26,8 @@ def test_tiny_local_run_reads_every_bar_in_both_layouts(tmp_path: Path) -> None:
 
 
 def test_objects_per_hour_must_fit_whole_minutes(tmp_path: Path) -> None:
-    import pytest
-
-    with pytest.raises(SystemExit) as exited:
-        dashboard_bench.main(["--local", "--objects-per-hour", "61", "--out", str(tmp_path / "x.json")])
-    assert exited.value.code == 2
+    argv = ["--local", "--objects-per-hour", "61", "--out", str(tmp_path / "x.json")]
+    result = CliRunner().invoke(dashboard_bench.app, argv, catch_exceptions=False)
+    assert result.exit_code == 2
+    assert result.output == "error: --objects-per-hour must be 1..60 (a bars file holds whole minutes)\n"
     assert not (tmp_path / "x.json").exists()

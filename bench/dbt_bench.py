@@ -31,7 +31,6 @@ the gap between the layouts there is larger.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -43,16 +42,18 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import duckdb
 import numpy as np
 import pyarrow as pa
+import typer
 
 from analytics.run import AnalyticsSettings, run_dbt
 from dashboard.bench import Builder
 from testkit.lake import TestLake, private_catalog_settings
 from tickstream.catalog import load_table, metadata_location
+from tickstream.commands import command_app, usage_error
 from tickstream.duckdb_lake import connect, iceberg_scan
 from tickstream.lake import BARS_1M, TICKS, LakeTable
 
@@ -197,17 +198,21 @@ def fetch_all(con: duckdb.DuckDBPyConnection, query: str) -> list[tuple[Any, ...
     return con.sql(query).fetchall()
 
 
-def main(argv: list[str] | None = None) -> int:
+DESCRIPTION = __doc__.splitlines()[0]
+app = command_app(DESCRIPTION)
+
+
+@app.command(help=DESCRIPTION)
+def benchmark(
+    ticks_per_second: Annotated[float, typer.Option(help="over all symbols")] = 100.0,
+    batch_seconds: Annotated[int, typer.Option(help="streaming trigger interval")] = 10,
+    open_hours: Annotated[int, typer.Option(help="last hours left uncompacted")] = 1,
+    commits_per_hour: Annotated[int, typer.Option(help="add_files commits per streamed hour")] = 4,
+    out: Annotated[Path, typer.Option(help="results file")] = RESULTS_PATH,
+) -> None:
     """Build both lakes, run dbt on the compacted one, query both, write the results file."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--ticks-per-second", type=float, default=100.0, help="over all symbols")
-    parser.add_argument("--batch-seconds", type=int, default=10, help="streaming trigger interval")
-    parser.add_argument("--open-hours", type=int, default=1, help="last hours left uncompacted")
-    parser.add_argument("--commits-per-hour", type=int, default=4, help="add_files commits per streamed hour")
-    parser.add_argument("--out", type=Path, default=RESULTS_PATH)
-    args = parser.parse_args(argv)
-    if not 0 <= args.open_hours <= 24:
-        parser.error("--open-hours must be 0..24")
+    if not 0 <= open_hours <= 24:
+        raise usage_error("--open-hours must be 0..24")
 
     load_at_start = [round(x, 2) for x in os.getloadavg()]
     with tempfile.TemporaryDirectory(prefix="dbt-bench-") as scratch:
@@ -217,9 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         raw, compacted = (Builder(lake) for lake in lakes.values())
         started = time.perf_counter()
-        counts = write_day(
-            raw, compacted, args.ticks_per_second, args.batch_seconds, args.open_hours, args.commits_per_hour
-        )
+        counts = write_day(raw, compacted, ticks_per_second, batch_seconds, open_hours, commits_per_hour)
         generate_s = time.perf_counter() - started
         print(f"wrote {counts} in {generate_s:.1f}s", file=sys.stderr)
         lake = lakes["compacted"]
@@ -244,8 +247,14 @@ def main(argv: list[str] | None = None) -> int:
             "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
             "load_average_at_start": load_at_start,
-            "config": {k: v for k, v in vars(args).items() if k != "out"}
-            | {"symbols": len(SYMBOLS), "day": DAY},
+            "config": {
+                "ticks_per_second": ticks_per_second,
+                "batch_seconds": batch_seconds,
+                "open_hours": open_hours,
+                "commits_per_hour": commits_per_hour,
+                "symbols": len(SYMBOLS),
+                "day": DAY,
+            },
             "lake": counts
             | {
                 "format": "iceberg (SQLite catalog; files written with pyarrow, registered with add_files)",
@@ -266,11 +275,15 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(results, indent=2))
     if not all(outcome.values()) or not same_answer:
         print("not written: a dbt run failed or the layouts disagree", file=sys.stderr)
-        return 1
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    return 0
+        raise typer.Exit(1)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def main() -> None:
+    """Entry point (`./pants run bench/dbt_bench.py -- ...`)."""
+    app()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

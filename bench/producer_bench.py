@@ -15,20 +15,22 @@ Writes bench/results/producer.json and prints our/Kafka throughput ratio. Needs 
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import re
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+import typer
 
 from ops.services.kafka import KafkaService, ensure_topics
 from producer.kafka_sink import KafkaTickSink, producer_config
 from producer.publish import publish
-from producer.settings import ProducerSettings
+from producer.settings import Compression, ProducerSettings
 from producer.simulator import SimulatedFeed, SimulationConfig
+from tickstream.commands import command_app
 from tickstream.contracts import now_us
 from tickstream.settings import KafkaSettings, PathsSettings
 from tickstream.topology import MS_PER_DAY, TICKS_TOPIC, Topic
@@ -113,33 +115,34 @@ def measure_kafka_perf(
     }
 
 
-def main() -> None:
-    """Parse arguments, run the three measurements, write and print the results."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--records", type=int, default=2_000_000, help="Records per measurement.")
-    parser.add_argument("--compression", default="lz4", choices=["lz4", "zstd", "snappy", "gzip", "none"])
-    parser.add_argument(
-        "--delivery-reports", default="all", choices=["all", "errors"], help="See ProducerSettings."
-    )
-    parser.add_argument("--output", type=Path, default=RESULTS_PATH)
-    args = parser.parse_args()
+DESCRIPTION = __doc__.splitlines()[0]
+app = command_app(DESCRIPTION)
 
+
+@app.command(help=DESCRIPTION)
+def benchmark(
+    records: Annotated[int, typer.Option(help="Records per measurement.")] = 2_000_000,
+    compression: Annotated[Compression, typer.Option(help="lz4, zstd, snappy, gzip or none.")] = "lz4",
+    delivery_reports: Annotated[Literal["all", "errors"], typer.Option(help="See ProducerSettings.")] = "all",
+    output: Annotated[Path, typer.Option(help="results file")] = RESULTS_PATH,
+) -> None:
+    """Run the three measurements, write and print the results."""
     bootstrap = KafkaSettings().bootstrap_servers
     ensure_topics(bootstrap, [BENCH_TOPIC])
     settings = ProducerSettings(
-        topic=BENCH_TOPIC.name, compression=args.compression, delivery_reports=args.delivery_reports
+        topic=BENCH_TOPIC.name, compression=compression, delivery_reports=delivery_reports
     )
     config = SimulationConfig(start_ts_us=now_us())
 
-    generation = measure_generation(config, args.records)
-    ours = measure_producer(config, args.records, settings, bootstrap)
+    generation = measure_generation(config, records)
+    ours = measure_producer(config, records, settings, bootstrap)
     record_bytes = round(generation["mean_record_bytes"])
-    kafka = measure_kafka_perf(args.records, record_bytes, settings, bootstrap)
+    kafka = measure_kafka_perf(records, record_bytes, settings, bootstrap)
     ratio = ours["records_per_s"] / kafka["records_per_s"]
     results = {
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "host": {"machine": platform.machine(), "python": platform.python_version()},
-        "records": args.records,
+        "records": records,
         "record_bytes": record_bytes,
         "settings": settings.model_dump(
             include={"compression", "linger_ms", "batch_size_bytes", "delivery_reports"}
@@ -149,13 +152,18 @@ def main() -> None:
         "kafka_producer_perf_test": kafka,
         "ratio_tickstream_to_kafka": round(ratio, 3),
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(results, indent=2) + "\n")
     print(
         f"generation only {generation['records_per_s']:,.0f}/s"
         f" | tickstream producer {ours['records_per_s']:,.0f}/s"
-        f" | kafka-producer-perf-test {kafka['records_per_s']:,.0f}/s | ratio {ratio:.2f} -> {args.output}"
+        f" | kafka-producer-perf-test {kafka['records_per_s']:,.0f}/s | ratio {ratio:.2f} -> {output}"
     )
+
+
+def main() -> None:
+    """Entry point (`./pants run bench/producer_bench.py -- ...`)."""
+    app()
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ Writes bench/results/replay.json.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -32,14 +31,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import polars as pl
+import typer
 
 from ops.replay import ReplayRequest, replay
 from ops.services.kafka import ensure_topics
 from ops.services.spark_jars import install_spark_jars
 from testkit.lake import TestLake, private_catalog_settings
+from tickstream.commands import command_app
 from tickstream.lake import BARS_1M, TICKS, LakeLocation, read_status
 from tickstream.settings import KafkaSettings, PathsSettings, S3Settings
 from tickstream.topology import MS_PER_DAY, Topic
@@ -163,19 +164,23 @@ def replayed_files(lake: TestLake, first: datetime, last: datetime) -> dict[str,
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
+DESCRIPTION = __doc__.splitlines()[0]
+app = command_app(DESCRIPTION)
+
+
+@app.command(help=DESCRIPTION)
+def benchmark(
+    days: Annotated[int, typer.Option(help="weekdays of daily bars (4 ticks each)")] = 2_148,
+    out: Annotated[Path, typer.Option(help="results file")] = RESULTS_PATH,
+) -> None:
     """Run the benchmark and write its JSON."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--days", type=int, default=2_148, help="weekdays of daily bars (4 ticks each)")
-    parser.add_argument("--out", type=Path, default=RESULTS_PATH)
-    args = parser.parse_args(argv)
     missing = [str(pex) for pex in PEXES.values() if not pex.is_file()]
     if missing:
         print(
             f"missing {missing}: ./pants package src/python/{{producer,streaming,analytics}}:bin",
             file=sys.stderr,
         )
-        return 2
+        raise typer.Exit(2)
 
     s3 = S3Settings()
     run = uuid.uuid4().hex[:8]
@@ -187,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     status = LakeLocation(f"{lake.settings.warehouse}-status", s3)
     env = environment(lake, status, work, install_spark_jars(PathsSettings()))
     path = work / "daily.csv"
-    bars = daily_bars(path, args.days)
+    bars = daily_bars(path, days)
 
     # baseline: publishing the file alone (nobody reads that topic)
     started = time.monotonic()
@@ -245,11 +250,15 @@ def main(argv: list[str] | None = None) -> int:
         "status_totals": (read_status(status).get("queries") or {}).get(TICKS.name, {}).get("totals"),
         "targets": {"total_s": TARGET_TOTAL_S},
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))
-    return 0
+
+
+def main() -> None:
+    """Entry point (`./pants run bench/replay_bench.py -- ...`)."""
+    app()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

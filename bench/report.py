@@ -13,7 +13,6 @@ present; a result older than that run (its benchmark failed or was skipped) is m
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys
@@ -21,7 +20,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+import typer
+
+from tickstream.commands import command_app
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 RUN_FILE = "run_all.json"
@@ -571,23 +574,32 @@ def write_report(results_dir: Path, out_dir: Path | None = None) -> Report:
     return report
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """CLI: write the report; exit 1 if no benchmark result could be read."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--results", type=Path, default=RESULTS_DIR, help="directory of the *.json results")
-    parser.add_argument("--out", type=Path, default=None, help="where to write (default: --results)")
-    args = parser.parse_args(argv)
-    report = write_report(args.results, args.out)
-    out = args.out or args.results
+DESCRIPTION = __doc__.splitlines()[0]
+app = command_app(DESCRIPTION)
+
+
+@app.command(help=DESCRIPTION)
+def write(
+    results: Annotated[Path, typer.Option(help="directory of the *.json results")] = RESULTS_DIR,
+    out: Annotated[Path | None, typer.Option(help="where to write (default: --results)")] = None,
+) -> None:
+    """Write the report; exit 1 if no benchmark result could be read."""
+    report = write_report(results, out)
+    written = out or results
     for r in report.records:
         met = {True: "met", False: "NOT MET", None: "no target"}[r.met]
         value = fmt_value(r.measured, r.unit)
         print(f"{r.stage:<11} {r.metric:<24} {value:>18}  {fmt_ratio(r.ratio):>7}  {met}")
     for note in report.notes:
         print(f"note: {note}", file=sys.stderr)
-    print(f"wrote {out / SUMMARY_FILE}, {out / REPORT_FILE}, {out / CHART_FILE}")
-    return 0 if report.records else 1
+    print(f"wrote {written / SUMMARY_FILE}, {written / REPORT_FILE}, {written / CHART_FILE}")
+    raise typer.Exit(0 if report.records else 1)
+
+
+def main() -> None:
+    """Entry point (`./pants run bench/report.py`)."""
+    app()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import report
+from typer.testing import CliRunner
 
 PRODUCER: dict[str, Any] = {
     "measured_at": "2026-11-26T10:00:00+00:00",
@@ -77,6 +78,11 @@ def records_by_name(directory: Path) -> dict[str, dict[str, Any]]:
     return {f"{r['stage']}.{r['metric']}": r for r in summary["records"]}
 
 
+def run_report(*args: str) -> int:
+    """Exit code of bench/report.py's command line with `args` (an exception fails the test)."""
+    return CliRunner().invoke(report.app, list(args), catch_exceptions=False).exit_code
+
+
 @pytest.fixture
 def results(tmp_path: Path) -> Path:
     """A results directory holding every fixture and run_all.json; the report written into it."""
@@ -89,7 +95,7 @@ def results(tmp_path: Path) -> Path:
         dashboard=DASHBOARD,
         run_all=RUN,
     )
-    assert report.main(["--results", str(tmp_path)]) == 0
+    assert run_report("--results", str(tmp_path)) == 0
     return tmp_path
 
 
@@ -106,7 +112,7 @@ def test_producer_ratio_below_target_is_not_met(results: Path) -> None:
 
 def test_producer_above_both_targets_is_met(tmp_path: Path) -> None:
     write(tmp_path, producer=PRODUCER | {"tickstream_producer": {"records_per_s": 600_000.0}})
-    report.main(["--results", str(tmp_path)])
+    assert run_report("--results", str(tmp_path)) == 0
     producer = records_by_name(tmp_path)["producer.publish_ticks_per_s"]
     assert producer["ratio"] == 0.6
     assert producer["met"] is True
@@ -158,7 +164,7 @@ def test_replay_is_reported_against_publishing_alone(tmp_path: Path) -> None:
         "live_batches_during": {"p95_ms": 1800.0},
     }
     write(tmp_path, replay=replay)
-    assert report.main(["--results", str(tmp_path), "--out", str(tmp_path / "out")]) == 0
+    assert run_report("--results", str(tmp_path), "--out", str(tmp_path / "out")) == 0
     records = records_by_name(tmp_path / "out")
     assert (records["replay.total_s"]["met"], records["replay.total_s"]["ratio"]) == (True, 0.1)
     assert records["replay.landed_s"]["measured"] == 25.0
@@ -191,7 +197,7 @@ def test_report_and_chart_are_written(results: Path) -> None:
 
 def test_unreadable_and_missing_results_become_notes(tmp_path: Path) -> None:
     write(tmp_path, compaction=COMPACTION, dbt={"measured_at": "2026-11-26T09:00:00+00:00"})
-    assert report.main(["--results", str(tmp_path), "--out", str(tmp_path / "out")]) == 0
+    assert run_report("--results", str(tmp_path), "--out", str(tmp_path / "out")) == 0
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert {r["stage"] for r in summary["records"]} == {"compaction"}
     assert "producer: no producer.json" in summary["notes"]
@@ -200,7 +206,7 @@ def test_unreadable_and_missing_results_become_notes(tmp_path: Path) -> None:
 
 
 def test_no_results_exits_1(tmp_path: Path) -> None:
-    assert report.main(["--results", str(tmp_path)]) == 1
+    assert run_report("--results", str(tmp_path)) == 1
 
 
 @pytest.mark.parametrize(

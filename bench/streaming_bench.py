@@ -26,7 +26,6 @@ an otherwise idle machine:
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -39,8 +38,9 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from confluent_kafka import Producer
 
 from ops.services.kafka import KafkaService, ensure_topics
@@ -49,6 +49,7 @@ from streaming.settings import StreamingSettings, delay_seconds
 from streaming.status import StatusStore
 from testkit.lake import TestLake, private_catalog_settings
 from tickstream.catalog import metadata_location
+from tickstream.commands import command_app
 from tickstream.contracts import decode_tick, encode_tick_columns, kafka_key, now_us
 from tickstream.duckdb_lake import connect, iceberg_scan
 from tickstream.lake import TICKS, LakeLocation
@@ -270,22 +271,23 @@ def stop(job: subprocess.Popen[bytes]) -> None:
             job.wait(30)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run both phases and write the results file."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--backlog", type=int, default=10_000_000, help="ticks produced before the job starts"
-    )
-    parser.add_argument("--rate", type=float, default=10_000.0, help="ticks/s of the latency phase")
-    parser.add_argument("--seconds", type=float, default=60.0, help="duration of the latency phase")
-    parser.add_argument(
-        "--warmup", type=float, default=10.0, help="seconds of the latency phase not measured"
-    )
-    parser.add_argument("--timeout", type=float, default=900.0, help="longest wait for the backlog")
-    parser.add_argument("--out", type=Path, default=RESULTS_PATH)
-    parser.add_argument("--job-log", type=Path, help="keep the streaming job's log here (else deleted)")
-    args = parser.parse_args(argv)
+DESCRIPTION = __doc__.splitlines()[0]
+app = command_app(DESCRIPTION)
 
+
+@app.command(help=DESCRIPTION)
+def benchmark(
+    backlog: Annotated[int, typer.Option(help="ticks produced before the job starts")] = 10_000_000,
+    rate: Annotated[float, typer.Option(help="ticks/s of the latency phase")] = 10_000.0,
+    seconds: Annotated[float, typer.Option(help="duration of the latency phase")] = 60.0,
+    warmup: Annotated[float, typer.Option(help="seconds of the latency phase not measured")] = 10.0,
+    timeout: Annotated[float, typer.Option(help="longest wait for the backlog")] = 900.0,
+    out: Annotated[Path, typer.Option(help="results file")] = RESULTS_PATH,
+    job_log: Annotated[
+        Path | None, typer.Option(help="keep the streaming job's log here (else deleted)")
+    ] = None,
+) -> None:
+    """Run both phases and write the results file."""
     load_at_start = [round(x, 2) for x in os.getloadavg()]  # others' work skews a 2-core machine
     run_id = uuid.uuid4().hex[:8]
     topic = f"bench.streaming.{run_id}"
@@ -297,17 +299,17 @@ def main(argv: list[str] | None = None) -> int:
     ensure_topics(
         bootstrap, [Topic(topic, TICKS_TOPIC.partitions, MS_PER_DAY, "Streaming benchmark scratch.")]
     )
-    produce_rate, last_event_us = produce_backlog(bootstrap, topic, args.backlog)
+    produce_rate, last_event_us = produce_backlog(bootstrap, topic, backlog)
     bars_target = bars_watermark_target(last_event_us, StreamingSettings())
-    consumer_perf = measure_kafka_consumer_perf(bootstrap, topic, args.backlog)
+    consumer_perf = measure_kafka_consumer_perf(bootstrap, topic, backlog)
     job = start_job(topic, lake, status.root, f"{scratch_dir}/checkpoints", scratch_dir / "job.log")
     try:
-        backlog = measure_backlog(StatusStore(status), job, args.backlog, bars_target, args.timeout)
-        latency = measure_latency(bootstrap, topic, lake, args.rate, args.seconds, args.warmup)
+        drained = measure_backlog(StatusStore(status), job, backlog, bars_target, timeout)
+        latency = measure_latency(bootstrap, topic, lake, rate, seconds, warmup)
     finally:
         stop(job)
-        if args.job_log:
-            shutil.copy(scratch_dir / "job.log", args.job_log)
+        if job_log:
+            shutil.copy(scratch_dir / "job.log", job_log)
         shutil.rmtree(scratch_dir, ignore_errors=True)
     results = {
         "run_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -316,20 +318,24 @@ def main(argv: list[str] | None = None) -> int:
             "platform": platform.platform(),
             "python": platform.python_version(),
         },
-        "settings": {"backlog_ticks": args.backlog, "warehouse": lake.settings.warehouse, "topic": topic},
+        "settings": {"backlog_ticks": backlog, "warehouse": lake.settings.warehouse, "topic": topic},
         "job_settings": StreamingSettings().model_dump(exclude={"jars", "checkpoint_dir"}),
         "load_average_at_start": load_at_start,
         "backlog_produce_ticks_per_s": round(produce_rate, 1),
         "kafka_consumer_perf_test": consumer_perf,
-        "backlog": backlog,
+        "backlog": drained,
         "latency": latency,
         "targets": {"ticks_per_s": 100_000, "latency_p95_ms": 3_000},
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
-    return 0
+
+
+def main() -> None:
+    """Entry point (`python bench/streaming_bench.py`, `./pants run bench/streaming_bench.py -- ...`)."""
+    app()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

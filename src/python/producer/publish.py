@@ -204,7 +204,7 @@ def publish(
 ) -> PublishReport:
     """Send every record of `source` to `sink` until it ends, `duration_s` passes or `stop` is set."""
     clock = clock or SystemClock()
-    stop = stop or StopFlag()
+    stop = stop if stop is not None else StopFlag()  # an unset StopFlag is falsy: never `stop or ...`
     start = clock.monotonic()
     pacer = RatePacer(rate_hz, clock)
     feed = FeedCounts()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
+import signal
+import time
 from typing import Any
 
 import pytest
@@ -149,6 +152,30 @@ def test_duration_and_stop_flag_end_the_run_and_held_records_are_drained() -> No
     stop.set("SIGTERM")
     sink, _ = make_sink()
     assert publish(Endless(), sink, stop=stop, clock=FakeClock()).stop_reason == "SIGTERM"
+
+
+def test_a_stop_requested_during_the_run_ends_it() -> None:
+    stop = StopFlag()
+
+    class StopsAfterTwoBatches:
+        def __iter__(self):  # type: ignore[no-untyped-def]
+            for i in range(1_000):
+                if i == 2:
+                    stop.set("SIGTERM")  # as the signal handler does, mid-run
+                yield batch(100, i * 100)
+
+    sink, _ = make_sink(capacity=10_000)
+    report = publish(StopsAfterTwoBatches(), sink, stop=stop, clock=FakeClock())
+    assert report.stop_reason == "SIGTERM"
+    assert report.delivery.acked == 200
+
+
+def test_sigterm_requests_a_graceful_stop() -> None:
+    stop = StopFlag()
+    with stop.on_signals():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.01)  # the handler runs between bytecodes
+    assert stop.reason == "SIGTERM"
 
 
 def test_pacer_chunks_are_about_ten_milliseconds() -> None:

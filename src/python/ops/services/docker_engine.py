@@ -20,7 +20,7 @@ from tickstream.settings import PathsSettings
 
 PACKAGES = ("docker.io", "docker-compose", "debootstrap")
 """Debian packages: the engine (20.10), compose v1 (1.29) and debootstrap (the base image)."""
-DOCKERD = Path("/usr/bin/dockerd")
+DOCKERD = Path("/usr/sbin/dockerd")
 COMPOSE = Path("/usr/bin/docker-compose")
 DEBOOTSTRAP = Path("/usr/sbin/debootstrap")
 MARKER = "tickstream-dockerd"
