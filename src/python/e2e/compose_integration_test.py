@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pyarrow.compute as pc
+import pyarrow as pa
 import pytest
 from pydantic import SecretStr
 
@@ -71,6 +71,10 @@ class RunningStack:
         """Everything a service's container printed, across restarts."""
         return self.compose("logs", "--no-color", service)
 
+    def reopen_lake(self) -> None:
+        """Open the catalog again (after the stack was recreated, the old connections are dead)."""
+        self.lake = TestLake(self.lake.settings, self.lake.s3)
+
     def lake_ticks(self) -> list[tuple[Any, ...]]:
         """(symbol, seq, ts_us, price, size, bid, ask) of every row of the ticks table, sorted."""
         columns = ["symbol", "seq", "ts_us", "price", "size", "bid", "ask"]
@@ -80,7 +84,7 @@ class RunningStack:
     def lake_bars(self) -> list[tuple[Any, ...]]:
         """The bars table as (symbol, window start µs, OHLC, volume, vwap, count), sorted."""
         table = self.lake.read(BARS_1M)
-        start_us = pc.cast(pc.cast(table["window_start"], "timestamp[us, tz=UTC]"), "int64").to_pylist()
+        start_us = table["window_start"].cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_pylist()
         names = ("symbol", "open", "high", "low", "close", "volume", "vwap", "trade_count")
         rows = table.select(list(names)).to_pylist()
         return sorted(
@@ -269,6 +273,7 @@ def test_down_then_up_keeps_the_data_and_resumes_from_the_checkpoints(running_st
     stack.stack.down()
     assert stack.stack.containers() == {}
     stack.stack.up(UP_TIMEOUT_S)
+    stack.reopen_lake()
     assert set(before) <= set(stack.lake_ticks())  # the volumes kept the lake
     # The new driver resumed the query from its checkpoint (same query id) rather than starting a new one.
     wait_until("the query to start again", lambda: bool(query_ids(stack)), timeout_s=300)
