@@ -90,7 +90,7 @@ def listening(processes: list[psutil.Process]) -> list[tuple[str, str, int]]:
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     """The whole platform, up from a fresh TICKSTREAM_HOME; brought down at the end whatever happened."""
     home = tmp_path_factory.mktemp("platform") / "home"
-    cli = package("src.python.tickstream", "cli.pex")
+    cli = package("src.python.ops", "cli.pex")
     grpc = (0, 10000)  # SeaweedFS serves gRPC on port + 10000
     ports = {
         "kafka": free_port(),
