@@ -48,6 +48,8 @@ class RunningStack:
     stack: Stack
     bootstrap: str
     lake: TestLake
+    acknowledged_by_removed_producers: int = 0
+    """What producer containers removed by `down` reported acknowledged (their logs went with them)."""
 
     def compose(self, *args: str) -> str:
         """`docker-compose ARGS` on the stack; its output."""
@@ -169,7 +171,7 @@ def wait_until(what: str, check: Callable[[], bool], timeout_s: float = CATCH_UP
 def acknowledged_by_producer(stack: RunningStack) -> int:
     """The records the producer's runs report as acknowledged by Kafka (their `producer.finished` lines),
     checking that each run lost none."""
-    acknowledged = 0
+    acknowledged = stack.acknowledged_by_removed_producers
     for line in stack.logs("producer").splitlines():
         payload = line.split("|", 1)[-1].strip()
         if '"producer.finished"' in payload:
@@ -270,6 +272,7 @@ def test_down_then_up_keeps_the_data_and_resumes_from_the_checkpoints(running_st
     stack = running_stack
     before = stack.lake_ticks()
     (query_id,) = set(query_ids(stack))
+    stack.acknowledged_by_removed_producers = acknowledged_by_producer(stack)
     stack.stack.down()
     assert stack.stack.containers() == {}
     stack.stack.up(UP_TIMEOUT_S)
