@@ -12,7 +12,6 @@ one `admin` user whose password (like the API's JWT, session and Fernet keys) is
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shlex
@@ -27,6 +26,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from ops.credentials import missing_secrets
+from ops.services.install import file_sha256
 from ops.services.process import ServiceError
 from tickstream.logs import get_logger
 from tickstream.settings import DagSettings, InstallSecretsSettings, PathsSettings, environment
@@ -73,15 +73,6 @@ def airflow_home(paths: PathsSettings) -> Path:
 def venv_dir(paths: PathsSettings) -> Path:
     """Where the virtualenv built from the Airflow PEX lives."""
     return paths.home / "venvs" / "airflow"
-
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def ensure_venv(pex: Path, venv: Path) -> Path:

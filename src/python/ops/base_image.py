@@ -9,7 +9,6 @@ argument BASE_IMAGE (docs/deployment.md says how to use official images where a 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import subprocess
@@ -17,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 from ops.services.docker_engine import docker_cli
+from ops.services.install import file_sha256
 from ops.services.process import ServiceError
 from tickstream.logs import get_logger
 
@@ -91,7 +91,7 @@ def ensure_base_image(image: str = BASE_IMAGE, mirror: str | None = None) -> str
                 if entry.is_file():
                     entry.unlink()
         _run(["tar", "-C", str(rootfs), "--numeric-owner", "-cf", str(tarball), "."], "tar")
-        digest = "sha256:" + _sha256(tarball)
+        digest = "sha256:" + file_sha256(tarball)
         _run(
             [
                 docker_cli(),
@@ -112,14 +112,6 @@ def ensure_base_image(image: str = BASE_IMAGE, mirror: str | None = None) -> str
         raise ServiceError(f"{image}: layers {layers} are not the imported tarball {digest}")
     log.info("base_image", image=image, layer=digest)
     return digest
-
-
-def _sha256(path: Path) -> str:
-    sha = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            sha.update(block)
-    return sha.hexdigest()
 
 
 def _run(argv: list[str], what: str) -> None:

@@ -41,6 +41,15 @@ def deploy_dir() -> Path:
     return Path(str(importlib.resources.files("deploy").joinpath("kafka"))).parent
 
 
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def _file_sizes(directory: Path) -> dict[str, int]:
     return {
         str(path.relative_to(directory)): path.stat().st_size
