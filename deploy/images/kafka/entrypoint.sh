@@ -7,20 +7,6 @@
 set -euo pipefail
 libs=/opt/kafka/libs
 config=/opt/kafka/config
-mkdir -p "$config"
-cat > "$config/log4j2.properties" <<'LOG'
-status = warn
-appender.out.type = Console
-appender.out.name = OUT
-appender.out.layout.type = PatternLayout
-appender.out.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = INFO
-rootLogger.appenderRef.out.ref = OUT
-logger.state.name = state.change.logger
-logger.state.level = WARN
-logger.request.name = kafka.request.logger
-logger.request.level = WARN
-LOG
 java_opts=(-Djava.awt.headless=true "-Dlog4j2.configurationFile=$config/log4j2.properties")
 
 if [[ $# -gt 0 ]]; then

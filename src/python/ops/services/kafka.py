@@ -37,20 +37,6 @@ TOOL_HEAP = "512m"
 
 log = get_logger("services.kafka")
 
-BROKER_LOG4J2 = """\
-status = warn
-appender.out.type = Console
-appender.out.name = OUT
-appender.out.layout.type = PatternLayout
-appender.out.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = INFO
-rootLogger.appenderRef.out.ref = OUT
-logger.state.name = state.change.logger
-logger.state.level = WARN
-logger.request.name = kafka.request.logger
-logger.request.level = WARN
-"""
-
 TOOLS_LOG4J2 = """\
 status = warn
 appender.err.type = Console
@@ -204,7 +190,7 @@ class KafkaService:
         self.server_properties.touch(mode=0o600)
         os.chmod(self.server_properties, 0o600)
         self.server_properties.write_text(render_properties(self.server_config()))
-        (self.config_dir / "log4j2.properties").write_text(BROKER_LOG4J2)
+        shutil.copyfile(deploy_dir() / "kafka" / "log4j2.properties", self.config_dir / "log4j2.properties")
         (self.config_dir / "tools-log4j2.properties").write_text(TOOLS_LOG4J2)
 
     def cluster_id(self) -> str:
