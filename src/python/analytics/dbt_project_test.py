@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from analytics import run
 from analytics.run import AnalyticsSettings, find_project_dir, run_dbt
 from analytics.testing import (
     append_ticks,
+    assert_matches,
     build_fixture_lake,
     build_random_lake,
     expected_activity_hourly,
@@ -75,13 +75,6 @@ def mart(settings: AnalyticsSettings, model: str) -> list[dict]:
     path = f"{settings.lake_root}/marts/{model}/data.parquet"
     relation = duckdb.sql(f"select * from read_parquet('{path}') order by all")
     return [dict(zip(relation.columns, row, strict=True)) for row in relation.fetchall()]
-
-
-def assert_matches(got: Mapping[Any, Mapping[str, Any]], expected: Mapping[Any, Mapping[str, Any]]) -> None:
-    """The same keys, and for each key the expected columns' values (floats approximately)."""
-    assert set(got) == set(expected)
-    for key, want in expected.items():
-        assert {column: got[key][column] for column in want} == pytest.approx(want), key
 
 
 def statuses(result: Any) -> dict[str, str]:

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import polars as pl
+import pytest
 
 from testkit.expected import expected_bar_table, expected_bars
 from testkit.lake import TestLake, tick_rows
@@ -216,3 +217,10 @@ def expected_bar_indicators(ticks: Sequence[Tick]) -> dict[tuple[str, int], dict
             "session_vwap_usd": totals[0] / totals[1],
         }
     return expected
+
+
+def assert_matches(got: Mapping[Any, Mapping[str, Any]], expected: Mapping[Any, Mapping[str, Any]]) -> None:
+    """The same keys, and for each key the expected columns' values (floats approximately)."""
+    assert set(got) == set(expected)
+    for key, want in expected.items():
+        assert {column: got[key][column] for column in want} == pytest.approx(want), key

@@ -6,30 +6,39 @@ The stack is a compose project of its own (its own volumes and network) whose on
 and, from a test override file, the brokers' extra HOST listeners, S3 and the catalog database, so that the
 test reads Kafka and the lake directly. The expectation is computed from the records in the topic with the
 contract's reference parser and polars (`e2e.expectations`): every accepted tick once in the lake, the bars of
-every complete minute equal. Each fault test first proves its fault happened, then checks the lake again.
+every complete minute equal. A recorded hour two days old, published by the test itself, goes further: the
+hourly DAG is run for it through Airflow's API, then the dashboard's own data layer, in its container, must
+show that hour's bars and the marts dbt built, as `analytics.testing` computes them. Each fault test first
+proves its fault happened, then checks the lake again.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pytest
+from confluent_kafka import Producer
 from pydantic import SecretStr
 
+from analytics.testing import assert_matches, expected_activity_hourly, expected_ohlcv_daily, tick
+from e2e.airflow_api import sign_in, trigger_hour, wait_for_run
 from e2e.expectations import Expected, consume_all
 from ops.containers import Stack
 from ops.credentials import ensure_install_secrets, read_secrets
 from ops.services.docker_engine import DockerEngine, docker_cli
 from testkit.lake import TestLake
 from testkit.services import free_port
+from tickstream.contracts import Tick, encode_tick, kafka_key
 from tickstream.lake import BARS_1M, TICKS
 from tickstream.settings import CatalogSettings, PathsSettings, S3Settings
 from tickstream.topology import TICKS_TOPIC
@@ -48,8 +57,12 @@ class RunningStack:
     stack: Stack
     bootstrap: str
     lake: TestLake
+    airflow_url: str
+    airflow_password: str
     acknowledged_by_removed_producers: int = 0
     """What producer containers removed by `down` reported acknowledged (their logs went with them)."""
+    published_by_test: int = 0
+    """Records this test published itself (acknowledged by every in-sync replica)."""
 
     def compose(self, *args: str) -> str:
         """`docker-compose ARGS` on the stack; its output."""
@@ -151,7 +164,9 @@ def running_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningS
             warehouse="s3://tickstream-lake/warehouse",
         )
         bootstrap = ",".join(f"127.0.0.1:{port}" for port in kafka_ports)
-        yield RunningStack(stack, bootstrap, TestLake(catalog, s3))
+        airflow_url = f"http://127.0.0.1:{settings['TICKSTREAM_COMPOSE_AIRFLOW_PORT']}"
+        password = secrets["TICKSTREAM_AIRFLOW_ADMIN_PASSWORD"]
+        yield RunningStack(stack, bootstrap, TestLake(catalog, s3), airflow_url, password)
     except Exception:
         print(stack.compose("ps", check=False, capture=True).stdout)
         print(stack.compose("logs", "--no-color", "--tail", "40", check=False, capture=True).stdout[-20000:])
@@ -187,9 +202,8 @@ def assert_lake_exact(stack: RunningStack) -> Expected:
     stack.compose("stop", "producer")
     assert stack.stack.containers()["producer"]["exit_code"] == "0", "the producer did not stop gracefully"
     values = consume_all(stack.bootstrap, TICKS_TOPIC.name, TICKS_TOPIC.partitions)
-    assert len(values) == acknowledged_by_producer(
-        stack
-    ), "the topic holds other than the acknowledged records"
+    acknowledged = acknowledged_by_producer(stack) + stack.published_by_test
+    assert len(values) == acknowledged, "the topic holds other than the acknowledged records"
     expected = Expected.from_records(values)
     wanted = expected.ticks_between(0, 2**62)
     wait_until(f"{len(wanted)} ticks in the lake", lambda: len(stack.lake_ticks()) >= len(wanted))
@@ -239,6 +253,134 @@ def test_ticks_flow_from_producer_to_lake_and_bars_exactly_once(running_stack: R
     wait_until("ticks in the lake", lambda: len(running_stack.lake_ticks()) > 10_000)
     expected = assert_lake_exact(running_stack)
     assert len(expected.ticks) > 10_000
+
+
+HISTORY_SYMBOLS = ("HISTA", "HISTB", "HISTC")
+"""Symbols the simulator never sends: the test's recorded hour is all their ticks."""
+DAG_TIMEOUT_S = 900.0
+DASHBOARD_PEX = ("/app/dashboard.pex", "-c")
+DASHBOARD_PROBE = """
+import json
+from datetime import datetime, timedelta
+import polars as pl
+from dashboard.bars import TimeRange
+from dashboard.data import Sources
+from dashboard.settings import DashboardSettings
+from tickstream.settings import CatalogSettings, KafkaSettings, S3Settings
+hour, symbols = datetime.fromisoformat(HOUR), list(SYMBOLS)
+sources = Sources(DashboardSettings(), S3Settings(), CatalogSettings(), KafkaSettings())
+def rows(frame):
+    return frame.filter(pl.col("symbol").is_in(symbols)).to_dicts()
+bars = sources.bars(TimeRange(hour, hour + timedelta(hours=1)))
+bars = bars.with_columns(pl.col("window_start").dt.epoch("us"))
+marts = {model: rows(sources.mart(model)) for model in ("fct_ohlcv_daily", "fct_activity_hourly")}
+print(json.dumps({"bars": rows(bars), **marts}, default=str))
+"""
+"""Run by the dashboard's own PEX in its container: what the live view and the History page get for the
+recorded hour, through the dashboard's data layer (`Sources`) and the container's configuration."""
+
+
+def to_us(moment: datetime) -> int:
+    """Epoch microseconds of an aware datetime."""
+    return int(moment.timestamp() * 1_000_000)
+
+
+def recorded_hour(hour: datetime) -> list[Tick]:
+    """One tick every 10 s per history symbol through `hour`, on a deterministic price walk."""
+    rng = random.Random(11)
+    ticks = []
+    for index, symbol in enumerate(HISTORY_SYMBOLS):
+        price = 50.0 * (index + 1)
+        for seq in range(1, 361):
+            price = round(price * (1 + rng.uniform(-0.002, 0.002)), 4)
+            at_us = to_us(hour) + (seq - 1) * 10_000_000 + rng.randrange(10_000_000)
+            ticks.append(tick(symbol, seq, at_us, price, rng.randrange(1, 500)))
+    return ticks
+
+
+def publish(bootstrap: str, ticks: list[Tick]) -> int:
+    """Publish ticks as an independent client (acks from all in-sync replicas); how many were acknowledged."""
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True})
+    errors: list[Any] = []
+    for one in ticks:
+        producer.produce(
+            TICKS_TOPIC.name,
+            key=kafka_key(one["symbol"]),
+            value=encode_tick(one),
+            on_delivery=lambda error, _message: errors.append(error) if error else None,
+        )
+        producer.poll(0)
+    assert producer.flush(60) == 0 and errors == [], errors
+    return len(ticks)
+
+
+def dashboard_probe(stack: RunningStack, hour: datetime) -> dict[str, list[dict[str, Any]]]:
+    """DASHBOARD_PROBE's answer for the recorded hour, from the running dashboard container."""
+    script = DASHBOARD_PROBE.replace("HOUR", repr(hour.isoformat())).replace("SYMBOLS", repr(HISTORY_SYMBOLS))
+    done = subprocess.run(
+        [
+            docker_cli(),
+            "exec",
+            "-e",
+            "PEX_INTERPRETER=1",
+            stack.container("dashboard"),
+            *DASHBOARD_PEX,
+            script,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def test_a_recorded_hour_reaches_the_lake_the_marts_and_the_dashboard(running_stack: RunningStack) -> None:
+    stack = running_stack
+    hour = (datetime.now(UTC) - timedelta(days=2)).replace(minute=0, second=0, microsecond=0)
+    ticks = recorded_hour(hour)
+    shuffled = random.Random(5).sample(ticks, len(ticks))  # out of event-time order, and 30 sent twice
+    stack.published_by_test += publish(stack.bootstrap, shuffled + shuffled[:30])
+    expected = Expected.from_records([encode_tick(one) for one in ticks])
+    start_us, end_us = to_us(hour), to_us(hour + timedelta(hours=1))
+
+    def stored() -> list[tuple[Any, ...]]:
+        return [row for row in stack.lake_ticks() if row[0] in HISTORY_SYMBOLS]
+
+    # Two days late, out of order, some twice: each tick stored once, the hour's bars redone by the stream.
+    wait_until("the recorded hour in the lake", lambda: len(stored()) >= len(ticks))
+    assert stored() == expected.ticks_between(start_us, end_us)
+    want_bars = expected.bars_between(start_us, end_us)
+    wait_until(
+        "the recorded hour's bars",
+        lambda: [bar for bar in stack.lake_bars() if bar[0] in HISTORY_SYMBOLS] == want_bars,
+        timeout_s=300,
+    )
+
+    # The hourly DAG, run through Airflow's API for that hour: compaction, then dbt for the interval.
+    token = sign_in(stack.airflow_url, stack.airflow_password)
+    run_id = f"e2e-{uuid.uuid4().hex[:8]}"
+    trigger_hour(stack.airflow_url, token, hour, run_id)
+    states = wait_for_run(stack.airflow_url, token, run_id, DAG_TIMEOUT_S)
+    tasks = ("wait_until_closed", "compact_ticks", "compact_bars_1m", "run_dbt")
+    assert states == dict.fromkeys(tasks, "success"), states
+    assert stored() == expected.ticks_between(start_us, end_us)  # compaction rewrote files, not rows
+
+    # What the dashboard shows, read by its own data layer in its container.
+    shown = dashboard_probe(stack, hour)
+    columns = ("symbol", "window_start", "open", "high", "low", "close", "volume", "vwap", "trade_count")
+    bars = sorted(tuple(row[name] for name in columns) for row in shown["bars"])
+    assert [bar[:2] for bar in bars] == [bar[:2] for bar in want_bars]
+    for got, want in zip(bars, want_bars, strict=True):
+        assert got[2:] == pytest.approx(want[2:]), got
+    daily = {(row["symbol"], row["trade_date"]): row for row in shown["fct_ohlcv_daily"]}
+    assert_matches(daily, expected_ohlcv_daily(ticks))
+    hourly = {
+        (row["symbol"], row["trade_date"], int(row["trade_hour"])): row
+        for row in shown["fct_activity_hourly"]
+    }
+    assert_matches(hourly, expected_activity_hourly(ticks))
 
 
 def test_losing_a_broker_under_load_loses_and_duplicates_nothing(running_stack: RunningStack) -> None:

@@ -12,8 +12,6 @@ import ipaddress
 import json
 import os
 import subprocess
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from e2e.airflow_api import http, sign_in
 from e2e.artifacts import package, source_dir
 from ops.credentials import read_secrets
 from testkit.services import free_port
@@ -149,29 +148,12 @@ def test_nothing_listens_beyond_loopback(platform: Platform) -> None:
     assert listening([streaming, *streaming.children(recursive=True)])
 
 
-def http(
-    method: str, url: str, body: dict[str, str] | None = None, token: str | None = None
-) -> tuple[int, str]:
-    """Status and body of one request to Airflow's API."""
-    request = urllib.request.Request(url, method=method, data=json.dumps(body).encode() if body else None)
-    request.add_header("Content-Type", "application/json")
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return int(response.status), response.read().decode()
-    except urllib.error.HTTPError as error:
-        return int(error.code), error.read().decode()
-
-
 def test_airflow_refuses_anonymous_callers_and_admits_the_generated_admin(platform: Platform) -> None:
     url = platform.airflow_url
     assert http("GET", f"{url}/api/v2/dags")[0] == 401
     assert http("POST", f"{url}/auth/token", {"username": "admin", "password": "admin"})[0] == 401
     password = platform.secrets()["TICKSTREAM_AIRFLOW_ADMIN_PASSWORD"]
-    status, body = http("POST", f"{url}/auth/token", {"username": "admin", "password": password})
-    assert status == 201, body
-    status, body = http("GET", f"{url}/api/v2/dags", token=json.loads(body)["access_token"])
+    status, body = http("GET", f"{url}/api/v2/dags", token=sign_in(url, password))
     assert status == 200, body
     assert "tickstream_compaction" in {dag["dag_id"] for dag in json.loads(body)["dags"]}
 
