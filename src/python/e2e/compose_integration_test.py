@@ -183,6 +183,27 @@ def wait_until(what: str, check: Callable[[], bool], timeout_s: float = CATCH_UP
         time.sleep(5)
 
 
+def wait_until_equal(
+    what: str,
+    actual: Callable[[], list[Any]],
+    wanted: list[Any],
+    explain: Callable[[], str],
+    timeout_s: float = CATCH_UP_TIMEOUT_S,
+) -> None:
+    """Poll `actual` every 5 s until it equals `wanted`; fail showing the difference and `explain()`."""
+    deadline = time.monotonic() + timeout_s
+    while (got := actual()) != wanted:
+        if time.monotonic() > deadline:
+            missing = [row for row in wanted if row not in got]
+            unexpected = [row for row in got if row not in wanted]
+            pytest.fail(
+                f"timed out after {timeout_s:.0f}s waiting for {what}: {len(got)} rows, {len(wanted)} wanted;"
+                f" missing {len(missing)}, e.g. {missing[:3]}; unexpected {len(unexpected)}, e.g."
+                f" {unexpected[:3]}\n{explain()}"
+            )
+        time.sleep(5)
+
+
 def acknowledged_by_producer(stack: RunningStack) -> int:
     """The records the producer's runs report as acknowledged by Kafka (their `producer.finished` lines),
     checking that each run lost none."""
@@ -352,10 +373,13 @@ def test_a_recorded_hour_reaches_the_lake_the_marts_and_the_dashboard(running_st
     wait_until("the recorded hour in the lake", lambda: len(stored()) >= len(ticks))
     assert stored() == expected.ticks_between(start_us, end_us)
     want_bars = expected.bars_between(start_us, end_us)
-    wait_until(
+    wait_until_equal(
         "the recorded hour's bars",
-        lambda: [bar for bar in stack.lake_bars() if bar[0] in HISTORY_SYMBOLS] == want_bars,
-        timeout_s=300,
+        lambda: [bar for bar in stack.lake_bars() if bar[0] in HISTORY_SYMBOLS],
+        want_bars,
+        explain=lambda: "\n".join(
+            line for line in stack.logs("streaming").splitlines() if '"bars' in line or "late" in line
+        )[-6000:],
     )
 
     # The hourly DAG, run through Airflow's API for that hour: compaction, then dbt for the interval.
