@@ -7,6 +7,7 @@ from types import ModuleType
 
 import dashboard_bench
 import dbt_bench
+import platform_bench
 import producer_bench
 import pytest
 import replay_bench
@@ -21,6 +22,7 @@ from typer.testing import CliRunner
         (dbt_bench, ["--ticks-per-second", "--batch-seconds", "--open-hours", "--commits-per-hour", "--out"]),
         (dashboard_bench, ["--symbols", "--objects-per-hour", "--repeat", "--local", "--out"]),
         (replay_bench, ["--days", "--out"]),
+        (platform_bench, ["--rate", "--probe-rate", "--seconds", "--cpu-seconds", "--out"]),
         (report, ["--results", "--out"]),
     ],
     ids=lambda value: value.__name__ if isinstance(value, ModuleType) else None,
@@ -41,6 +43,7 @@ def test_help_describes_the_command_and_its_options(module: ModuleType, options:
         (dbt_bench, ["--open-hours", "25"], "error: --open-hours must be 0..24"),
         (dashboard_bench, ["--repeat", "1.5"], "Invalid value for '--repeat'"),
         (replay_bench, ["--weeks", "3"], "No such option: --weeks"),
+        (platform_bench, ["--probe-rate", "fast"], "Invalid value for '--probe-rate'"),
         (report, ["--results"], "Option '--results' requires an argument"),
     ],
     ids=lambda value: value.__name__ if isinstance(value, ModuleType) else None,

@@ -39,6 +39,7 @@ DEFAULT_TARGETS: dict[str, dict[str, float]] = {
     "compaction": {"files_ratio": 20, "query_speedup": 5},
     "dashboard": {"day_view_s": 1.0},
     "replay": {"total_s": 60.0},
+    "platform": {"lake_p95_ms": 3_000, "screen_p95_ms": 5_000, "cores_at_2k": 0.5, "up_s": 60, "down_s": 15},
 }
 
 
@@ -362,6 +363,64 @@ def replay_records(data: dict[str, Any]) -> list[Record]:
     ]
 
 
+def platform_records(data: dict[str, Any]) -> list[Record]:
+    """The whole platform running: produce -> lake / dashboard data / screen (p95, Kafka's own delivery as
+    the baseline), its cores at the producer's rate, and the seconds `up` and `down` take."""
+    targets = targets_of("platform", data)
+    freshness = data["freshness"]
+    latency = freshness["latency"]
+    total_rate = data["settings"]["producer_rate"] + data["settings"]["probe_rate"]
+    kafka_p95 = latency["kafka"]["p95_ms"]
+    records = []
+    for observer, what, target in (
+        ("lake", "committed and readable by DuckDB", targets.get("lake_p95_ms")),
+        ("dashboard_data", "returned by the dashboard's data layer", None),
+        ("screen", "drawn by the dashboard in Chromium", targets.get("screen_p95_ms")),
+    ):
+        p95 = latency[observer]["p95_ms"]
+        if p95 is None:
+            continue
+        records.append(
+            Record(
+                stage="platform",
+                metric=f"{observer}_p95_s",
+                description=f"produce -> {what}, everything running at {total_rate:,.0f} ticks/s, p95",
+                unit="s",
+                better="lower",
+                measured=p95 / 1000,
+                baseline=None if kafka_p95 is None else kafka_p95 / 1000,
+                baseline_name="a plain Kafka consumer, same probes",
+                target_measured=None if target is None else target / 1000,
+            )
+        )
+    cpu = data["cpu_at_producer_rate"]
+    records.append(
+        Record(
+            stage="platform",
+            metric="cores_at_producer_rate",
+            description=f"cores the whole platform uses at {cpu['ticks_per_s']:,.0f} ticks/s",
+            unit="cores",
+            better="lower",
+            measured=float(cpu["total_cores"]),
+            target_measured=targets.get("cores_at_2k"),
+        )
+    )
+    for metric, what in (("up_s", "`tickstream up`, warm install"), ("down_s", "`tickstream down`")):
+        if metric in data["operations"]:
+            records.append(
+                Record(
+                    stage="platform",
+                    metric=metric,
+                    description=what,
+                    unit="s",
+                    better="lower",
+                    measured=float(data["operations"][metric]),
+                    target_measured=targets.get(metric),
+                )
+            )
+    return records
+
+
 EXTRACTORS: dict[str, Callable[[dict[str, Any]], list[Record]]] = {
     "producer": producer_records,
     "streaming": streaming_records,
@@ -369,6 +428,7 @@ EXTRACTORS: dict[str, Callable[[dict[str, Any]], list[Record]]] = {
     "dbt": dbt_records,
     "dashboard": dashboard_records,
     "replay": replay_records,
+    "platform": platform_records,
 }
 
 

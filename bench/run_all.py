@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Run every benchmark in a fixed order, then write the report: `python3 bench/run_all.py` (~25-30 min).
+"""Run every benchmark in a fixed order, then write the report: `python3 bench/run_all.py` (~30-37 min).
 
 Each benchmark runs as its own `./pants run bench/<name>_bench.py -- <args>`, so it gets the interpreter of
 its resolve (producer, dbt, dashboard: python-default; streaming, compaction: spark, with pyspark) built
@@ -54,7 +54,7 @@ class Stage:
     packages: Sequence[str] = ()  # Pants targets packaged (into dist/) before the benchmark runs
 
 
-# Sized for ~25-30 minutes in all on 2 cores (durations measured 2026-11-26 under load 3-8), plus the
+# Sized for ~30-37 minutes in all on 2 cores (durations measured 2026-11-26 under load 3-8), plus the
 # one-off build of each resolve's environment by Pants on a cold cache (a few minutes for spark).
 STAGES = (
     # 5M ticks through our producer, then kafka-producer-perf-test: ~1 min.
@@ -78,6 +78,24 @@ STAGES = (
         4,
         True,
         tuple(f"src/python/{name}:bin" for name in ("producer", "streaming", "compaction", "analytics")),
+    ),
+    # The whole platform from the packaged CLI (its own home and ports): up, 60 s settle, 60 s CPU at
+    # 2k ticks/s, 60 s of probes at 10k ticks/s observed in Kafka, the lake, the dashboard and Chromium,
+    # down: ~7 min.
+    Stage(
+        "platform",
+        "bench/platform_bench.py",
+        [],
+        7,
+        False,
+        (
+            "src/python/ops:cli",
+            "src/dags:airflow",
+            *(
+                f"src/python/{name}:bin"
+                for name in ("producer", "streaming", "compaction", "analytics", "dashboard")
+            ),
+        ),
     ),
 )
 

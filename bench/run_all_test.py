@@ -17,6 +17,7 @@ def test_dry_run_prints_every_benchmark_in_order_then_the_report(capsys: pytest.
         "bench/dbt_bench.py",
         "bench/dashboard_bench.py",
         "bench/replay_bench.py",
+        "bench/platform_bench.py",
         "bench/report.py",
     ]
     assert all(line.split()[0].endswith("/pants") and line.split()[1] == "run" for line in lines)
@@ -36,4 +37,4 @@ def test_unknown_stage_is_an_error() -> None:
 
 
 def test_planned_duration_fits_the_budget() -> None:
-    assert sum(stage.minutes for stage in run_all.STAGES) <= 25
+    assert sum(stage.minutes for stage in run_all.STAGES) <= 30

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
-import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -21,48 +18,17 @@ import pytest
 
 from e2e.airflow_api import http, sign_in
 from e2e.artifacts import package, source_dir
-from ops.credentials import read_secrets
-from testkit.services import free_port
+from ops.services.process import daemon_processes
+from testkit.platform import LocalPlatform, local_platform
 
 pytestmark = pytest.mark.integration
 
 UP_TIMEOUT_S = 900
 
 
-@dataclass(frozen=True)
-class Platform:
-    """A platform brought up by the CLI: where it lives, its environment and what `up` printed."""
-
-    home: Path
-    env: dict[str, str]
-    ports: dict[str, int]
-    up_output: str
-    cli: Path
-
-    def tickstream(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        """Run the packaged CLI with the platform's environment."""
-        return subprocess.run(
-            [str(self.cli), *args], env=self.env, capture_output=True, text=True, timeout=timeout, check=False
-        )
-
-    @property
-    def airflow_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports['airflow']}"
-
-    def secrets(self) -> dict[str, str]:
-        return read_secrets(self.home / "secrets.env")
-
-
 def platform_processes(home: Path) -> list[psutil.Process]:
     """Every process the platform started (the PID files under `home`) and their descendants."""
-    found = []
-    for pid_file in sorted((home / "run").glob("*.pid")):
-        try:
-            leader = psutil.Process(int(pid_file.read_text().strip()))
-            found += [leader, *leader.children(recursive=True)]
-        except (ValueError, psutil.NoSuchProcess):
-            continue
-    return found
+    return [process for tree in daemon_processes(home / "run").values() for process in tree]
 
 
 def loopback(address: str) -> bool:
@@ -86,56 +52,30 @@ def listening(processes: list[psutil.Process]) -> list[tuple[str, str, int]]:
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPlatform]:
     """The whole platform, up from a fresh TICKSTREAM_HOME; brought down at the end whatever happened."""
-    home = tmp_path_factory.mktemp("platform") / "home"
-    cli = package("src.python.ops", "cli.pex")
-    grpc = (0, 10000)  # SeaweedFS serves gRPC on port + 10000
-    ports = {
-        "kafka": free_port(),
-        "controller": free_port(),
-        "s3": free_port(grpc),
-        "master": free_port(grpc),
-        "volume": free_port(grpc),
-        "filer": free_port(grpc),
-        "airflow": free_port(),
-        "dashboard": free_port(),
-    }
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("TICKSTREAM_", "AIRFLOW"))}
-    env = {
-        **inherited,
-        "TICKSTREAM_CACHE_DIR": os.environ.get(
-            "TICKSTREAM_CACHE_DIR", str(Path.home() / ".cache/tickstream")
-        ),
-        "TICKSTREAM_HOME": str(home),
-        "TICKSTREAM_PEX_DIR": str(cli.parent.parent),
-        "TICKSTREAM_KAFKA_PORT": str(ports["kafka"]),
-        "TICKSTREAM_KAFKA_CONTROLLER_PORT": str(ports["controller"]),
-        "TICKSTREAM_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{ports['kafka']}",
-        "TICKSTREAM_KAFKA_HEAP": "512m",
-        "TICKSTREAM_S3_ENDPOINT_URL": f"http://127.0.0.1:{ports['s3']}",
-        "TICKSTREAM_SEAWEEDFS_MASTER_PORT": str(ports["master"]),
-        "TICKSTREAM_SEAWEEDFS_VOLUME_PORT": str(ports["volume"]),
-        "TICKSTREAM_SEAWEEDFS_FILER_PORT": str(ports["filer"]),
-        "TICKSTREAM_AIRFLOW_PORT": str(ports["airflow"]),
-        "TICKSTREAM_AIRFLOW_DAGS_FOLDER": str(source_dir("src/dags")),
-        "TICKSTREAM_AIRFLOW_DBT_PROJECT_DIR": str(source_dir("src/sql/dbt")),
-        "TICKSTREAM_DASHBOARD_PORT": str(ports["dashboard"]),
-        "TICKSTREAM_DASHBOARD_URL": f"http://127.0.0.1:{ports['dashboard']}",
-        "TICKSTREAM_UP_PRODUCER_RATE": "100",
-        "TICKSTREAM_STREAMING_DRIVER_MEMORY": "1g",
-        "TICKSTREAM_START_TIMEOUT_S": "600",
-    }
-    up = Platform(home, env, ports, "", cli)
+    up = local_platform(
+        tmp_path_factory.mktemp("platform") / "home",
+        package("src.python.ops", "cli.pex"),
+        source_dir("src/dags"),
+        source_dir("src/sql/dbt"),
+        {
+            "TICKSTREAM_KAFKA_HEAP": "512m",
+            "TICKSTREAM_UP_PRODUCER_RATE": "100",
+            "TICKSTREAM_STREAMING_DRIVER_MEMORY": "1g",
+            "TICKSTREAM_START_TIMEOUT_S": "600",
+        },
+    )
     try:
         done = up.tickstream("up", timeout=UP_TIMEOUT_S)
         assert done.returncode == 0, f"up failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-        yield Platform(home, env, ports, done.stdout, cli)
+        up.up_output = done.stdout
+        yield up
     finally:
         up.tickstream("down")
 
 
-def test_nothing_listens_beyond_loopback(platform: Platform) -> None:
+def test_nothing_listens_beyond_loopback(platform: LocalPlatform) -> None:
     sockets = listening(platform_processes(platform.home))
     ports = {port for _, _, port in sockets}
     # the scan sees every service and component that serves (else it would prove nothing)
@@ -148,7 +88,7 @@ def test_nothing_listens_beyond_loopback(platform: Platform) -> None:
     assert listening([streaming, *streaming.children(recursive=True)])
 
 
-def test_airflow_refuses_anonymous_callers_and_admits_the_generated_admin(platform: Platform) -> None:
+def test_airflow_refuses_anonymous_callers_and_admits_the_generated_admin(platform: LocalPlatform) -> None:
     url = platform.airflow_url
     assert http("GET", f"{url}/api/v2/dags")[0] == 401
     assert http("POST", f"{url}/auth/token", {"username": "admin", "password": "admin"})[0] == 401
@@ -158,7 +98,7 @@ def test_airflow_refuses_anonymous_callers_and_admits_the_generated_admin(platfo
     assert "tickstream_compaction" in {dag["dag_id"] for dag in json.loads(body)["dags"]}
 
 
-def test_up_says_where_the_password_is_and_shows_it_once(platform: Platform) -> None:
+def test_up_says_where_the_password_is_and_shows_it_once(platform: LocalPlatform) -> None:
     secrets_file = platform.home / "secrets.env"
     password = platform.secrets()["TICKSTREAM_AIRFLOW_ADMIN_PASSWORD"]
     assert f"the password is TICKSTREAM_AIRFLOW_ADMIN_PASSWORD in {secrets_file}" in platform.up_output
@@ -168,7 +108,7 @@ def test_up_says_where_the_password_is_and_shows_it_once(platform: Platform) -> 
     assert str(secrets_file) in again.stdout and password not in again.stdout
 
 
-def test_generated_secrets_are_private_and_never_logged(platform: Platform) -> None:
+def test_generated_secrets_are_private_and_never_logged(platform: LocalPlatform) -> None:
     secrets = platform.secrets()
     assert len(secrets) >= 10
     for private in (platform.home / "secrets.env", platform.home / "airflow" / "passwords.json"):
@@ -181,7 +121,7 @@ def test_generated_secrets_are_private_and_never_logged(platform: Platform) -> N
         assert leaked == [], f"{path} contains {leaked}"
 
 
-def test_down_stops_every_process(platform: Platform) -> None:
+def test_down_stops_every_process(platform: LocalPlatform) -> None:
     processes = platform_processes(platform.home)
     assert len(processes) >= 6
     done = platform.tickstream("down")

@@ -2,13 +2,13 @@
 
 No Spark and no DuckDB here, so a test comparing the lake with these values checks the pipeline against a
 separate implementation of the contract's rules (docs/lake.md): 1-minute windows by event time, open and
-close by (ts_us, seq), VWAP from exact cents.
+close by (ts_us, seq), VWAP from the exact sum of price x size with each price as decimal(18, 8).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import polars as pl
@@ -19,9 +19,17 @@ from tickstream.contracts import Tick
 from tickstream.lake import BARS_1M
 
 MINUTE_US = 60_000_000
+PRICE_SCALE = Decimal("0.00000001")
+"""The lake sums notionals of prices as decimal(18, 8) (docs/lake.md)."""
 
 EXPECTED_BAR_SQL_COLUMNS = "symbol, epoch_us(window_start), open, high, low, close, volume, vwap, trade_count"
 """DuckDB select list reading bars_1m rows in the tuple form of `expected_bars`."""
+
+
+def exact_price(price: float) -> Decimal:
+    """A price as the lake sums it: its shortest decimal form rounded half up to 8 places (Spark's cast of a
+    double to decimal(18, 8))."""
+    return Decimal(repr(price)).quantize(PRICE_SCALE, rounding=ROUND_HALF_UP)
 
 
 def expected_bars(ticks: Iterable[Tick]) -> list[tuple[Any, ...]]:
@@ -29,10 +37,11 @@ def expected_bars(ticks: Iterable[Tick]) -> list[tuple[Any, ...]]:
     rows = list(ticks)
     if not rows:
         return []
-    frame = pl.DataFrame(rows).with_columns(
-        window_us=(pl.col("ts_us") // MINUTE_US) * MINUTE_US,
-        notional_cents=(pl.col("price") * 100).round().cast(pl.Int64) * pl.col("size"),
-    )
+    notional: dict[tuple[str, int], Decimal] = {}
+    for row in rows:
+        key = (row["symbol"], row["ts_us"] // MINUTE_US * MINUTE_US)
+        notional[key] = notional.get(key, Decimal(0)) + exact_price(row["price"]) * row["size"]
+    frame = pl.DataFrame(rows).with_columns(window_us=(pl.col("ts_us") // MINUTE_US) * MINUTE_US)
     bars = (
         frame.sort("ts_us", "seq")
         .group_by("symbol", "window_us", maintain_order=True)
@@ -42,7 +51,6 @@ def expected_bars(ticks: Iterable[Tick]) -> list[tuple[Any, ...]]:
             low=pl.col("price").min(),
             close=pl.col("price").last(),
             volume=pl.col("size").sum(),
-            notional_cents=pl.col("notional_cents").sum(),
             trade_count=pl.len(),
         )
     )
@@ -55,7 +63,7 @@ def expected_bars(ticks: Iterable[Tick]) -> list[tuple[Any, ...]]:
             b["low"],
             b["close"],
             b["volume"],
-            float(Decimal(b["notional_cents"]) / 100) / b["volume"],
+            float(notional[(b["symbol"], b["window_us"])]) / b["volume"],
             b["trade_count"],
         )
         for b in bars.iter_rows(named=True)

@@ -162,6 +162,19 @@ def _alive(proc: psutil.Process) -> bool:
         return False
 
 
+def daemon_processes(run_dir: Path) -> dict[str, list[psutil.Process]]:
+    """Each daemon with a PID file in `run_dir` (by the file's name) -> its process and all descendants,
+    as they are now (stale PID files and vanished processes are skipped)."""
+    found: dict[str, list[psutil.Process]] = {}
+    for pid_file in sorted(run_dir.glob("*.pid")):
+        try:
+            leader = psutil.Process(int(pid_file.read_text().strip()))
+            found[pid_file.stem] = [leader, *leader.children(recursive=True)]
+        except (OSError, ValueError, psutil.Error):
+            continue
+    return found
+
+
 MARKER_ENV = "TICKSTREAM_DAEMON_MARKER"
 """Set to the daemon's marker in its environment, which survives a re-exec (a PEX re-executes itself in
 its venv's interpreter, so its command line no longer names the PEX)."""
