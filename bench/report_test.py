@@ -171,6 +171,38 @@ def test_replay_is_reported_against_publishing_alone(tmp_path: Path) -> None:
     assert records["replay.live_batch_p95_ms"]["ratio"] == 0.5  # the live batches took twice as long
 
 
+def test_platform_reports_freshness_against_kafka_cpu_and_operations(tmp_path: Path) -> None:
+    def latency(p95_ms: float | None) -> dict[str, Any]:
+        return {"p50_ms": p95_ms, "p95_ms": p95_ms}
+
+    platform = {
+        "run_at": "2026-11-28T11:00:00+00:00",
+        "settings": {"producer_rate": 2000.0, "probe_rate": 8000.0},
+        "operations": {"up_s": 107.0, "down_s": 12.0},
+        "cpu_at_producer_rate": {"ticks_per_s": 2000.0, "total_cores": 1.76},
+        "freshness": {
+            "latency": {
+                "kafka": latency(50.0),
+                "lake": latency(6400.0),
+                "dashboard_data": latency(None),
+                "screen": latency(4000.0),
+            }
+        },
+    }
+    write(tmp_path, platform=platform)
+    assert run_report("--results", str(tmp_path), "--out", str(tmp_path / "out")) == 0
+    records = records_by_name(tmp_path / "out")
+    lake = records["platform.lake_p95_s"]
+    assert (lake["measured"], lake["baseline"], lake["met"]) == (6.4, 0.05, False)
+    assert records["platform.screen_p95_s"]["met"] is True
+    assert "platform.dashboard_data_p95_s" not in records  # nothing seen: no figure rather than a zero
+    assert (records["platform.cores_at_producer_rate"]["met"], records["platform.down_s"]["met"]) == (
+        False,
+        True,
+    )
+    assert records["platform.up_s"]["met"] is False
+
+
 def test_run_information_is_merged(results: Path) -> None:
     summary = json.loads((results / "summary.json").read_text())
     assert summary["machine"]["cpus"] == 2
