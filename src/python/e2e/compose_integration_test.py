@@ -278,7 +278,9 @@ def test_ticks_flow_from_producer_to_lake_and_bars_exactly_once(running_stack: R
 
 HISTORY_SYMBOLS = ("HISTA", "HISTB", "HISTC")
 """Symbols the simulator never sends: the test's recorded hour is all their ticks."""
-DAG_TIMEOUT_S = 900.0
+DAG_TIMEOUT_S = 1500.0
+"""Compaction (two local-mode Spark drivers) and dbt in the scheduler container, on 2 cores shared with the
+whole stack: about 10 minutes under load."""
 DASHBOARD_PEX = ("/app/dashboard.pex", "-c")
 DASHBOARD_PROBE = """
 import json
