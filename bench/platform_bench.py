@@ -32,6 +32,7 @@ the platform's ports are free ones, so a running `tickstream up` is left alone.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import shutil
@@ -296,6 +297,7 @@ def watch_lake(
 def watch_dashboard_data(env: dict[str, str], probes: Probes, stop: threading.Event) -> None:
     """The dashboard's data layer with the dashboard's settings: the live bar of SCREEN_SYMBOL."""
     os.environ.update({k: v for k, v in env.items() if k.startswith("TICKSTREAM_")})
+    logging.getLogger("streamlit").setLevel(logging.ERROR)  # "no runtime" warnings on every read
     from dashboard.bars import TimeRange
     from dashboard.data import Sources
     from dashboard.settings import DashboardSettings
@@ -314,6 +316,10 @@ def watch_dashboard_data(env: dict[str, str], probes: Probes, stop: threading.Ev
         time.sleep(POLL_S)
 
 
+TICKER_JS = """() => {
+  const box = document.querySelector('[data-testid="stSelectbox"]');
+  return box ? box.innerText : null;
+}"""
 LATEST_PRICE_JS = """() => {
   for (const metric of document.querySelectorAll('[data-testid="stMetric"]')) {
     if (metric.innerText.includes('Latest price')) {
@@ -337,6 +343,11 @@ def watch_screen(url: str, probes: Probes, stop: threading.Event) -> None:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(url)
             while not stop.is_set():
+                if SCREEN_SYMBOL not in (page.evaluate(TICKER_JS) or ""):
+                    # a new session picks the first ticker: the probe's, once its ticks are in the lake
+                    page.wait_for_timeout(2000)
+                    page.reload()
+                    continue
                 shown = page.evaluate(LATEST_PRICE_JS)
                 at = now_us()
                 if shown:

@@ -2,11 +2,12 @@
 
 The Airflow PEX (`src/dags:airflow`) is turned into a virtualenv once per PEX build (`PEX_TOOLS=1 <pex>
 venv`). `airflow_command` runs what `airflow standalone` runs (database migration, then scheduler, DAG
-processor, triggerer and API server as one process group), but bound to loopback: standalone cannot skip
-the log servers, which bind every interface with no setting for it; here they are skipped and the API server
-reads task logs from the local files. Metadata lives in SQLite under TICKSTREAM_HOME/airflow; the DAGs
-folder is the repository's src/dags; DAGs start unpaused. Sign-in is required: the simple auth manager with
-one `admin` user whose password (like the API's JWT, session and Fernet keys) is generated per install
+processor and API server as one process group; no triggerer, as no task defers), but bound to loopback:
+standalone cannot skip the log servers, which bind every interface with no setting for it; here they are
+skipped and the API server reads task logs from the local files. Metadata lives in SQLite under
+TICKSTREAM_HOME/airflow; the DAGs folder is the repository's src/dags; DAGs start unpaused. Sign-in is
+required: the simple auth manager with one `admin` user whose password (like the API's JWT, session and
+Fernet keys) is generated per install
 (ops.credentials). The DAG's jobs run from the compaction and analytics PEXes.
 """
 
@@ -107,7 +108,7 @@ def passwords_file(paths: PathsSettings) -> Path:
 def airflow_command(venv: Path, settings: AirflowSettings, paths: PathsSettings) -> list[str]:
     """Write the passwords file, then return the command line that runs the local Airflow.
 
-    The command migrates the database, then runs the scheduler and triggerer (without log servers), the DAG
+    The command migrates the database, then runs the scheduler (without its log server), the DAG
     processor and the API server (loopback, settings in the environment) together; when one of them exits,
     or on SIGTERM, the others are stopped too.
     """
@@ -127,7 +128,6 @@ trap 'kill $(jobs -p) 2>/dev/null; wait; exit 0' TERM INT
 {airflow} db migrate || exit 1
 {airflow} scheduler --skip-serve-logs &
 {airflow} dag-processor &
-{airflow} triggerer --skip-serve-logs &
 {airflow} api-server &
 wait -n
 code=$?
@@ -136,6 +136,17 @@ wait
 exit $code
 """
     return ["bash", "-c", script]
+
+
+FRUGAL_SCHEDULING = {
+    "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "5",
+    "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "300",
+    "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+}
+"""One hourly DAG needs neither a scheduler loop every second nor its file parsed every 30 s by two
+processes (Airflow's defaults): these cut idle Airflow's CPU (bench/platform_bench.py). A changed DAG file is
+picked up within 5 minutes; a triggered run starts within about 5 s. deploy/docker-compose.yml sets the
+same (a test keeps them equal)."""
 
 
 def airflow_environment(
@@ -164,6 +175,7 @@ def airflow_environment(
         "AIRFLOW__API__PORT": str(settings.port),
         "AIRFLOW__API__BASE_URL": settings.url,
         "AIRFLOW__API__WORKERS": "1",
+        **FRUGAL_SCHEDULING,
         **environment(
             DagSettings(
                 compaction_command=str(pex_dir / "src.python.compaction" / "bin.pex"),

@@ -153,7 +153,8 @@ def test_airflow_requires_sign_in_and_binds_loopback_only(
     assert env["AIRFLOW__CORE__FERNET_KEY"] == secrets["TICKSTREAM_AIRFLOW_FERNET_KEY"]
     command = airflow_command(tmp_path / "venv", AirflowSettings(), home)
     script = command[-1]
-    assert "scheduler --skip-serve-logs" in script and "triggerer --skip-serve-logs" in script
+    assert "scheduler --skip-serve-logs" in script
+    assert "triggerer" not in script  # no deferrable task: the triggerer would only poll
     assert "standalone" not in script
     stored = json.loads(passwords_file(home).read_text())
     assert stored == {"admin": secrets["TICKSTREAM_AIRFLOW_ADMIN_PASSWORD"]}
