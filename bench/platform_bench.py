@@ -316,6 +316,7 @@ def watch_dashboard_data(env: dict[str, str], probes: Probes, stop: threading.Ev
         time.sleep(POLL_S)
 
 
+TICKER_SELECTOR = '[data-testid="stSelectbox"]'
 TICKER_JS = """() => {
   const box = document.querySelector('[data-testid="stSelectbox"]');
   return box ? box.innerText : null;
@@ -332,6 +333,7 @@ LATEST_PRICE_JS = """() => {
 
 def watch_screen(url: str, probes: Probes, stop: threading.Event) -> None:
     """The "Latest price" the dashboard draws in headless Chromium (its default ticker: SCREEN_SYMBOL)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
     chromium = ensure_chromium()
@@ -343,9 +345,14 @@ def watch_screen(url: str, probes: Probes, stop: threading.Event) -> None:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(url)
             while not stop.is_set():
+                try:
+                    page.wait_for_selector(TICKER_SELECTOR, timeout=60_000)
+                except PlaywrightTimeout:
+                    page.reload()
+                    continue
                 if SCREEN_SYMBOL not in (page.evaluate(TICKER_JS) or ""):
                     # a new session picks the first ticker: the probe's, once its ticks are in the lake
-                    page.wait_for_timeout(2000)
+                    page.wait_for_timeout(5000)
                     page.reload()
                     continue
                 shown = page.evaluate(LATEST_PRICE_JS)

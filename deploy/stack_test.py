@@ -33,7 +33,6 @@ from deploy.static_checks import (
     repo_root,
     strings,
 )
-from ops.airflow_local import FRUGAL_SCHEDULING
 from ops.credentials import GENERATED
 
 EXPECTED_SERVICES = {
@@ -413,8 +412,3 @@ def test_postgres_drivers_are_pinned_with_hashes(root: Path) -> None:
         hashes = [o for o in options if re.fullmatch(r"--hash=sha256:[0-9a-f]{64}", o)]
         assert len(hashes) == len(options) >= 2, name  # one wheel per platform (x86_64, aarch64)
     assert all("==" in words[0] for words in lines)
-
-
-def test_airflow_schedules_as_frugally_as_tickstream_up(compose: dict[str, Any]) -> None:
-    environment = compose["x-airflow-env"]
-    assert {name: environment.get(name) for name in FRUGAL_SCHEDULING} == FRUGAL_SCHEDULING

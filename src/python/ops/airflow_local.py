@@ -138,17 +138,6 @@ exit $code
     return ["bash", "-c", script]
 
 
-FRUGAL_SCHEDULING = {
-    "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "5",
-    "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "300",
-    "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
-}
-"""One hourly DAG needs neither a scheduler loop every second nor its file parsed every 30 s by two
-processes (Airflow's defaults): these cut idle Airflow's CPU (bench/platform_bench.py). A changed DAG file is
-picked up within 5 minutes; a triggered run starts within about 5 s. deploy/docker-compose.yml sets the
-same (a test keeps them equal)."""
-
-
 def airflow_environment(
     settings: AirflowSettings, paths: PathsSettings, pex_dir: Path, venv: Path
 ) -> dict[str, str]:
@@ -175,7 +164,6 @@ def airflow_environment(
         "AIRFLOW__API__PORT": str(settings.port),
         "AIRFLOW__API__BASE_URL": settings.url,
         "AIRFLOW__API__WORKERS": "1",
-        **FRUGAL_SCHEDULING,
         **environment(
             DagSettings(
                 compaction_command=str(pex_dir / "src.python.compaction" / "bin.pex"),
