@@ -319,8 +319,11 @@ def watch_dashboard_data(env: dict[str, str], probes: Probes, stop: threading.Ev
 TICKER_SELECTOR = '[data-testid="stSelectbox"]'
 TICKER_JS = """() => {
   const box = document.querySelector('[data-testid="stSelectbox"]');
-  return box ? box.innerText : null;
+  if (!box) return null;
+  const inputs = [...box.querySelectorAll('input')];
+  return [box.innerText, ...inputs.map(i => `${i.value} ${i.getAttribute('aria-label') || ''}`)].join(' ');
 }"""
+"""The ticker the page shows: the selectbox's text, or its input's value and label (filterable select)."""
 LATEST_PRICE_JS = """() => {
   for (const metric of document.querySelectorAll('[data-testid="stMetric"]')) {
     if (metric.innerText.includes('Latest price')) {
