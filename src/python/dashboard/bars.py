@@ -54,11 +54,6 @@ class TimeRange:
         return hours
 
 
-def to_us(moment: datetime) -> int:
-    """Epoch microseconds of an aware datetime."""
-    return int(moment.timestamp() * 1_000_000)
-
-
 def from_us(ts_us: int) -> datetime:
     """Aware UTC datetime of epoch microseconds."""
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=ts_us)

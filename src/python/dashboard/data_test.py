@@ -15,7 +15,7 @@ from typing import Any
 import polars as pl
 import pytest
 
-from dashboard.bars import TimeRange, combine_bars, empty_bars, to_us
+from dashboard.bars import TimeRange, combine_bars, empty_bars
 from dashboard.conftest import BARS_UNTIL, FIXTURE_TICKS, NOW, at, fixture_status, objects_at
 from dashboard.data import Sources, clear_caches
 from dashboard.errors import SourceUnavailable
@@ -36,7 +36,7 @@ from dashboard.testing import DashboardLake, tick
 from testkit.expected import expected_bars
 from testkit.lake import TestLake
 from tickstream import duckdb_lake
-from tickstream.contracts import Tick
+from tickstream.contracts import Tick, to_us
 from tickstream.lake import BARS_1M, TICKS
 from tickstream.settings import CatalogSettings, KafkaSettings, S3Settings
 

@@ -36,12 +36,13 @@ from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
 from pyiceberg.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
-from dashboard.bars import US_PER_MINUTE, as_bars, empty_bars, from_us, merge_partials, to_us
+from dashboard.bars import US_PER_MINUTE, as_bars, empty_bars, from_us, merge_partials
 from dashboard.errors import NoData, SourceUnavailable, short
 from dashboard.settings import DashboardSettings
 from dashboard.table_files import FileIndex, TableFiles, hour_start, overlapping, rewrites, table_files
 from tickstream import duckdb_lake
 from tickstream.catalog import load_table, metadata_location, open_catalog
+from tickstream.contracts import to_us
 from tickstream.lake import BARS_1M, TICKS, LakeLocation, LakeTable, read_status
 from tickstream.settings import CatalogSettings, S3Settings
 

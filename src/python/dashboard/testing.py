@@ -21,8 +21,6 @@ from testkit.lake import TestLake, tick_rows
 from tickstream.contracts import Tick
 from tickstream.lake import BARS_1M, STATUS_KEY, TICKS, LakeLocation, LakeTable, put_object
 
-US = 1_000_000
-
 
 def tick(symbol: str, seq: int, ts_us: int, price: float, size: int) -> Tick:
     """One valid tick (quote one cent around the price)."""
@@ -36,11 +34,6 @@ def tick(symbol: str, seq: int, ts_us: int, price: float, size: int) -> Tick:
         bid=round(price - 0.01, 2),
         ask=round(price + 0.01, 2),
     )
-
-
-def at_us(moment: datetime) -> int:
-    """Epoch microseconds of an aware datetime."""
-    return int(moment.timestamp()) * US + moment.microsecond
 
 
 @dataclass

@@ -38,7 +38,7 @@ from ops.credentials import ensure_install_secrets, read_secrets
 from ops.services.docker_engine import DockerEngine, docker_cli
 from testkit.lake import TestLake
 from testkit.services import free_port
-from tickstream.contracts import Tick, encode_tick, kafka_key
+from tickstream.contracts import Tick, encode_tick, kafka_key, to_us
 from tickstream.lake import BARS_1M, TICKS
 from tickstream.settings import CatalogSettings, PathsSettings, S3Settings
 from tickstream.topology import TICKS_TOPIC
@@ -301,11 +301,6 @@ print(json.dumps({"bars": rows(bars), **marts}, default=str))
 """
 """Run by the dashboard's own PEX in its container: what the live view and the History page get for the
 recorded hour, through the dashboard's data layer (`Sources`) and the container's configuration."""
-
-
-def to_us(moment: datetime) -> int:
-    """Epoch microseconds of an aware datetime."""
-    return int(moment.timestamp() * 1_000_000)
 
 
 def recorded_hour(hour: datetime) -> list[Tick]:

@@ -14,6 +14,7 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from functools import reduce
 from typing import Any, Final, Literal, TypeAlias, TypedDict, cast
 
@@ -198,6 +199,11 @@ def dedup_key(tick: Tick) -> DedupKey:
 def now_us() -> int:
     """The current UTC time in epoch microseconds."""
     return time.time_ns() // 1_000
+
+
+def to_us(moment: datetime) -> int:
+    """Epoch microseconds of an aware datetime, exactly (whole seconds and microseconds apart, no float)."""
+    return int(moment.timestamp()) * 1_000_000 + moment.microsecond
 
 
 def ts_max_us(validator_now_us: int, max_ahead_us: int = TS_MAX_AHEAD_US) -> int:
