@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from figures import write_results
 
 from compaction.testdata import hour_start, write_status
 from ops.services.spark_jars import install_spark_jars
@@ -185,9 +186,7 @@ def benchmark(
         "same_query_result": True,
         "targets": {"files_ratio": ">= 20", "query_speedup": ">= 5"},
     }
-    RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS_PATH.write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results, indent=2))
+    write_results(RESULTS_PATH, results)
 
 
 def main() -> None:

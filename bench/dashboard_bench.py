@@ -23,7 +23,6 @@ Target: day view data <= 1 s on compacted hours. Writes bench/results/dashboard.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import statistics
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from figures import write_results
 
 from dashboard.bench import NOW, Builder
 from dashboard.lake_reader import Lake
@@ -162,9 +162,7 @@ def benchmark(
         "speedup": round(raw_s / compacted_s, 1) if compacted_s else None,
         "targets": {"day_view_s": 1.0},
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results, indent=2))
+    write_results(out, results)
 
 
 def main() -> None:

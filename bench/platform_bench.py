@@ -31,7 +31,6 @@ the platform's ports are free ones, so a running `tickstream up` is left alone.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import platform
@@ -49,6 +48,7 @@ from typing import Annotated, Any
 import psutil
 import typer
 from confluent_kafka import Consumer, Producer, TopicPartition
+from figures import percentile, write_results
 
 from ops.services.process import daemon_processes
 from testkit.browser import CHROMIUM_ARGS, ensure_chromium
@@ -174,6 +174,8 @@ class Probes:
 
     sent_us: dict[tuple[str, int], int] = field(default_factory=dict)
     seen: dict[str, dict[tuple[str, int], float]] = field(default_factory=dict)
+    highest: dict[tuple[str, str], int] = field(default_factory=dict)
+    """(observer, symbol) -> the highest probe count `saw_up_to` was given."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def saw(self, observer: str, keys: list[tuple[str, int]], at_us: int) -> None:
@@ -187,7 +189,8 @@ class Probes:
     def saw_up_to(self, observer: str, symbol: str, count: int, at_us: int) -> None:
         """`observer` saw probe `count` of `symbol`, so every earlier one too (one partition, in order)."""
         with self.lock:
-            first = 1 + max((c for s, c in self.seen.get(observer, {}) if s == symbol), default=0)
+            first = 1 + self.highest.get((observer, symbol), 0)
+            self.highest[(observer, symbol)] = max(count, first - 1)
         self.saw(observer, [(symbol, c) for c in range(first, count + 1)], at_us)
 
     def summary(self, observer: str, warmup_us: int) -> dict[str, Any]:
@@ -197,16 +200,12 @@ class Probes:
                 ms for key, ms in self.seen.get(observer, {}).items() if self.sent_us[key] >= warmup_us
             )
             sent = sum(1 for ts in self.sent_us.values() if ts >= warmup_us)
-
-        def pick(q: float) -> float | None:
-            return round(values[min(len(values) - 1, int(q * len(values)))], 1) if values else None
-
         return {
             "probes_sent": sent,
             "probes_seen": len(values),
-            "p50_ms": pick(0.50),
-            "p95_ms": pick(0.95),
-            "p99_ms": pick(0.99),
+            "p50_ms": percentile(values, 0.50),
+            "p95_ms": percentile(values, 0.95),
+            "p99_ms": percentile(values, 0.99),
             "max_ms": values[-1] if values else None,
         }
 
@@ -300,6 +299,7 @@ def watch_dashboard_data(env: dict[str, str], probes: Probes, stop: threading.Ev
     logging.getLogger("streamlit").setLevel(logging.ERROR)  # "no runtime" warnings on every read
     from dashboard.bars import TimeRange
     from dashboard.data import Sources
+    from dashboard.errors import NoData, SourceUnavailable
     from dashboard.settings import DashboardSettings
     from tickstream.settings import KafkaSettings
 
@@ -311,14 +311,14 @@ def watch_dashboard_data(env: dict[str, str], probes: Probes, stop: threading.Ev
             mine = bars.filter(bars["symbol"] == SCREEN_SYMBOL).sort("window_start")
             if mine.height:
                 probes.saw_up_to("dashboard_data", SCREEN_SYMBOL, probe_count(mine["close"][-1]), at)
-        except Exception as exc:  # - NoData before the first probe lands
+        except (NoData, SourceUnavailable) as exc:  # no probe in the lake yet, or S3 busy: poll again
             print(f"dashboard data: {exc}")
         time.sleep(POLL_S)
 
 
 TICKER_SELECTOR = '[data-testid="stSelectbox"]'
-TICKER_JS = """() => {
-  const box = document.querySelector('[data-testid="stSelectbox"]');
+TICKER_JS = """(selector) => {
+  const box = document.querySelector(selector);
   if (!box) return null;
   const inputs = [...box.querySelectorAll('input')];
   return [box.innerText, ...inputs.map(i => `${i.value} ${i.getAttribute('aria-label') || ''}`)].join(' ');
@@ -353,7 +353,7 @@ def watch_screen(url: str, probes: Probes, stop: threading.Event) -> None:
                 except PlaywrightTimeout:
                     page.reload()
                     continue
-                if SCREEN_SYMBOL not in (page.evaluate(TICKER_JS) or ""):
+                if SCREEN_SYMBOL not in (page.evaluate(TICKER_JS, TICKER_SELECTOR) or ""):
                     # a new session picks the first ticker: the probe's, once its ticks are in the lake
                     page.wait_for_timeout(5000)
                     page.reload()
@@ -456,9 +456,7 @@ def benchmark(
         "freshness": freshness,
         "targets": TARGETS,
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results, indent=2))
+    write_results(out, results)
 
 
 def main() -> None:

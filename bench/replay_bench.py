@@ -35,6 +35,7 @@ from typing import Annotated, Any
 
 import polars as pl
 import typer
+from figures import write_results
 
 from ops.replay import ReplayRequest, replay
 from ops.services.kafka import ensure_topics
@@ -250,9 +251,7 @@ def benchmark(
         "status_totals": (read_status(status).get("queries") or {}).get(TICKS.name, {}).get("totals"),
         "targets": {"total_s": TARGET_TOTAL_S},
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
-    print(json.dumps(result, indent=1))
+    write_results(out, result)
 
 
 def main() -> None:

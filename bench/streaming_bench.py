@@ -26,7 +26,6 @@ an otherwise idle machine:
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import shutil
@@ -42,6 +41,7 @@ from typing import Annotated, Any
 
 import typer
 from confluent_kafka import Producer
+from figures import percentile, write_results
 
 from ops.services.kafka import KafkaService, ensure_topics
 from producer.simulator import SimulatedFeed, SimulationConfig
@@ -238,9 +238,9 @@ def measure_latency(
         "sent_ticks": sent,
         "measured_ticks": len(latencies_ms),
         "snapshots_seen": snapshots,
-        "p50_ms": _percentile(latencies_ms, 0.50),
-        "p95_ms": _percentile(latencies_ms, 0.95),
-        "p99_ms": _percentile(latencies_ms, 0.99),
+        "p50_ms": percentile(latencies_ms, 0.50),
+        "p95_ms": percentile(latencies_ms, 0.95),
+        "p99_ms": percentile(latencies_ms, 0.99),
         "max_ms": latencies_ms[-1] if latencies_ms else None,
         "poll_interval_ms": POLL_S * 1000,
     }
@@ -254,10 +254,6 @@ def _send_live_ticks(producer: Producer, topic: str, first: int, count: int, ts_
         symbols, seqs, [ts_us] * count, [100.0] * count, [100] * count, [99.99] * count, [100.01] * count
     )
     _send(producer, topic, [kafka_key(s) for s in symbols], values)
-
-
-def _percentile(values: list[float], q: float) -> float | None:
-    return round(values[min(len(values) - 1, int(q * len(values)))], 1) if values else None
 
 
 def stop(job: subprocess.Popen[bytes]) -> None:
@@ -327,9 +323,7 @@ def benchmark(
         "latency": latency,
         "targets": {"ticks_per_s": 100_000, "latency_p95_ms": 3_000},
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results, indent=2))
+    write_results(out, results)
 
 
 def main() -> None:
