@@ -281,7 +281,6 @@ HISTORY_SYMBOLS = ("HISTA", "HISTB", "HISTC")
 DAG_TIMEOUT_S = 1500.0
 """Compaction (two local-mode Spark drivers) and dbt in the scheduler container, on 2 cores shared with the
 whole stack: about 10 minutes under load."""
-DASHBOARD_PEX = ("/app/dashboard.pex", "-c")
 DASHBOARD_PROBE = """
 import json
 from datetime import datetime, timedelta
@@ -342,7 +341,8 @@ def dashboard_probe(stack: RunningStack, hour: datetime) -> dict[str, list[dict[
             "-e",
             "PEX_INTERPRETER=1",
             stack.container("dashboard"),
-            *DASHBOARD_PEX,
+            "/app/dashboard.pex",
+            "-c",
             script,
         ],
         capture_output=True,

@@ -10,11 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ops.credentials import read_secrets
-from testkit.services import free_port
+from testkit.services import SEAWEEDFS_PORTS, free_port
 from tickstream.settings import CatalogSettings, S3Settings
-
-SEAWEEDFS_GRPC = (0, 10000)
-"""SeaweedFS serves gRPC on each port + 10000: both must be free."""
 
 
 @dataclass
@@ -75,7 +72,7 @@ def local_platform(
     """A platform in `home` on free ports, run by the CLI PEX `cli` (the other PEXes beside it, as Pants's
     dist/ lays them out), with extra TICKSTREAM_* `settings`; the rest of the environment is inherited."""
     ports = {name: free_port() for name in ("kafka", "controller", "airflow", "dashboard")}
-    ports |= {name: free_port(SEAWEEDFS_GRPC) for name in ("s3", "master", "volume", "filer")}
+    ports |= {name: free_port(SEAWEEDFS_PORTS) for name in ("s3", "master", "volume", "filer")}
     inherited = {k: v for k, v in os.environ.items() if not k.startswith(("TICKSTREAM_", "AIRFLOW"))}
     env = {
         **inherited,

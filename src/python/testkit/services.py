@@ -27,7 +27,7 @@ from pydantic import SecretStr
 from ops.credentials import ensure_install_secrets
 from ops.services.kafka import KafkaService
 from ops.services.process import Service, port_is_free
-from ops.services.seaweedfs import SeaweedFSService, SeaweedFSSettings
+from ops.services.seaweedfs import GRPC_OFFSET, SeaweedFSService, SeaweedFSSettings
 from ops.services.spark_jars import install_spark_jars
 from testkit.lake import TestLake, private_catalog_settings
 from tickstream.settings import KafkaSettings, PathsSettings, S3Settings
@@ -143,6 +143,10 @@ def s3_settings(s3_service: SeaweedFSService) -> S3Settings:
     return s3_service.s3
 
 
+SEAWEEDFS_PORTS = (0, GRPC_OFFSET)
+"""A SeaweedFS port is usable when it and its gRPC port (+ GRPC_OFFSET) are free: `free_port`'s offsets."""
+
+
 def free_port(offsets: tuple[int, ...] = (0,)) -> int:
     """A loopback port that is free, together with port + each of `offsets` (SeaweedFS: gRPC = +10000)."""
     for _ in range(100):
@@ -199,16 +203,15 @@ def private_s3_server(home: Path | None = None) -> Iterator[SeaweedFSService]:
     """An S3 server of the caller alone: its own home (`home`, else a temporary directory removed at the end)
     and free ports (other sessions may hold the defaults)."""
     own_home = home or Path(tempfile.mkdtemp(prefix="tickstream-private-s3-"))
-    grpc = (0, 10000)  # SeaweedFS serves gRPC on port + 10000
     s3 = S3Settings(  # keys of its own: the only place code makes up credentials
-        endpoint_url=f"http://127.0.0.1:{free_port(grpc)}",
+        endpoint_url=f"http://127.0.0.1:{free_port(SEAWEEDFS_PORTS)}",
         access_key_id=f"private-{secrets.token_hex(4)}",
         secret_access_key=SecretStr(secrets.token_urlsafe(24)),
     )
     seaweed = SeaweedFSSettings(
-        master_port=free_port(grpc),
-        volume_port=free_port(grpc),
-        filer_port=free_port(grpc),
+        master_port=free_port(SEAWEEDFS_PORTS),
+        volume_port=free_port(SEAWEEDFS_PORTS),
+        filer_port=free_port(SEAWEEDFS_PORTS),
         jwt_key=SecretStr(secrets.token_urlsafe(24)),
         filer_jwt_key=SecretStr(secrets.token_urlsafe(24)),
     )
