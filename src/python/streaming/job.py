@@ -75,20 +75,31 @@ def starting_offsets(settings: StreamingSettings, kafka: KafkaSettings, committe
     return json.dumps({settings.topic: offsets})
 
 
+def kafka_source_options(settings: StreamingSettings, kafka: KafkaSettings, starting: str) -> dict[str, str]:
+    """The options of Spark's Kafka source for the ticks query (`starting`: where a new checkpoint starts).
+
+    The trigger adapts to the input rate (Spark's own minOffsetsPerTrigger and maxTriggerDelay): a batch
+    waits until it has `min_offsets_per_trigger` records or `max_trigger_delay_s` has passed, so a slow feed
+    costs fewer, larger batches (each has a fixed cost) and a fast one still gets a batch every trigger.
+    """
+    options = {
+        **kafka.spark_options(),
+        "subscribe": settings.topic,
+        "startingOffsets": starting,
+        "failOnDataLoss": str(settings.fail_on_data_loss).lower(),
+        "minOffsetsPerTrigger": str(settings.min_offsets_per_trigger),
+        "maxTriggerDelay": f"{round(settings.max_trigger_delay_s * 1000)}ms",
+    }
+    if settings.max_offsets_per_trigger:
+        options["maxOffsetsPerTrigger"] = str(settings.max_offsets_per_trigger)
+    return options
+
+
 def kafka_records(
     spark: SparkSession, settings: StreamingSettings, kafka: KafkaSettings, starting: str
 ) -> DataFrame:
     """The Kafka source of the ticks query (`starting`: where a new checkpoint starts)."""
-    reader = (
-        spark.readStream.format("kafka")
-        .options(**kafka.spark_options())
-        .option("subscribe", settings.topic)
-        .option("startingOffsets", starting)
-        .option("failOnDataLoss", str(settings.fail_on_data_loss).lower())
-    )
-    if settings.max_offsets_per_trigger:
-        reader = reader.option("maxOffsetsPerTrigger", str(settings.max_offsets_per_trigger))
-    return reader.load()
+    return spark.readStream.format("kafka").options(**kafka_source_options(settings, kafka, starting)).load()
 
 
 # --- wiring ------------------------------------------------------------------------------------------
@@ -183,6 +194,10 @@ def stream(
     max_offsets_per_trigger: Annotated[
         int | None, typer.Option(help=_described("max_offsets_per_trigger"))
     ] = None,
+    min_offsets_per_trigger: Annotated[
+        int | None, typer.Option(help=_described("min_offsets_per_trigger"))
+    ] = None,
+    max_trigger_delay_s: Annotated[float | None, typer.Option(help=_described("max_trigger_delay_s"))] = None,
     starting_offsets: Annotated[str | None, typer.Option(help=_described("starting_offsets"))] = None,
     checkpoint_dir: Annotated[str | None, typer.Option(help=_described("checkpoint_dir"))] = None,
     watermark_delay: Annotated[str | None, typer.Option(help=_described("watermark_delay"))] = None,
@@ -218,6 +233,8 @@ def stream(
         master=master,
         trigger_seconds=trigger_seconds,
         max_offsets_per_trigger=max_offsets_per_trigger,
+        min_offsets_per_trigger=min_offsets_per_trigger,
+        max_trigger_delay_s=max_trigger_delay_s,
         starting_offsets=starting_offsets,
         checkpoint_dir=checkpoint_dir,
         watermark_delay=watermark_delay,

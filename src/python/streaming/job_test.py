@@ -30,6 +30,7 @@ from testkit.lake import TestLake, tick_rows
 from testkit.spark import register_lake
 from tickstream.contracts import encode_tick, make_tick
 from tickstream.lake import BARS_1M, QUARANTINE, STATUS_KEY, TICKS, LakeLocation
+from tickstream.settings import KafkaSettings
 
 KAFKA_SCHEMA = (
     "key binary, value binary, topic string, partition int, offset bigint, timestamp timestamp, "
@@ -224,6 +225,14 @@ def test_cli_overrides_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     )
     assert lake.root.startswith("s3://")
     assert settings.checkpoint_for("ticks").endswith("/ticks")
+
+
+def test_the_kafka_source_adapts_its_trigger_to_the_input_rate() -> None:
+    kafka = KafkaSettings(bootstrap_servers="broker:9092")
+    options = job.kafka_source_options(StreamingSettings(max_trigger_delay_s=2.5), kafka, "latest")
+    assert (options["minOffsetsPerTrigger"], options["maxTriggerDelay"]) == ("10000", "2500ms")
+    assert (options["subscribe"], options["startingOffsets"]) == ("ticks", "latest")
+    assert options["kafka.bootstrap.servers"] == "broker:9092"
 
 
 def test_cli_has_help() -> None:

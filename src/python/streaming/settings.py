@@ -45,6 +45,19 @@ class StreamingSettings(LakeRootSettings):
     max_offsets_per_trigger: int | None = Field(
         default=1_000_000, ge=1, description="Most Kafka records per ticks micro-batch; unset = no cap."
     )
+    min_offsets_per_trigger: int = Field(
+        default=10_000,
+        ge=1,
+        description=(
+            "Adaptive trigger: a micro-batch waits for at least this many Kafka records (Spark's "
+            "minOffsetsPerTrigger), but no longer than max_trigger_delay_s; 1 = a batch every trigger."
+        ),
+    )
+    max_trigger_delay_s: float = Field(
+        default=3.0,
+        gt=0.0,
+        description="Longest wait for min_offsets_per_trigger records before a batch runs anyway.",
+    )
     starting_offsets: str = Field(
         default="earliest",
         description="Where a new checkpoint starts: earliest, latest or Spark's per-partition JSON.",

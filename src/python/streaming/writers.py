@@ -69,8 +69,8 @@ class BatchOutput:
     max_arrival: datetime | None = None
     """The newest Kafka record timestamp among the batch's valid ticks (None without ticks)."""
     late: int = 0
-    """Valid ticks (duplicates included) whose event time was before `late_before`: their minute may already
-    have its bar."""
+    """Valid ticks (duplicates included) of a minute that ended by `late_before`: it may already have its
+    bar."""
     late_hours: frozenset[datetime] = frozenset()
     """The hours those late ticks belong to: their bars are recomputed (`BarsUpdater.correct`)."""
     duplicates: int = 0
@@ -92,11 +92,6 @@ def committed_offsets(spark: SparkSession, identifiers: Sequence[str]) -> dict[i
         for partition, offset in json.loads(value or "{}").items():
             offsets[int(partition)] = max(offset, offsets.get(int(partition), 0))
     return offsets
-
-
-def is_late(late_before: datetime | None) -> Column:
-    """True for rows whose event time is before `late_before` (never when it is None)."""
-    return F.col(EVENT_TIME) < F.lit(late_before) if late_before is not None else F.lit(False)
 
 
 def uncorrected_late_hours(spark: SparkSession, ticks: str, bars: str) -> set[datetime]:
@@ -121,7 +116,7 @@ class BatchSummary:
     spans: list[tuple[datetime, datetime]]
     """Per hour of valid ticks: their earliest and newest event time (where stored duplicates can be)."""
     late: int
-    """Valid ticks before `late_before`, duplicates included."""
+    """Valid ticks of a minute complete by `late_before`, duplicates included."""
     late_hours: frozenset[datetime]
     max_event_time: datetime | None
     max_arrival: datetime | None
@@ -130,10 +125,16 @@ class BatchSummary:
 
     @classmethod
     def of(cls, batch: DataFrame, late_before: datetime | None) -> BatchSummary:
-        """Aggregate the batch once (grouped by table, reason, hour and Kafka partition) and collect it."""
+        """Aggregate the batch once (grouped by table, reason, minute and Kafka partition) and collect it.
+
+        A valid tick is late when its minute is complete (it ends by `late_before`), so its bar may already
+        be written. Lateness is decided here from the minutes, not by a comparison in the query: a literal
+        that changes every batch would give every batch's query new generated code, which the JVM then
+        compiles again (measured: half of the job's CPU at 2k ticks/s).
+        """
         groups = (
             batch.groupBy(
-                TABLE, "reason", F.date_trunc("hour", F.col(EVENT_TIME)).alias("hour"), "kafka_partition"
+                TABLE, "reason", F.date_trunc("minute", F.col(EVENT_TIME)).alias("minute"), "kafka_partition"
             )
             .agg(
                 F.count(F.lit(1)).alias("count"),
@@ -141,13 +142,14 @@ class BatchSummary:
                 F.max(EVENT_TIME).alias("newest"),
                 F.max("kafka_ts").alias("arrived"),
                 F.max("kafka_offset").alias("last_offset"),
-                F.count_if(is_late(late_before)).alias("late"),
             )
             .collect()
         )
+        complete_before = floor_minute(late_before) if late_before is not None else None
         rows: Counter[str] = Counter()
         reasons: Counter[str] = Counter()
         spans: dict[datetime, tuple[datetime, datetime]] = {}
+        late = 0
         late_hours: set[datetime] = set()
         next_offsets: dict[int, int] = {}
         for row in groups:
@@ -158,17 +160,19 @@ class BatchSummary:
             if row[TABLE] == QUARANTINE.name:
                 reasons[row["reason"]] += row["count"]
                 continue
-            hour, first, newest = _utc(row["hour"]), _utc(row["first"]), _utc(row["newest"])
+            minute, first, newest = _utc(row["minute"]), _utc(row["first"]), _utc(row["newest"])
+            hour = minute.replace(minute=0)
             known = spans.get(hour, (first, newest))
             spans[hour] = (min(known[0], first), max(known[1], newest))
-            if row["late"]:
+            if complete_before is not None and minute < complete_before:
+                late += row["count"]
                 late_hours.add(hour)
         valid = [row for row in groups if row[TABLE] != QUARANTINE.name]
         return cls(
             rows,
             reasons,
             sorted(spans.values()),
-            sum(row["late"] for row in valid),
+            late,
             frozenset(late_hours),
             max((_utc(row["newest"]) for row in valid), default=None),
             max((_utc(row["arrived"]) for row in valid), default=None),
@@ -200,8 +204,8 @@ class IcebergBatchSink:
     ) -> BatchOutput:
         """Commit one micro-batch: per table, skip it if already committed, else append with the batch ids.
 
-        `late_before`: ticks before this instant are counted late and their hours reported for bars
-        corrections.
+        `late_before`: ticks of the minutes complete by this instant are counted late and their hours
+        reported for bars corrections.
         """
         started = time.perf_counter()
         spark = routed.sparkSession

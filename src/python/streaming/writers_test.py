@@ -124,6 +124,15 @@ def test_ticks_are_stored_however_late_and_duplicates_never(
     assert lake.read(TICKS).num_rows == 4
 
 
+def test_a_tick_is_late_only_once_its_minute_is_complete(kafka_rows: KafkaRows, lake: TestLake) -> None:
+    # event time has passed 09:29:30: the minute 09:28 is complete, 09:29 is not (its bar is not written)
+    complete_until = datetime.fromtimestamp(T0 / 1e6, tz=UTC) + timedelta(minutes=1, seconds=30)
+    values = [encode_tick(tick(1, 59.9)), encode_tick(tick(2, 60)), encode_tick(tick(3, 85))]
+    output = sink(lake).write(batch(kafka_rows, values), QUERY, 0, late_before=complete_until)
+    assert (output.rows_of(TICKS.name), output.late) == (3, 1)
+    assert output.late_hours == {datetime(2024, 3, 1, 9, tzinfo=UTC)}
+
+
 def test_appends_record_the_kafka_offsets_committed(
     spark: SparkSession, kafka_rows: KafkaRows, lake: TestLake
 ) -> None:
