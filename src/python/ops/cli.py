@@ -8,6 +8,7 @@ builds the components' PEXes first, or as `python -m ops.cli ...`.
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import time
 from enum import Enum
@@ -23,7 +24,7 @@ from ops.credentials import ensure_install_secrets
 from ops.replay import ReplayError, ReplayRequest, replay
 from ops.services.catalog import CatalogService
 from ops.services.kafka import KafkaService
-from ops.services.process import Service, ServiceError, tail
+from ops.services.process import Service, ServiceError, run_together, tail
 from ops.services.seaweedfs import SeaweedFSService, SeaweedFSSettings
 from ops.services.spark_jars import install_spark_jars
 from tickstream.commands import command_app
@@ -114,11 +115,11 @@ def up(service: ServiceArg = None) -> None:
 
 @services_app.command()
 def down(service: ServiceArg = None) -> None:
-    """Stop the services (SIGTERM, then SIGKILL if they do not exit)."""
+    """Stop the services, all at once (SIGTERM, then SIGKILL if they do not exit)."""
     configure_logging()
-    for svc in reversed(selected(service)):
-        if svc.daemon is not None:
-            typer.echo(f"{svc.name}: {'stopped' if svc.down() else 'not running'}")
+    running = [svc for svc in selected(service) if svc.daemon is not None]
+    for svc, stopped in zip(running, run_together([svc.down for svc in running]), strict=True):
+        typer.echo(f"{svc.name}: {'stopped' if stopped else 'not running'}")
 
 
 @services_app.command()
@@ -217,10 +218,13 @@ def platform_up(component: ComponentArg = None) -> None:
 
 @app.command("down")
 def platform_down(component: ComponentArg = None) -> None:
-    """Stop every component (or just the one named), then the services (only when stopping all)."""
+    """Stop every component (or just the one named), then the services (only when stopping all); each
+    group at once, so `down` waits for the slowest graceful exit rather than the sum of them."""
     paths = PathsSettings()
-    for each in reversed(selected_components(component, paths)):
-        typer.echo(f"{each.name}: {'stopped' if each.daemon(paths).stop() else 'not running'}")
+    chosen = selected_components(component, paths)
+    stops = [functools.partial(each.daemon(paths).stop, each.stop_timeout_s) for each in chosen]
+    for each, stopped in zip(chosen, run_together(stops), strict=True):
+        typer.echo(f"{each.name}: {'stopped' if stopped else 'not running'}")
     if component is None:
         down(None)
 

@@ -60,6 +60,8 @@ class Component:
     """Turns the PEX's path into the command line (default: run the PEX with `args`)."""
     url: str | None = None
     """Where a user opens it, if it has a UI."""
+    stop_timeout_s: float = 30.0
+    """How long `down` waits after SIGTERM before it kills the component's processes."""
 
     def daemon(self, paths: PathsSettings) -> Daemon:
         """The PID/log bookkeeping of this component under TICKSTREAM_HOME."""
@@ -140,6 +142,9 @@ def components(settings: ComponentsSettings, s3: S3Settings, paths: PathsSetting
             env=airflow_environment(airflow, paths, settings.pex_dir, airflow_venv),
             launcher=lambda pex: airflow_command(ensure_venv(pex, airflow_venv), airflow, paths),
             url=airflow.url,
+            # its scheduler waits for running tasks (a compaction takes minutes) until killed; a killed task
+            # is retried by the DAG, and its jobs are idempotent and commit atomically
+            stop_timeout_s=10.0,
         ),
         Component(
             name="dashboard",

@@ -6,13 +6,22 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
 import pytest
 
-from ops.services.process import Daemon, ServiceError, _cmdline, ensure_ports_free, port_is_free
+from ops.services.process import (
+    Daemon,
+    ServiceError,
+    _cmdline,
+    ensure_ports_free,
+    port_is_free,
+    run_together,
+)
 
 
 def make_daemon(tmp_path: Path, marker: str = "tickstream-test-marker") -> Daemon:
@@ -166,3 +175,29 @@ def test_pid_right_after_start_is_found(tmp_path: Path) -> None:
             assert daemon.pid() == pid
         finally:
             daemon.stop(timeout=5)
+
+
+def test_run_together_runs_every_action_at_once_and_keeps_their_order() -> None:
+    barrier = threading.Barrier(3, timeout=10)  # passes only if all three wait at the same time
+
+    def action(result: str) -> Callable[[], str]:
+        return lambda: (barrier.wait(), result)[1]
+
+    assert run_together([action("a"), action("b"), action("c")]) == ["a", "b", "c"]
+    assert run_together([]) == []
+
+
+def test_run_together_raises_an_error_after_every_action_finished() -> None:
+    finished: list[str] = []
+
+    def fails() -> str:
+        raise ServiceError("kafka did not stop")
+
+    def slow() -> str:
+        time.sleep(0.2)
+        finished.append("slow")
+        return "slow"
+
+    with pytest.raises(ServiceError, match="kafka did not stop"):
+        run_together([fails, slow])
+    assert finished == ["slow"]
