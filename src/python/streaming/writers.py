@@ -130,7 +130,7 @@ class BatchSummary:
         A valid tick is late when its minute is complete (it ends by `late_before`), so its bar may already
         be written. Lateness is decided here from the minutes, not by a comparison in the query: a literal
         that changes every batch would give every batch's query new generated code, which the JVM then
-        compiles again (measured: half of the job's CPU at 2k ticks/s).
+        compiles again (measured: the JIT compiler was the job's largest CPU consumer, docs/streaming.md).
         """
         groups = (
             batch.groupBy(
