@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 from typing import Annotated
 
@@ -81,13 +82,16 @@ def kafka_source_options(settings: StreamingSettings, kafka: KafkaSettings, star
     The trigger adapts to the input rate (Spark's own minOffsetsPerTrigger and maxTriggerDelay): a batch
     waits until it has `min_offsets_per_trigger` records or `max_trigger_delay_s` has passed, so a slow feed
     costs fewer, larger batches (each has a fixed cost) and a fast one still gets a batch every trigger.
+    The minimum is capped at `max_offsets_per_trigger` (Spark refuses a minimum above the maximum).
     """
     options = {
         **kafka.spark_options(),
         "subscribe": settings.topic,
         "startingOffsets": starting,
         "failOnDataLoss": str(settings.fail_on_data_loss).lower(),
-        "minOffsetsPerTrigger": str(settings.min_offsets_per_trigger),
+        "minOffsetsPerTrigger": str(
+            min(settings.min_offsets_per_trigger, settings.max_offsets_per_trigger or sys.maxsize)
+        ),
         "maxTriggerDelay": f"{round(settings.max_trigger_delay_s * 1000)}ms",
     }
     if settings.max_offsets_per_trigger:

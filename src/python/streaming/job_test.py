@@ -233,6 +233,8 @@ def test_the_kafka_source_adapts_its_trigger_to_the_input_rate() -> None:
     assert (options["minOffsetsPerTrigger"], options["maxTriggerDelay"]) == ("10000", "2500ms")
     assert (options["subscribe"], options["startingOffsets"]) == ("ticks", "latest")
     assert options["kafka.bootstrap.servers"] == "broker:9092"
+    capped = job.kafka_source_options(StreamingSettings(max_offsets_per_trigger=1500), kafka, "latest")
+    assert (capped["minOffsetsPerTrigger"], capped["maxOffsetsPerTrigger"]) == ("1500", "1500")
 
 
 def test_cli_has_help() -> None:

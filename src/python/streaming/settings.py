@@ -50,7 +50,8 @@ class StreamingSettings(LakeRootSettings):
         ge=1,
         description=(
             "Adaptive trigger: a micro-batch waits for at least this many Kafka records (Spark's "
-            "minOffsetsPerTrigger), but no longer than max_trigger_delay_s; 1 = a batch every trigger."
+            "minOffsetsPerTrigger; at most max_offsets_per_trigger), but no longer than "
+            "max_trigger_delay_s; 1 = a batch every trigger."
         ),
     )
     max_trigger_delay_s: float = Field(
