@@ -120,16 +120,23 @@ def topic_end(bootstrap: str) -> int:
         consumer.close()
 
 
+def cpu_seconds(process: psutil.Process) -> float | None:
+    """User + system CPU seconds of a process so far; None if it has gone."""
+    try:
+        used = process.cpu_times()
+    except psutil.Error:
+        return None
+    return used.user + used.system
+
+
 def cpu_times(run_dir: Path) -> dict[int, tuple[str, float]]:
     """pid -> (component, CPU seconds so far) of every process of the platform."""
     times: dict[int, tuple[str, float]] = {}
     for component, processes in daemon_processes(run_dir).items():
         for process in processes:
-            try:
-                used = process.cpu_times()
-                times[process.pid] = (component, used.user + used.system)
-            except psutil.Error:
-                continue
+            used = cpu_seconds(process)
+            if used is not None:
+                times[process.pid] = (component, used)
     return times
 
 
@@ -137,14 +144,7 @@ def benchmark_cpu_seconds() -> float:
     """CPU seconds so far of this benchmark and its children (the probe publisher, the observers, Chromium):
     on a 2-core machine they compete with the platform they measure."""
     this = psutil.Process()
-    total = 0.0
-    for process in (this, *this.children(recursive=True)):
-        try:
-            used = process.cpu_times()
-            total += used.user + used.system
-        except psutil.Error:
-            continue
-    return total
+    return sum(cpu_seconds(process) or 0.0 for process in (this, *this.children(recursive=True)))
 
 
 def measure_cpu(
