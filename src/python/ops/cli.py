@@ -117,8 +117,8 @@ def up(service: ServiceArg = None) -> None:
 def down(service: ServiceArg = None) -> None:
     """Stop the services, all at once (SIGTERM, then SIGKILL if they do not exit)."""
     configure_logging()
-    running = [svc for svc in selected(service) if svc.daemon is not None]
-    for svc, stopped in zip(running, run_together([svc.down for svc in running]), strict=True):
+    with_process = [svc for svc in selected(service) if svc.daemon is not None]  # not the catalog
+    for svc, stopped in zip(with_process, run_together([svc.down for svc in with_process]), strict=True):
         typer.echo(f"{svc.name}: {'stopped' if stopped else 'not running'}")
 
 
